@@ -1,0 +1,47 @@
+"""The wire contract of unstuck: pydantic models exported as JSON Schema (and AsyncAPI).
+
+Nothing here imports the broker; adapters and plugins depend on these models only.
+"""
+
+from .case import Applicant, CaseIntake, CaseSummary, Channel, MaskedStr
+from .common import CATEGORY_LABELS, Category, mask_identifier
+from .coordination import FINAL_OUTCOMES, AdapterError, CoordinationReply, CoordinationRequest, Outcome
+from .department import LEVEL_LABELS, LEVEL_NAMES, Department, Level
+from .events import (
+    CURRENT_VERSIONS,
+    ENVELOPE_VERSION,
+    EVENT_LABELS,
+    EVENT_TYPES,
+    Envelope,
+    EventSchemaError,
+    parse_payload,
+    upcaster,
+)
+
+__all__ = [
+    "CATEGORY_LABELS",
+    "CURRENT_VERSIONS",
+    "ENVELOPE_VERSION",
+    "EVENT_LABELS",
+    "EVENT_TYPES",
+    "FINAL_OUTCOMES",
+    "LEVEL_LABELS",
+    "LEVEL_NAMES",
+    "AdapterError",
+    "Applicant",
+    "CaseIntake",
+    "CaseSummary",
+    "Category",
+    "Channel",
+    "CoordinationReply",
+    "CoordinationRequest",
+    "Department",
+    "Envelope",
+    "EventSchemaError",
+    "Level",
+    "MaskedStr",
+    "Outcome",
+    "mask_identifier",
+    "parse_payload",
+    "upcaster",
+]

@@ -1,0 +1,183 @@
+"""Requests and replies of the broker's API subjects ``unstuck.api.<verb>``."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .case import CaseIntake
+from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
+from .coordination import Outcome
+
+
+class ApiError(WireModel):
+    """A refused request: what is wrong, where, and how to fix it."""
+
+    code: Literal[
+        "invalid_json",
+        "invalid_request",
+        "payload_too_large",
+        "not_found",
+        "not_allowed",
+        "conflict",
+        "unavailable",
+        "rate_limited",
+        "internal",
+    ]
+    message: str
+    field: str | None = None
+    fix: str | None = None
+
+
+class ApiReply(WireModel):
+    ok: bool
+    result: Any = None
+    error: ApiError | None = None
+
+
+class OpenCase(CaseIntake):
+    """``case.open``: the intake record."""
+
+
+class GetCase(WireModel):
+    """``case.get``."""
+
+    case_id: CaseId
+    events: bool = True
+    reveal: bool = Field(default=False, description="include unmasked personal identifiers")
+
+
+class ListCases(WireModel):
+    """``case.list``: filters of the case ledger."""
+
+    state: str | None = None
+    category: Category | None = None
+    department: DepartmentCode | None = None
+    overdue: bool | None = None
+    limit: int = Field(default=200, ge=1, le=10000)
+
+
+class Classify(WireModel):
+    """``case.classify``: first classification, or a reclassification with its reason."""
+
+    case_id: CaseId
+    actor: StaffId
+    category: Category
+    reason: ShortText
+    departments: list[DepartmentCode] | None = None
+
+
+class Handover(WireModel):
+    """``case.handover``: explicit change of owner."""
+
+    case_id: CaseId
+    actor: StaffId
+    owner: StaffId
+    reason: ShortText
+
+
+class RequestExtension(WireModel):
+    """``case.extend``: ask for 延期 before the deadline."""
+
+    case_id: CaseId
+    actor: StaffId
+    working_days: int = Field(ge=1, le=10)
+    reason: ShortText
+
+
+class ApproveExtension(WireModel):
+    """``case.approve_extension``: a leader approves the pending extension."""
+
+    case_id: CaseId
+    actor: StaffId
+
+
+class RecordReply(WireModel):
+    """``case.record``: window staff record a department's answer given outside the bus."""
+
+    case_id: CaseId
+    actor: StaffId
+    department: DepartmentCode
+    outcome: Outcome
+    message: LongText
+    handler: ShortText
+    legal_basis: ShortText | None = None
+    belongs_to: DepartmentCode | None = None
+    expected_date: date | None = None
+    materials: list[ShortText] = Field(default_factory=list)
+
+
+class Guide(WireModel):
+    """``case.guide``: direct the applicant to the named regular window and close the case."""
+
+    case_id: CaseId
+    actor: StaffId
+    window: ShortText
+    instructions: LongText
+
+
+class Close(WireModel):
+    """``case.close``: 銷號 with the outcome and the explanation given to the applicant."""
+
+    case_id: CaseId
+    actor: StaffId
+    outcome: Literal["resolved", "cannot", "guided", "need_materials", "withdrawn"]
+    explanation: LongText
+
+
+class Evaluate(WireModel):
+    """``case.evaluate``: the applicant's 好差評."""
+
+    case_id: CaseId
+    actor: StaffId
+    rating: Literal["good", "bad"]
+    comment: str = Field(default="", max_length=2000)
+    department_at_fault: DepartmentCode | None = None
+
+
+class Reopen(WireModel):
+    """``case.reopen``: 重辦 on a leader's order."""
+
+    case_id: CaseId
+    actor: StaffId
+    reason: ShortText
+
+
+class Escalate(WireModel):
+    """``case.escalate``: the window's special authority to address any level directly."""
+
+    case_id: CaseId
+    actor: StaffId
+    department: DepartmentCode
+    level: Literal["clerk", "section_head", "leader_in_charge", "director"]
+    note: ShortText
+
+
+class RecordAccountability(WireModel):
+    """``accountability.record``: the finding in a 不給辦 case."""
+
+    case_id: CaseId
+    actor: StaffId
+    staff: StaffId
+    section: ShortText
+    leader_in_charge: ShortText
+    finding: LongText
+    measures: list[Literal["interview", "performance_review", "criticism", "none"]] = Field(min_length=1)
+    fault_tolerance: bool = False
+
+
+class RuleBounce(WireModel):
+    """``case.rule_bounce``: the duty leader decides which department must handle a bounced matter."""
+
+    case_id: CaseId
+    actor: StaffId
+    department: DepartmentCode
+
+
+class ListAccountability(WireModel):
+    """``accountability.list``."""
+
+    staff: StaffId | None = None
+    department: DepartmentCode | None = None

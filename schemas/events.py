@@ -1,0 +1,345 @@
+"""Events: the envelope every case event shares and one payload model per event type.
+
+Event types are stable strings (never class paths) so a renamed class still replays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, ValidationError
+
+from .case import Applicant, CaseIntake, Channel, FactValue, MatterCode
+from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
+from .coordination import Outcome, RequestId
+
+ENVELOPE_VERSION = 1
+HashHex = Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{64})?$")]
+
+
+class Envelope(WireModel):
+    """One event of one case, exactly as stored in ``unstuck.case.<case_id>``."""
+
+    event_id: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_-]{16,64}$")]
+    case_id: CaseId
+    seq: int = Field(ge=1, description="1, 2, 3 ... within the case")
+    type: Annotated[str, StringConstraints(pattern=r"^[a-z_]+\.[a-z_]+$")]
+    at: datetime = Field(description="UTC timestamp from the broker's clock")
+    actor: StaffId
+    data: dict[str, Any]
+    prev_hash: HashHex = Field(description='hash of the previous event of this case, "" for the first')
+    hash: HashHex = Field(description="sha256 over the canonical JSON of every other field")
+    v: int = Field(default=ENVELOPE_VERSION, ge=1, description="schema version of this event")
+
+
+# --- payloads -------------------------------------------------------------------------------------
+
+
+class CaseOpened(WireModel):
+    """case.opened: the window accepted the case; its owner is whoever accepted it (首問負責制)."""
+
+    channel: Channel
+    applicant: Applicant
+    matter: MatterCode
+    matter_title: ShortText
+    facts: dict[str, FactValue] = Field(default_factory=dict)
+    window: ShortText
+    department: DepartmentCode
+    description: LongText
+    category: Category | None = None
+    owner: StaffId
+    client_ref: str | None = None
+
+    @classmethod
+    def from_intake(cls, intake: CaseIntake) -> CaseOpened:
+        return cls(**dict(intake))
+
+
+class CaseClassified(WireModel):
+    """case.classified: the category, the handling mode and the working-day deadline (1-3-5)."""
+
+    category: Category
+    reason: ShortText
+    mode: Literal["guide", "coordinate"]
+    working_days: int = Field(ge=1, le=60)
+    due_date: date
+    duty_leader: StaffId | None = None
+    departments: list[DepartmentCode] = Field(default_factory=list)
+
+
+class CaseReclassified(WireModel):
+    """case.reclassified: a new category with its reason; the deadline follows the new category."""
+
+    previous: Category
+    category: Category
+    reason: ShortText
+    working_days: int = Field(ge=1, le=60)
+    due_date: date
+
+
+class OwnerAssigned(WireModel):
+    """case.owner_assigned: an explicit handover to a new owner, on the record."""
+
+    owner: StaffId
+    previous_owner: StaffId
+    reason: ShortText
+
+
+class CoordinationRequested(WireModel):
+    """coordination.requested: the broker asks a department; request_id stays the same on retries."""
+
+    request_id: RequestId
+    department: DepartmentCode
+    question: LongText
+    deadline: date
+    rerouted_from: DepartmentCode | None = None
+    round: int = Field(default=1, ge=1, description="coordination round; a reopened case starts a new one")
+
+
+class CoordinationRetried(WireModel):
+    """coordination.retried: an attempt failed and the next one follows."""
+
+    request_id: RequestId
+    department: DepartmentCode
+    attempt: int = Field(ge=1, description="the attempt that failed")
+    reason: Literal["timeout", "no_responders", "invalid_reply", "error"]
+    detail: str = ""
+
+
+class CoordinationReplied(WireModel):
+    """coordination.replied: a valid answer from the department (or recorded by the window)."""
+
+    request_id: RequestId
+    department: DepartmentCode
+    outcome: Outcome
+    message: LongText
+    handler: ShortText
+    legal_basis: str | None = None
+    belongs_to: DepartmentCode | None = None
+    expected_date: date | None = None
+    materials: list[str] = Field(default_factory=list)
+    attempt: int = Field(default=1, ge=1)
+    recorded_by: StaffId | None = Field(default=None, description="set when window staff recorded the answer")
+
+
+class CoordinationStalled(WireModel):
+    """coordination.stalled: the department exhausted its attempts; escalation takes over."""
+
+    request_id: RequestId
+    department: DepartmentCode
+    attempts: int = Field(ge=1)
+    last_reason: str
+
+
+class CaseEscalated(WireModel):
+    """case.escalated: the case climbs the chain (督辦), or the window addresses a level directly."""
+
+    department: DepartmentCode
+    level: int = Field(ge=0, le=3)
+    role: Literal["clerk", "section_head", "leader_in_charge", "director"]
+    target: str = Field(description="person or post at that level")
+    reason: Literal["overdue", "stalled", "bounced", "direct"]
+    audience: str = Field(description="the notify subject's last token")
+    note: str = ""
+
+
+class DeadlineWarned(WireModel):
+    """case.deadline_warned: 催辦 before the deadline."""
+
+    due_date: date
+    working_days_left: int = Field(ge=0)
+
+
+class CaseOverdue(WireModel):
+    """case.overdue: the deadline passed without a closing (督辦)."""
+
+    due_date: date
+
+
+class ExtensionRequested(WireModel):
+    """case.extension_requested: 延期 asked before expiry, with a reason."""
+
+    working_days: int = Field(ge=1, le=10)
+    reason: ShortText
+    proposed_due_date: date
+
+
+class CaseExtended(WireModel):
+    """case.extended: a leader approved the extension; the applicant is told the new date."""
+
+    working_days: int = Field(ge=1, le=10)
+    due_date: date
+    approved_by: StaffId
+    total_extension_days: int = Field(ge=1, le=10)
+
+
+class CaseGuided(WireModel):
+    """case.guided: no barrier; the applicant is directed to the named regular window."""
+
+    window: ShortText
+    instructions: LongText
+
+
+class ReviewRequested(WireModel):
+    """case.review_requested: a `cannot` answer goes up to the higher department for review."""
+
+    department: DepartmentCode
+    legal_basis: ShortText
+    higher_department: ShortText
+    notify_by: date = Field(description="the applicant is told within 3 working days")
+
+
+class CaseResolved(WireModel):
+    """case.resolved: every department has answered; the case can be closed."""
+
+    outcome: Outcome
+    summary: LongText
+    departments: list[DepartmentCode]
+
+
+class BounceRuled(WireModel):
+    """case.bounce_ruled: after too many 退單 the duty leader decides who must handle it."""
+
+    department: DepartmentCode
+    ruled_by: StaffId
+    bounces: int = Field(ge=1)
+
+
+class CaseClosed(WireModel):
+    """case.closed: 銷號, with the outcome and the explanation given to the applicant."""
+
+    outcome: Literal["resolved", "cannot", "guided", "need_materials", "withdrawn"]
+    explanation: LongText
+    closed_by: StaffId
+    on_time: bool
+
+
+class CaseEvaluated(WireModel):
+    """case.evaluated: the applicant's 好差評."""
+
+    rating: Literal["good", "bad"]
+    comment: str = Field(default="", max_length=2000)
+    department_at_fault: DepartmentCode | None = Field(
+        default=None, description="set when the window attributes a bad rating to a department's own fault"
+    )
+
+
+class CaseReopened(WireModel):
+    """case.reopened: 重辦 after a bad rating attributed to a department, or on a leader's order."""
+
+    reason: ShortText
+    departments: list[DepartmentCode]
+    round: int = Field(ge=2)
+    working_days: int = Field(ge=1, le=60)
+    due_date: date
+
+
+class AccountabilityRecorded(WireModel):
+    """accountability.recorded: who refused in a 不給辦 case, the finding, and 容錯免責."""
+
+    staff: StaffId
+    section: ShortText
+    leader_in_charge: ShortText
+    finding: LongText
+    measures: list[Literal["interview", "performance_review", "criticism", "none"]] = Field(min_length=1)
+    fault_tolerance: bool = Field(description="容錯免責: the staff acted in good faith")
+
+
+EVENT_TYPES: dict[str, type[WireModel]] = {
+    "case.opened": CaseOpened,
+    "case.classified": CaseClassified,
+    "case.reclassified": CaseReclassified,
+    "case.owner_assigned": OwnerAssigned,
+    "coordination.requested": CoordinationRequested,
+    "coordination.retried": CoordinationRetried,
+    "coordination.replied": CoordinationReplied,
+    "coordination.stalled": CoordinationStalled,
+    "case.escalated": CaseEscalated,
+    "case.deadline_warned": DeadlineWarned,
+    "case.overdue": CaseOverdue,
+    "case.extension_requested": ExtensionRequested,
+    "case.extended": CaseExtended,
+    "case.guided": CaseGuided,
+    "case.review_requested": ReviewRequested,
+    "case.resolved": CaseResolved,
+    "case.bounce_ruled": BounceRuled,
+    "case.closed": CaseClosed,
+    "case.evaluated": CaseEvaluated,
+    "case.reopened": CaseReopened,
+    "accountability.recorded": AccountabilityRecorded,
+}
+
+EVENT_LABELS: dict[str, tuple[str, str]] = {
+    "case.opened": ("受理", "opened"),
+    "case.classified": ("分類", "classified"),
+    "case.reclassified": ("重新分類", "reclassified"),
+    "case.owner_assigned": ("移交", "handed over"),
+    "coordination.requested": ("發起協調", "coordination requested"),
+    "coordination.retried": ("重試", "attempt retried"),
+    "coordination.replied": ("部門答覆", "department replied"),
+    "coordination.stalled": ("部門未答覆", "department stalled"),
+    "case.escalated": ("督辦升級", "escalated"),
+    "case.deadline_warned": ("催辦", "deadline warning"),
+    "case.overdue": ("逾期", "overdue"),
+    "case.extension_requested": ("申請延期", "extension requested"),
+    "case.extended": ("批准延期", "extension approved"),
+    "case.guided": ("引導辦理", "guided to a regular window"),
+    "case.review_requested": ("提請上級複核", "review requested"),
+    "case.resolved": ("辦結待銷號", "resolved"),
+    "case.bounce_ruled": ("退單裁定", "bounce ruled"),
+    "case.closed": ("銷號", "closed"),
+    "case.evaluated": ("好差評", "evaluated"),
+    "case.reopened": ("重辦", "reopened"),
+    "accountability.recorded": ("問責記錄", "accountability recorded"),
+}
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""(event type, version) → function lifting that version's data to the next version."""
+
+CURRENT_VERSIONS: dict[str, int] = dict.fromkeys(EVENT_TYPES, ENVELOPE_VERSION)
+
+
+def upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register a function that lifts ``event_type`` data from ``from_version`` to the next version."""
+
+    def register(fn: Upcaster) -> Upcaster:
+        UPCASTERS[(event_type, from_version)] = fn
+        CURRENT_VERSIONS[event_type] = max(CURRENT_VERSIONS.get(event_type, 1), from_version + 1)
+        return fn
+
+    return register
+
+
+class EventSchemaError(ValueError):
+    """An event whose type is unknown or whose data does not match its type."""
+
+
+def parse_payload(event_type: str, data: dict[str, Any], version: int = ENVELOPE_VERSION) -> WireModel:
+    """Validate an event's data against its type, upcasting older versions first."""
+    model = EVENT_TYPES.get(event_type)
+    if model is None:
+        raise EventSchemaError(f"type {event_type!r} is not a known event type")
+    current = CURRENT_VERSIONS[event_type]
+    if version > current:
+        raise EventSchemaError(f"{event_type} v{version} is newer than this code knows (v{current}): upgrade")
+    while version < current:
+        step = UPCASTERS.get((event_type, version))
+        if step is None:
+            raise EventSchemaError(f"no upcaster for {event_type} v{version}")
+        data = step(data)
+        version += 1
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise EventSchemaError(
+            f"{event_type} data invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        ) from exc
+
+
+@upcaster("case.closed", 1)
+def _closed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 recorded no ``on_time`` flag (introduced in v2); a v1 closing is taken as on time unless stated."""
+    return {"on_time": True, **data}
