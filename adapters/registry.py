@@ -1,0 +1,76 @@
+"""Discovering adapters through the ``unstuck.adapters`` entry-point group."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+from unstuck.plugins.loading import LoadReport, load_entry_points, register_checked
+from unstuck.schemas import CoordinationReply, CoordinationRequest, Department
+
+from .hookspecs import AdapterSpec
+
+GROUP = "unstuck.adapters"
+
+
+class AdapterLoadError(RuntimeError):
+    """An adapter that cannot be served; the message names it."""
+
+
+@dataclass
+class LoadedAdapter:
+    """One adapter behind its own plugin manager, so two adapters' hooks never mix."""
+
+    name: str
+    plugin: Any
+    pm: pluggy.PluginManager
+    department: Department
+
+    async def coordinate(self, request: CoordinationRequest) -> CoordinationReply:
+        result = self.pm.hook.unstuck_coordinate(request=request)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is None:
+            raise AdapterLoadError(f"adapter {self.name} returned no reply for {request.request_id}")
+        return result
+
+
+def wrap_adapter(name: str, obj: Any, report: LoadReport | None = None) -> LoadedAdapter | None:
+    """Turn an adapter object (or class, instantiated without arguments) into a served adapter."""
+    report = report if report is not None else LoadReport()
+    plugin = obj() if inspect.isclass(obj) else obj
+    pm = pluggy.PluginManager("unstuck.adapter")
+    pm.add_hookspecs(AdapterSpec)
+    if not register_checked(pm, plugin, name, report):
+        return None
+    for hook in ("unstuck_department", "unstuck_coordinate"):
+        if not getattr(pm.hook, hook).get_hookimpls():
+            report.loaded.remove(name)
+            report.broken[name] = f"adapter {name} does not implement {hook}"
+            return None
+    try:
+        department = pm.hook.unstuck_department()
+        if not isinstance(department, Department):
+            department = Department.model_validate(department)
+    except Exception as exc:
+        report.loaded.remove(name)
+        report.broken[name] = f"unstuck_department failed: {exc}"
+        return None
+    return LoadedAdapter(name=name, plugin=plugin, pm=pm, department=department)
+
+
+def discover(report: LoadReport | None = None) -> dict[str, LoadedAdapter]:
+    """Every installed adapter by department code; broken ones land in ``report.broken``."""
+    report = report if report is not None else LoadReport()
+    found: dict[str, LoadedAdapter] = {}
+    for name, obj in load_entry_points(GROUP, report):
+        try:
+            adapter = wrap_adapter(name, obj, report)
+        except Exception as exc:
+            report.broken[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if adapter is not None:
+            found[adapter.department.code] = adapter
+    return found

@@ -1,0 +1,126 @@
+"""What the commands share: connecting, calling the API, printing tables that line up in Chinese."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats.errors
+from nats.aio.client import Client
+from unstuck.config import ConfigError, load_config
+from unstuck.runtime import Connection, NoServer, data_dir, require_server
+from unstuck.schemas.subjects import api_subject
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def add_connection_args(parser: Any) -> None:
+    parser.add_argument(
+        "--data-dir", help="where the embedded server keeps its data and URL (default .unstuck)"
+    )
+    parser.add_argument(
+        "--config", type=Path, help="configuration file (default unstuck.toml, or $UNSTUCK_CONFIG)"
+    )
+
+
+def config_from(args: Any) -> Any:
+    try:
+        return load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
+class ApiCallError(CliError):
+    def __init__(self, error: dict[str, Any]) -> None:
+        message = error.get("message", "request refused")
+        if error.get("fix"):
+            message += f" (fix: {error['fix']})"
+        super().__init__(message, exit_code=1)
+        self.error = error
+
+
+async def call(nc: Client, verb: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
+    """One API request; returns the result or raises ApiCallError with the broker's message."""
+    try:
+        msg = await nc.request(
+            api_subject(verb), json.dumps(body, ensure_ascii=False).encode(), timeout=timeout
+        )
+    except nats.errors.NoRespondersError as exc:
+        raise CliError(
+            "no broker answers on unstuck.api: start one with `unstuck serve`", exit_code=3
+        ) from exc
+    except nats.errors.TimeoutError as exc:
+        raise CliError(f"the broker did not answer {verb} within {timeout:.0f}s", exit_code=3) from exc
+    reply = json.loads(msg.data)
+    if not reply.get("ok"):
+        raise ApiCallError(reply.get("error") or {})
+    return reply.get("result")
+
+
+def with_client(args: Any, work: Callable[[Client], Awaitable[T]], name: str = "unstuck-cli") -> T:
+    """Connect to the running bus (NATS_URL or the embedded server here), run ``work``, disconnect."""
+    try:
+        url = require_server(data_dir(getattr(args, "data_dir", None)))
+    except NoServer as exc:
+        raise CliError(str(exc), exit_code=3) from exc
+
+    async def run() -> T:
+        conn = Connection(url=url)
+        try:
+            nc = await conn.connect(name, max_reconnect_attempts=2, allow_reconnect=False)
+        except Exception as exc:
+            raise CliError(f"cannot connect to NATS at {url}: {exc}", exit_code=3) from exc
+        try:
+            return await work(nc)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def text_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def pad(text: str, width: int, right: bool = False) -> str:
+    gap = " " * max(0, width - text_width(text))
+    return gap + text if right else text + gap
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [text_width(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = max(widths[i], text_width(v))
+    lines = ["  ".join(pad(h, widths[i], i in right) for i, h in enumerate(headers)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(pad(v, widths[i], i in right) for i, v in enumerate(row)).rstrip())
+    return "\n".join(lines)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 120:
+        return f"{value:.1f}s"
+    if value < 7200:
+        return f"{value / 60:.0f}m"
+    return f"{value / 3600:.1f}h"

@@ -1,0 +1,73 @@
+"""``unstuck serve`` and ``unstuck demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from unstuck.clock import SystemClock
+from unstuck.embedded import NatsStartError
+from unstuck.runtime import Bus, data_dir
+
+from .common import CliError, add_connection_args, config_from
+
+
+def register(sub: Any) -> None:
+    d = sub.add_parser(
+        "demo", help="the main job: embedded NATS, broker, three departments, 13 scripted cases"
+    )
+    d.add_argument(
+        "--keep-running", action="store_true", help="keep the bus up after the script until Ctrl-C"
+    )
+    d.add_argument("--metrics-address", help="HOST:PORT for /metrics (default broker.metrics_address)")
+    add_connection_args(d)
+    d.set_defaults(func=run_demo)
+    s = sub.add_parser("serve", help="run the broker (and the embedded NATS server unless NATS_URL is set)")
+    s.add_argument(
+        "--adapters", nargs="*", metavar="CODE", help="also serve these installed adapters (none: all)"
+    )
+    s.add_argument("--metrics-address", help="HOST:PORT for /metrics (default broker.metrics_address)")
+    add_connection_args(s)
+    s.set_defaults(func=run_serve)
+
+
+def run_demo(args: Any) -> int:
+    from unstuck.demo import run_demo as demo
+
+    config = config_from(args)
+    try:
+        return asyncio.run(demo(config, data_dir(args.data_dir), args.metrics_address, args.keep_running))
+    except NatsStartError as exc:
+        raise CliError(str(exc), exit_code=3) from exc
+
+
+def run_serve(args: Any) -> int:
+    from unstuck.adapters.registry import discover
+
+    config = config_from(args)
+    adapters = []
+    if args.adapters is not None:
+        found = discover()
+        adapters = [a for code, a in sorted(found.items()) if not args.adapters or code in args.adapters]
+
+    async def serve() -> None:
+        bus = Bus(config, SystemClock(), data_dir(args.data_dir), args.metrics_address, adapters=adapters)
+        await bus.start()
+        print(
+            f"unstuck broker on {bus.url}; metrics http://{bus.metrics_server.address}/metrics"
+            f"{'; adapters ' + ', '.join(a.department.code for a in adapters) if adapters else ''}; Ctrl-C stops",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await bus.stop()
+
+    try:
+        asyncio.run(serve())
+    except NatsStartError as exc:
+        raise CliError(str(exc), exit_code=3) from exc
+    return 0

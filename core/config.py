@@ -1,0 +1,163 @@
+"""Configuration: one TOML file (``unstuck.toml`` or ``$UNSTUCK_CONFIG``), every default in this module.
+
+Unknown keys are errors that name the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from unstuck.schemas.department import LEVEL_NAMES, Level
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(Section):
+    """How the broker asks one department: per-attempt timeout, attempts, backoff, then the slow schedule."""
+
+    timeout_seconds: float = Field(default=2.0, gt=0, le=300)
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_initial_seconds: float = Field(default=0.5, ge=0, le=600)
+    backoff_max_seconds: float = Field(default=5.0, ge=0, le=3600)
+    jitter_seconds: float = Field(default=0.25, ge=0, le=60)
+    stalled_retry_seconds: float = Field(default=60.0, gt=0, le=86400)
+    concurrency: int = Field(default=64, ge=1, le=10000)
+
+
+class DepartmentConfig(Section):
+    name: str | None = None
+    higher: str | None = Field(default=None, description="the higher department that reviews a `cannot`")
+    chain: dict[str, str] = Field(default_factory=dict)
+    retry: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of [retry] for this department"
+    )
+
+
+class WindowConfig(Section):
+    duty_leader: str = "duty-leader"
+    chain: dict[str, str] = Field(
+        default_factory=lambda: {
+            "clerk": "窗口經辦人",
+            "section_head": "窗口負責人",
+            "leader_in_charge": "值班領導",
+            "director": "政務服務中心主任",
+        }
+    )
+
+
+class DeadlineConfig(Section):
+    working_days: dict[str, int] = Field(
+        default_factory=lambda: {"guided": 1, "refused": 1, "cannot": 3, "hard": 5}
+    )
+    warn_at: list[int] = Field(
+        default_factory=lambda: [1, 0], description="warn when this many working days are left"
+    )
+    escalation_period_hours: float = Field(default=24.0, gt=0)
+    max_extension_days: int = Field(default=10, ge=1, le=30)
+    max_bounces: int = Field(default=2, ge=1, le=10)
+    review_notify_days: int = Field(default=3, ge=1, le=10)
+    calendar_override: Path | None = None
+
+
+class BrokerConfig(Section):
+    case_prefix: str = Field(default="DD", pattern=r"^[A-Z]{1,8}$")
+    metrics_address: str = "127.0.0.1:9464"
+    max_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=8 * 1024 * 1024)
+    api_concurrency: int = Field(default=256, ge=1, le=100000)
+    tick_seconds: float = Field(default=60.0, gt=0)
+    stream: str = "UNSTUCK_CASES"
+    replicas: int = Field(default=1, ge=1, le=5)
+
+
+DEFAULT_DEPARTMENTS: dict[str, dict[str, Any]] = {
+    "renshe": {"name": "人力資源和社會保障局", "higher": "省人力資源和社會保障廳"},
+    "scjg": {"name": "市場監督管理局", "higher": "省市場監督管理局"},
+    "chengguan": {"name": "城市管理局", "higher": "市城市管理委員會"},
+}
+
+
+class Config(Section):
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    deadlines: DeadlineConfig = Field(default_factory=DeadlineConfig)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    departments: dict[str, DepartmentConfig] = Field(default_factory=dict)
+    staff: dict[str, str] = Field(
+        default_factory=dict, description="staff id → clerk | section_head | leader_in_charge | director"
+    )
+    source: Path | None = None
+
+    def department_codes(self) -> list[str]:
+        return sorted(set(DEFAULT_DEPARTMENTS) | set(self.departments))
+
+    def department(self, code: str) -> DepartmentConfig:
+        base = DEFAULT_DEPARTMENTS.get(code, {})
+        own = self.departments.get(code)
+        merged = {**base, **(own.model_dump(exclude_unset=True) if own else {})}
+        return DepartmentConfig(**merged)
+
+    def retry_policy(self, code: str) -> RetryPolicy:
+        overrides = self.department(code).retry
+        try:
+            return RetryPolicy(**{**self.retry.model_dump(), **overrides})
+        except ValidationError as exc:
+            raise ConfigError(f"[departments.{code}.retry]: {_first(exc)}") from exc
+
+    def rank(self, staff_id: str) -> int:
+        """The rank of a staff member on the chain; the window's duty leader counts as a leader."""
+        if staff_id == self.window.duty_leader:
+            return int(Level.LEADER_IN_CHARGE)
+        role = self.staff.get(staff_id, "clerk")
+        for level, name in LEVEL_NAMES.items():
+            if name == role:
+                return int(level)
+        return 0
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the key and the fix."""
+
+
+def _first(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}"
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read the configuration file, or the defaults when there is none."""
+    if path is None:
+        env = os.environ.get("UNSTUCK_CONFIG")
+        path = Path(env) if env else Path("unstuck.toml")
+        if not env and not path.exists():
+            return Config()
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"configuration {path}: {exc.strerror}; pass an existing file or unset UNSTUCK_CONFIG"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration {path}: {exc}") from exc
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"configuration {path}: {_first(exc)}") from exc
+    for code, dept in config.departments.items():
+        config.retry_policy(code)
+        for role in dept.chain:
+            if role not in LEVEL_NAMES.values():
+                raise ConfigError(
+                    f"configuration {path}: [departments.{code}.chain] has {role!r}; "
+                    f"use {', '.join(LEVEL_NAMES.values())}"
+                )
+    override = config.deadlines.calendar_override
+    if override is not None and not override.is_absolute():
+        config.deadlines.calendar_override = Path(path).parent / override
+    return config.model_copy(update={"source": Path(path)})

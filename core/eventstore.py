@@ -1,0 +1,254 @@
+"""The event store: every case an append-only, hash-chained subject of the JetStream stream.
+
+Appends carry ``Nats-Msg-Id`` (the event id: a retried append is stored once) and
+``Nats-Expected-Last-Subject-Sequence`` (two writers cannot fork a case). The head of each case
+(seq, hash) is also written to a KV bucket outside the stream, so a cut-off tail is detectable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from ulid import ULID
+from unstuck.schemas import CURRENT_VERSIONS
+from unstuck.schemas.subjects import CASE_PREFIX, HEADS_BUCKET, STREAM, case_subject
+
+from .canonical import seal
+from .lifecycle import NewEvent
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071
+STREAM_NOT_FOUND = 10059
+
+
+class AppendConflict(Exception):
+    """Another writer appended to the case first; reload and decide again."""
+
+
+class StoreUnavailable(Exception):
+    """JetStream did not accept the append (down, out of storage); nothing was acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: the exact body bytes, its parsed fields and where it sits in the stream."""
+
+    body: bytes
+    fields: dict[str, Any]
+    stream_seq: int
+
+    @property
+    def case_id(self) -> str:
+        return str(self.fields["case_id"])
+
+    @property
+    def seq(self) -> int:
+        return int(self.fields["seq"])
+
+    @property
+    def type(self) -> str:
+        return str(self.fields["type"])
+
+    @property
+    def hash(self) -> str:
+        return str(self.fields["hash"])
+
+
+def iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def envelope_fields(
+    case_id: str, seq: int, event: NewEvent, at: datetime, prev_hash: str, event_id: str | None = None
+) -> dict[str, Any]:
+    """Every field of the envelope except ``hash``."""
+    return {
+        "event_id": event_id or str(ULID()),
+        "case_id": case_id,
+        "seq": seq,
+        "type": event.type,
+        "at": iso(at),
+        "actor": event.actor,
+        "data": event.data.model_dump(mode="json", exclude_none=True),
+        "prev_hash": prev_hash,
+        "v": CURRENT_VERSIONS[event.type],
+    }
+
+
+class EventStore:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str = STREAM,
+        replicas: int = 1,
+        heads_bucket: str = HEADS_BUCKET,
+        timeout: float = 5.0,
+    ) -> None:
+        self.js = js
+        self.stream = stream
+        self.replicas = replicas
+        self.heads_bucket = heads_bucket
+        self.timeout = timeout
+        self.heads: Any = None
+
+    async def ensure(self) -> None:
+        """Create the stream and the heads bucket if missing; idempotent, safe with several brokers."""
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"{CASE_PREFIX}.>"],
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            deny_delete=True,
+            deny_purge=True,
+            allow_rollup_hdrs=False,
+            duplicate_window=120.0,
+            description="unstuck case events: one subject per case, hash-chained",
+        )
+        try:
+            info = await self.js.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            try:
+                await self.js.add_stream(config)
+            except nats.js.errors.BadRequestError:
+                info = await self.js.stream_info(self.stream)  # another broker created it meanwhile
+        else:
+            if not (info.config.deny_delete and info.config.deny_purge):
+                raise RuntimeError(
+                    f"stream {self.stream} exists without deny_delete/deny_purge; "
+                    "it cannot hold an audit record: recreate it or use another --stream"
+                )
+        try:
+            self.heads = await self.js.key_value(self.heads_bucket)
+        except nats.js.errors.BucketNotFoundError:
+            self.heads = await self.js.create_key_value(
+                bucket=self.heads_bucket, history=5, replicas=self.replicas, description="case heads"
+            )
+
+    async def append(
+        self,
+        case_id: str,
+        last_seq: int,
+        prev_hash: str,
+        last_stream_seq: int,
+        events: Sequence[NewEvent],
+        at: datetime,
+        event_ids: Sequence[str] | None = None,
+    ) -> list[StoredEvent]:
+        """Append ``events`` after the case's current head; raises AppendConflict or StoreUnavailable."""
+        stored: list[StoredEvent] = []
+        subject = case_subject(case_id)
+        expected = last_stream_seq
+        for i, event in enumerate(events):
+            fields = envelope_fields(
+                case_id, last_seq + 1 + i, event, at, prev_hash, event_ids[i] if event_ids else None
+            )
+            body, digest = seal(fields)
+            headers = {
+                "Nats-Msg-Id": fields["event_id"],
+                "Nats-Expected-Last-Subject-Sequence": str(expected),
+            }
+            ack = await self._publish(subject, body, headers)
+            stored.append(StoredEvent(body=body, fields={**fields, "hash": digest}, stream_seq=ack.seq))
+            expected = ack.seq
+            prev_hash = digest
+        if stored:
+            await self.record_head(case_id, stored[-1])
+        return stored
+
+    async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Any:
+        for attempt in range(3):
+            try:
+                ack = await self.js.publish(
+                    subject, body, timeout=self.timeout, stream=self.stream, headers=headers
+                )
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise AppendConflict(str(exc.description)) from exc
+                raise StoreUnavailable(f"JetStream refused the append: {exc.description}") from exc
+            except (
+                nats.errors.TimeoutError,
+                nats.js.errors.NoStreamResponseError,
+                nats.errors.ConnectionClosedError,
+                nats.errors.NoRespondersError,
+            ) as exc:
+                # the same Nats-Msg-Id makes a retry safe: JetStream stores it once
+                if attempt == 2:
+                    raise StoreUnavailable(
+                        f"JetStream did not acknowledge the append: {type(exc).__name__}"
+                    ) from exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            return ack
+        raise StoreUnavailable("unreachable")
+
+    async def record_head(self, case_id: str, head: StoredEvent) -> None:
+        value = json.dumps({"seq": head.seq, "hash": head.hash, "stream_seq": head.stream_seq}).encode()
+        try:
+            await self.heads.put(case_id, value)
+        except Exception as exc:  # the stream holds the record; a missed head is repaired on the next append
+            log.warning("head of %s not recorded: %s", case_id, exc)
+
+    async def read_heads(self) -> dict[str, dict[str, Any]]:
+        """Every case's head as the broker recorded it outside the stream."""
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            keys = await self.heads.keys()
+        except nats.js.errors.NoKeysError:
+            return out
+        for key in keys:
+            entry = await self.heads.get(key)
+            if entry.value:
+                out[key] = json.loads(entry.value)
+        return out
+
+    async def read_case(self, case_id: str) -> list[StoredEvent]:
+        """Every stored event of one case, in order."""
+        subject = case_subject(case_id)
+        out: list[StoredEvent] = []
+        seq = 0
+        while True:
+            try:
+                msg = await self.js.get_msg(self.stream, seq=seq + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                return out
+            seq = int(msg.seq or 0)
+            body = bytes(msg.data or b"")
+            out.append(StoredEvent(body=body, fields=json.loads(body), stream_seq=seq))
+
+    async def last_seq(self) -> int:
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    async def follow(self, on_message: Callable[[int, bytes], Awaitable[None]], start_seq: int = 1) -> Any:
+        """Deliver every message from ``start_seq`` on, in order, then new ones as they arrive.
+
+        An ordered consumer: it survives reconnects and restarts itself on a gap. Returns the
+        subscription; ``on_message(stream_seq, body)`` is awaited for each message in turn.
+        """
+
+        async def deliver(msg: Any) -> None:
+            await on_message(msg.metadata.sequence.stream, msg.data)
+
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1)
+        )
+        return await self.js.subscribe(
+            f"{CASE_PREFIX}.>",
+            cb=deliver,
+            ordered_consumer=True,
+            stream=self.stream,
+            config=config,
+            pending_msgs_limit=-1,
+            pending_bytes_limit=-1,
+        )
