@@ -22,6 +22,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
 from pydantic import ValidationError
+
 from unstuck.schemas import AdapterError, CoordinationReply, CoordinationRequest
 from unstuck.schemas.subjects import coordinate_subject, department_queue
 

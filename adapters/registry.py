@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
+
 from unstuck.plugins.loading import LoadReport, load_entry_points, register_checked
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department
 

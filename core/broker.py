@@ -23,6 +23,7 @@ import pluggy
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
+
 from unstuck.plugins import BrokerSpec
 from unstuck.plugins.loading import LoadReport, load_entry_points, register_checked
 from unstuck.plugins.rules import ConfiguredEscalation, DeadlineRule, FailedWindowRouting, PhraseClassifier

@@ -19,7 +19,8 @@ from typing import Protocol
 import nats.errors
 from nats.aio.client import Client
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+
 from unstuck.schemas import CoordinationReply, CoordinationRequest
 from unstuck.schemas.subjects import coordinate_subject
 
@@ -138,11 +139,10 @@ class Coordinator:
         if not stalled and done < policy.attempts:
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(policy.attempts - done),
-                wait=wait_exponential_jitter(
-                    initial=policy.backoff_initial_seconds,
-                    max=policy.backoff_max_seconds,
-                    jitter=policy.jitter_seconds,
-                ),
+                wait=wait_exponential(
+                    multiplier=policy.backoff_initial_seconds, max=policy.backoff_max_seconds
+                )
+                + wait_random(0, policy.jitter_seconds),
                 retry=retry_if_exception_type(AttemptFailure),
                 reraise=True,
             )

@@ -20,6 +20,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from ulid import ULID
+
 from unstuck.schemas import CURRENT_VERSIONS
 from unstuck.schemas.subjects import CASE_PREFIX, HEADS_BUCKET, STREAM, case_subject
 

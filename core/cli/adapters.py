@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 import nats.errors
+
 from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import discover
 from unstuck.plugins.loading import LoadReport

@@ -131,9 +131,15 @@ COMMANDS: dict[str, tuple[str, list[Arg], str]] = {
 }
 
 
+EXTRA_CASE_ACTIONS: list[Any] = []
+"""Other command modules add ``register(case_subparsers)`` functions here (e.g. ``case timeline``)."""
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("case", help="open, show and move cases")
     s = p.add_subparsers(dest="case_command", metavar="ACTION", required=True)
+    for extra in EXTRA_CASE_ACTIONS:
+        extra(s)
 
     o = s.add_parser("open", help="open a case from a JSON file (see examples/cases/)")
     o.add_argument(

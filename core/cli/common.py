@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.client import Client
+
 from unstuck.config import ConfigError, load_config
 from unstuck.runtime import Connection, NoServer, data_dir, require_server
 from unstuck.schemas.subjects import api_subject

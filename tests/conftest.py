@@ -1,0 +1,26 @@
+"""Shared test helpers. The fixtures themselves come from the pytest kit, ``unstuck.testing``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = ROOT / "examples" / "cases"
+
+
+def sample(name: str, **changes: Any) -> dict[str, Any]:
+    """A sample case from examples/cases by its file-name prefix, e.g. sample("01")."""
+    path = next(CASES.glob(f"{name}*.json"))
+    body = json.loads(path.read_text(encoding="utf-8"))
+    body.pop("client_ref", None)
+    body.update(changes)
+    return body
+
+
+@pytest.fixture
+def cases_dir() -> Path:
+    return CASES
