@@ -11,7 +11,7 @@ from pydantic import Field, StringConstraints, model_validator
 from .case import FactValue, MatterCode
 from .common import CaseId, Category, DepartmentCode, LongText, ShortText, WireModel
 
-RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{4,80}$")]
 
 
 class Outcome(StrEnum):
