@@ -113,7 +113,7 @@ def test_closing_while_departments_still_owe_an_answer_is_refused_unless_withdra
     s = opened("01")
     with pytest.raises(lc.Refused, match="still waits for chengguan"):
         lc.decide(s, lc.Close("w-zhang", CLERK, "resolved", "x", OPENED.date()))
-    s, events = apply(s, lc.Close("w-zhang", CLERK, "withdrawn", "申請人撤回", OPENED.date()))
+    s, _ = apply(s, lc.Close("w-zhang", CLERK, "withdrawn", "申請人撤回", OPENED.date()))
     assert s.state == lc.CLOSED
 
 
@@ -300,7 +300,7 @@ def test_only_a_leader_can_order_a_reopening():
     s, _ = apply(s, lc.Close("w-li", CLERK, "resolved", "已辦", OPENED.date()))
     with pytest.raises(lc.Refused, match="only a leader"):
         lc.decide(s, lc.Reopen("w-li", CLERK, "重辦", 5, date(2026, 10, 10)))
-    s, events = apply(s, lc.Reopen("leader-gao", LEADER, "督查發現問題", 5, date(2026, 10, 10)))
+    s, _ = apply(s, lc.Reopen("leader-gao", LEADER, "督查發現問題", 5, date(2026, 10, 10)))
     assert s.state == lc.COORDINATING
 
 
