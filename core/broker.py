@@ -128,7 +128,8 @@ class Broker:
         self.departments = dict(known_departments or {})
         for code in config.department_codes():
             self.departments.setdefault(code, config.department(code).name or code)
-        self.metrics = metrics or Metrics(self.departments, API_VERBS)
+        self.metrics = metrics or Metrics(self.departments, API_VERBS, policy=config.retry_policy)
+        self.metrics.use_clock(lambda: clock.now().timestamp())
         self.calendar = calendar or WorkingCalendar(
             config.deadlines.calendar_override, on_unknown_year=self.metrics.on_unknown_year
         )
@@ -294,11 +295,15 @@ class Broker:
                 m.pending.labels(dept).dec()
                 if stalled:
                     self._stall_count(dept, -1)
+            if rid not in new_pending:
+                m.waiting.forget(rid)
         for rid, (dept, stalled) in new_pending.items():
             if old_pending.get(rid) != (dept, stalled):
                 m.pending.labels(dept).inc()
                 if stalled:
                     self._stall_count(dept, +1)
+            since = new.coordinations[rid].requested_at or new.last_event_at
+            m.waiting.track(dept, rid, since.timestamp() if since else m.now())
         if event_type == "case.opened" and new.intake.get("client_ref"):
             self.by_client_ref[new.intake["client_ref"]] = new.case_id
 
@@ -932,53 +937,64 @@ class Broker:
         return {"events": await self.tick()}
 
     def status(self) -> dict[str, Any]:
+        """Departments ranked worst first, from figures kept up to date event by event (no case scan)."""
         now_wall = time.time()
         now = self.clock.now()
         rows = []
         for dept in sorted(self.departments):
-            waiting = [
-                c
-                for s in self.states.values()
-                if s.state in lc.OPEN_STATES
-                for c in s.coordinations.values()
-                if c.department == dept and c.awaiting_reply
-            ]
             stats = self.coordinator.department_stats(dept)
-            oldest = min((c.requested_at for c in waiting if c.requested_at), default=None)
-            p95 = stats.p(0.95)
+            policy = self.coordinator.policy(dept)
+            oldest = self.metrics.waiting.oldest(dept)
+            failures = stats.timeouts + stats.errors + stats.invalid + stats.no_responders
             rows.append(
                 {
                     "department": dept,
                     "name": self.departments[dept],
-                    "stalled": sum(1 for c in waiting if c.status == "stalled"),
-                    "pending": len(waiting),
-                    "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else None,
+                    "stalled": self.stalled_counts.get(dept, 0),
+                    "pending": self.metrics.waiting.count(dept),
+                    "oldest_pending_seconds": max(0.0, now.timestamp() - oldest) if oldest else None,
                     "p50_seconds": stats.p(0.5),
-                    "p95_seconds": p95,
+                    "p95_seconds": stats.p(0.95),
                     "attempts": stats.attempts,
                     "retries": stats.retries,
                     "retry_rate": (stats.retries / stats.attempts) if stats.attempts else 0.0,
                     "timeouts": stats.timeouts,
                     "errors": stats.errors + stats.invalid,
+                    "invalid_replies": stats.invalid,
                     "no_responders": stats.no_responders,
+                    "failures": failures,
                     "last_good_reply_seconds_ago": (now_wall - stats.last_good_reply)
                     if stats.last_good_reply
                     else None,
+                    "reply_timeout_seconds": policy.timeout_seconds,
+                    "concurrency": policy.concurrency,
                 }
             )
+        # worst first: stalled now, then waiting now, then trouble so far, then slow replies
         rows.sort(
             key=lambda r: (
                 -r["stalled"],
                 -r["pending"],
                 -(r["oldest_pending_seconds"] or 0),
+                -r["failures"],
+                -r["retry_rate"],
                 -(r["p95_seconds"] or 0),
+                r["department"],
             )
         )
-        open_cases = [s for s in self.states.values() if s.state in lc.OPEN_STATES]
+        open_cases = 0
+        overdue: dict[str, int] = {}
+        for s in self.states.values():
+            if s.state in lc.OPEN_STATES:
+                open_cases += 1
+                if s.overdue:
+                    cat = s.category or "unclassified"
+                    overdue[cat] = overdue.get(cat, 0) + 1
         return {
             "departments": rows,
-            "open_cases": len(open_cases),
-            "overdue_cases": sum(1 for s in open_cases if s.overdue),
+            "open_cases": open_cases,
+            "overdue_cases": sum(overdue.values()),
+            "overdue_by_category": dict(sorted(overdue.items())),
             "cases": len(self.states),
             "at": now.isoformat(),
         }

@@ -7,18 +7,34 @@ catalogue.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from unstuck.schemas import EVENT_TYPES
 
+from .config import Config
+
 log = logging.getLogger(__name__)
+
+# The ``*_created`` companion series double the series count and no dashboard or alert reads them.
+disable_created_metrics()
 
 REQUEST_OUTCOMES = (
     "resolved",
@@ -43,15 +59,122 @@ API_ERROR_REASONS = (
     "rate_limited",
     "internal",
 )
-REPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+REPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Fractions of each department's reply timeout that get a bucket boundary: a valid reply is never
+# slower than the timeout, so the interesting resolution is just below it.
+TIMEOUT_FRACTIONS = (0.25, 0.5, 0.75, 0.9, 1.0)
 ESCALATION_ROLES = ("clerk", "section_head", "leader_in_charge", "director")
+
+
+class DepartmentPolicy(Protocol):
+    """The part of a department's retry policy the metrics show (config.RetryPolicy has it)."""
+
+    timeout_seconds: float
+    concurrency: int
+
+
+def reply_buckets(timeouts: Iterable[float]) -> tuple[float, ...]:
+    """Histogram boundaries: a fixed ladder plus points around every configured reply timeout."""
+    points = set(REPLY_BUCKETS)
+    for timeout in timeouts:
+        points.update(round(timeout * f, 4) for f in TIMEOUT_FRACTIONS)
+    return tuple(sorted(p for p in points if p > 0))
+
+
+class PendingCoordinations:
+    """Per department: which coordinations wait for an answer and since when.
+
+    The broker updates it event by event; a scrape reads the oldest entry of a heap (stale entries are
+    dropped lazily), so the cost does not grow with the number of cases. A lock guards it because the
+    metrics server reads it from its own thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: dict[str, tuple[str, float]] = {}
+        self._heaps: dict[str, list[tuple[float, str]]] = {}
+        self._counts: dict[str, int] = {}
+
+    def track(self, department: str, request_id: str, since: float) -> None:
+        """Record that ``request_id`` waits for ``department`` since the unix time ``since``."""
+        with self._lock:
+            current = self._since.get(request_id)
+            if current == (department, since):
+                return
+            if current is not None:
+                self._counts[current[0]] -= 1
+            self._since[request_id] = (department, since)
+            self._counts[department] = self._counts.get(department, 0) + 1
+            heap = self._heaps.setdefault(department, [])
+            heapq.heappush(heap, (since, request_id))
+            if len(heap) > 64 + 2 * self._counts[department]:
+                self._compact(department)
+
+    def forget(self, request_id: str) -> None:
+        """The coordination no longer waits (answered, bounced, or its case closed)."""
+        with self._lock:
+            current = self._since.pop(request_id, None)
+            if current is not None:
+                self._counts[current[0]] -= 1
+
+    def count(self, department: str) -> int:
+        with self._lock:
+            return self._counts.get(department, 0)
+
+    def oldest(self, department: str) -> float | None:
+        """Unix time since which the department's oldest pending coordination waits (None: none)."""
+        with self._lock:
+            heap = self._heaps.get(department)
+            while heap:
+                since, request_id = heap[0]
+                if self._since.get(request_id) == (department, since):
+                    return since
+                heapq.heappop(heap)
+            return None
+
+    def _compact(self, department: str) -> None:
+        heap = [(since, rid) for rid, (dept, since) in self._since.items() if dept == department]
+        heapq.heapify(heap)
+        self._heaps[department] = heap
+
+
+class _OldestPendingCollector:
+    """``unstuck_coordination_oldest_pending_seconds``, computed when scraped."""
+
+    name = "unstuck_coordination_oldest_pending_seconds"
+    documentation = "Age of the oldest coordination still waiting for this department (0: none waits)"
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["department"])
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["department"])
+        now = self.metrics.now()
+        for dept in sorted(self.metrics.departments):
+            since = self.metrics.waiting.oldest(dept)
+            family.add_metric([dept], max(0.0, now - since) if since is not None else 0.0)
+        yield family
 
 
 class Metrics:
     """One registry per broker, so several brokers (and tests) can live in one process."""
 
-    def __init__(self, departments: Iterable[str], api_verbs: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        departments: Iterable[str],
+        api_verbs: Iterable[str] = (),
+        policy: Callable[[str], DepartmentPolicy] | None = None,
+    ) -> None:
+        departments = list(departments)
         self.registry = CollectorRegistry(auto_describe=True)
+        self.departments: set[str] = set()
+        self.policy: Callable[[str], DepartmentPolicy] = policy or Config().retry_policy
+        self.waiting = PendingCoordinations()
+        self.now: Callable[[], float] = time.time
+        timeouts = [self.policy(d).timeout_seconds for d in departments] or [Config().retry.timeout_seconds]
         r = self.registry
         self.requests = Counter(
             "unstuck_coordination_requests",
@@ -63,7 +186,7 @@ class Metrics:
             "unstuck_coordination_reply_seconds",
             "Time from sending a coordination request to a valid reply",
             ["department"],
-            buckets=REPLY_BUCKETS,
+            buckets=reply_buckets(timeouts),
             registry=r,
         )
         self.retries = Counter(
@@ -99,12 +222,7 @@ class Metrics:
             ["department"],
             registry=r,
         )
-        self.oldest_pending = Gauge(
-            "unstuck_coordination_oldest_pending_seconds",
-            "Age of the oldest coordination still waiting for this department",
-            ["department"],
-            registry=r,
-        )
+        r.register(_OldestPendingCollector(self))
         self.stalled = Gauge(
             "unstuck_department_stalled",
             "1 while the department has a stalled coordination",
@@ -113,7 +231,19 @@ class Metrics:
         )
         self.last_good_reply = Gauge(
             "unstuck_department_last_good_reply_timestamp_seconds",
-            "Unix time of the department's last valid reply",
+            "Unix time of the department's last valid reply (0: none since the broker started)",
+            ["department"],
+            registry=r,
+        )
+        self.reply_timeout = Gauge(
+            "unstuck_department_reply_timeout_seconds",
+            "Configured time the broker waits for one reply from the department",
+            ["department"],
+            registry=r,
+        )
+        self.concurrency_limit = Gauge(
+            "unstuck_department_concurrency_limit",
+            "Configured maximum of attempts in flight to the department (its bulkhead)",
             ["department"],
             registry=r,
         )
@@ -183,7 +313,16 @@ class Metrics:
             self.api_requests.labels(verb)
         self.escalations.labels("window", "section_head")
 
+    def use_clock(self, now: Callable[[], float]) -> None:
+        """Measure pending ages on the bus clock (unix seconds), the clock that stamps the events."""
+        self.now = now
+
     def add_department(self, dept: str) -> None:
+        """Start every series of a department at zero (idempotent)."""
+        self.departments.add(dept)
+        policy = self.policy(dept)
+        self.reply_timeout.labels(dept).set(policy.timeout_seconds)
+        self.concurrency_limit.labels(dept).set(policy.concurrency)
         for outcome in REQUEST_OUTCOMES:
             self.requests.labels(dept, outcome)
         for m in (
@@ -194,9 +333,10 @@ class Metrics:
             self.bounces,
             self.in_flight,
             self.pending,
-            self.oldest_pending,
             self.stalled,
             self.last_good_reply,
+            self.reply_timeout,
+            self.concurrency_limit,
         ):
             m.labels(dept)
         for role in ESCALATION_ROLES:

@@ -145,7 +145,11 @@ class Bus:
         self.conn = open_connection(self.directory, self.allow_embedded)
         nc = await self.conn.connect("unstuck-broker")
         known = {a.department.code: a.department.name for a in self.adapters}
-        metrics = Metrics(sorted(set(known) | set(self.config.department_codes())), API_VERBS)
+        metrics = Metrics(
+            sorted(set(known) | set(self.config.department_codes())),
+            API_VERBS,
+            policy=self.config.retry_policy,
+        )
         self.broker = Broker(nc, self.config, self.clock, metrics=metrics, known_departments=known)
         await self.broker.start()
         try:
