@@ -1,8 +1,10 @@
 """The event store: every case an append-only, hash-chained subject of the JetStream stream.
 
 Appends carry ``Nats-Msg-Id`` (the event id: a retried append is stored once) and
-``Nats-Expected-Last-Subject-Sequence`` (two writers cannot fork a case). The head of each case
-(seq, hash) is also written to a KV bucket outside the stream, so a cut-off tail is detectable.
+``Nats-Expected-Last-Subject-Sequence`` (two writers cannot fork a case). A decision of several
+events is one atomic batch (ADR-50, nats-server 2.12+): all of it is stored or none, so a crash
+between its events cannot leave a half-written decision. The head of each case (seq, hash) is also
+written to a KV bucket outside the stream, so a cut-off tail is detectable.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
 STREAM_NOT_FOUND = 10059
+BATCH_DUPLICATE_MSG_ID = 10201  # a retried batch whose first try was stored
+BATCH_RETRY_ERRORS = ("too many inflight", "incomplete", "batch is unknown", "in process")
 
 
 class AppendConflict(Exception):
@@ -39,6 +43,10 @@ class AppendConflict(Exception):
 
 class StoreUnavailable(Exception):
     """JetStream did not accept the append (down, out of storage); nothing was acknowledged."""
+
+
+class _AlreadyStored(Exception):
+    """A retried batch was refused as a duplicate: its first try was stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,7 @@ class EventStore:
         self.heads_bucket = heads_bucket
         self.timeout = timeout
         self.heads: Any = None
+        self.atomic = False  # the stream stores a multi-event decision as one atomic batch
 
     async def ensure(self) -> None:
         """Create the stream and the heads bucket if missing; idempotent, safe with several brokers."""
@@ -113,6 +122,7 @@ class EventStore:
             deny_delete=True,
             deny_purge=True,
             allow_rollup_hdrs=False,
+            allow_atomic=True,
             duplicate_window=120.0,
             description="unstuck case events: one subject per case, hash-chained",
         )
@@ -120,7 +130,7 @@ class EventStore:
             info = await self.js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
             try:
-                await self.js.add_stream(config)
+                info = await self.js.add_stream(config)
             except nats.js.errors.BadRequestError:
                 info = await self.js.stream_info(self.stream)  # another broker created it meanwhile
         else:
@@ -129,6 +139,19 @@ class EventStore:
                     f"stream {self.stream} exists without deny_delete/deny_purge; "
                     "it cannot hold an audit record: recreate it or use another --stream"
                 )
+        if not info.config.allow_atomic:
+            try:  # a stream created before atomic batches were used
+                info.config.allow_atomic = True
+                info = await self.js.update_stream(info.config)
+            except nats.js.errors.APIError as exc:
+                log.warning("stream %s cannot take atomic batches: %s", self.stream, exc.description)
+        # a server before 2.12 ignores allow_atomic: decisions are then appended one event at a time
+        self.atomic = bool(info.config.allow_atomic)
+        if not self.atomic:
+            log.warning(
+                "nats-server does not support atomic batch publish: a crash between the events of one "
+                "decision can leave it half-written; upgrade to nats-server 2.12 or newer"
+            )
         try:
             self.heads = await self.js.key_value(self.heads_bucket)
         except nats.js.errors.BucketNotFoundError:
@@ -147,6 +170,10 @@ class EventStore:
         event_ids: Sequence[str] | None = None,
     ) -> list[StoredEvent]:
         """Append ``events`` after the case's current head; raises AppendConflict or StoreUnavailable."""
+        if len(events) > 1 and self.atomic:
+            return await self._append_atomic(
+                case_id, last_seq, prev_hash, last_stream_seq, events, at, event_ids
+            )
         stored: list[StoredEvent] = []
         subject = case_subject(case_id)
         expected = last_stream_seq
@@ -166,6 +193,99 @@ class EventStore:
         if stored:
             await self.record_head(case_id, stored[-1])
         return stored
+
+    async def _append_atomic(
+        self,
+        case_id: str,
+        last_seq: int,
+        prev_hash: str,
+        last_stream_seq: int,
+        events: Sequence[NewEvent],
+        at: datetime,
+        event_ids: Sequence[str] | None,
+    ) -> list[StoredEvent]:
+        """One decision, one atomic batch: the expected subject sequence is checked on its first event."""
+        subject = case_subject(case_id)
+        sealed: list[tuple[dict[str, Any], bytes]] = []
+        for i, event in enumerate(events):
+            fields = envelope_fields(
+                case_id, last_seq + 1 + i, event, at, prev_hash, event_ids[i] if event_ids else None
+            )
+            body, digest = seal(fields)
+            sealed.append(({**fields, "hash": digest}, body))
+            prev_hash = digest
+        try:
+            last_stream = await self._publish_batch(
+                subject, [(body, fields["event_id"]) for fields, body in sealed], last_stream_seq
+            )
+            first = last_stream - len(sealed) + 1  # a batch is stored at consecutive sequences
+            stored = [
+                StoredEvent(body=body, fields=fields, stream_seq=first + i)
+                for i, (fields, body) in enumerate(sealed)
+            ]
+        except _AlreadyStored:
+            stored = await self._find_stored(case_id, [fields["event_id"] for fields, _ in sealed])
+        await self.record_head(case_id, stored[-1])
+        return stored
+
+    async def _publish_batch(self, subject: str, messages: list[tuple[bytes, str]], expected: int) -> int:
+        """Publish (body, event id) pairs as one atomic batch; returns the stream sequence of the last."""
+        nc = self.js._nc  # batches are plain publishes with headers; the commit answers with a PubAck
+        for attempt in range(5):
+            batch_id = str(ULID())
+            try:
+                for i, (body, event_id) in enumerate(messages, start=1):
+                    headers = {
+                        "Nats-Msg-Id": event_id,
+                        "Nats-Batch-Id": batch_id,
+                        "Nats-Batch-Sequence": str(i),
+                    }
+                    if i == 1:
+                        headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+                    if i < len(messages):
+                        await nc.publish(subject, body, headers=headers)
+                        continue
+                    headers["Nats-Batch-Commit"] = "1"
+                    msg = await nc.request(subject, body, timeout=self.timeout, headers=headers)
+                reply = json.loads(msg.data)
+            except (
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.errors.ConnectionClosedError,
+                nats.errors.OutboundBufferLimitError,
+            ) as exc:
+                # the same Nats-Msg-Ids make a retry safe: a stored batch is refused as a duplicate
+                if attempt == 4:
+                    raise StoreUnavailable(
+                        f"JetStream did not acknowledge the append: {type(exc).__name__}"
+                    ) from exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            error = reply.get("error")
+            if not error:
+                return int(reply["seq"])
+            code, description = error.get("err_code"), str(error.get("description", ""))
+            if code == WRONG_LAST_SEQUENCE:
+                raise AppendConflict(description)
+            if code == BATCH_DUPLICATE_MSG_ID:
+                raise _AlreadyStored(description)
+            if attempt < 4 and any(text in description for text in BATCH_RETRY_ERRORS):
+                await asyncio.sleep(0.05 * (attempt + 1))
+                continue
+            raise StoreUnavailable(f"JetStream refused the append: {description}")
+        raise StoreUnavailable("unreachable")
+
+    async def _find_stored(self, case_id: str, event_ids: list[str]) -> list[StoredEvent]:
+        """The events of an append whose acknowledgement was lost, as the stream holds them."""
+        wanted = set(event_ids)
+        found = {
+            e.fields.get("event_id"): e
+            for e in await self.read_case(case_id)
+            if e.fields.get("event_id") in wanted
+        }
+        if len(found) != len(wanted):
+            raise StoreUnavailable(f"append to {case_id} was refused as a duplicate but is not in the stream")
+        return [found[i] for i in event_ids]
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Any:
         for attempt in range(3):
