@@ -180,7 +180,12 @@ class AdapterHost:
                     name=f"unstuck-{code}",
                     version=SERVICE_VERSION,
                     description=f"{dept.name} ({code}) coordination adapter",
-                    metadata={"department": code, "name": dept.name, "adapter": endpoint.adapter.name},
+                    metadata={
+                        "department": code,
+                        "name": dept.name,
+                        "adapter": endpoint.adapter.name,
+                        "matters": ",".join(dept.matters),
+                    },
                     stats_handler=lambda _ep, e=endpoint: json.loads(json.dumps(e.counters.__dict__)),
                 ),
             )

@@ -1,17 +1,27 @@
 """The pytest kit (``unstuck.testing``), registered as a pytest plugin through the ``pytest11`` entry point.
 
 Fixtures start a real nats-server (the same launcher as ``unstuck serve``), a broker on a simulated
-clock, and the built-in or your own adapters. Helpers send coordination requests and API calls.
+clock, and the built-in or your own adapters. Helpers send coordination requests and API calls,
+assert on the replies, and run the conformance check of ``unstuck adapters check``.
 
-    async def test_my_adapter_answers(nats_client, serve_adapter):
-        await serve_adapter(MyAdapter())
-        reply = await send_coordination(nats_client, "zhujian", matter="permit")
-        assert_reply(reply, outcome="resolved")
+    @pytest.fixture
+    def unstuck_adapter():
+        return ZhujianAdapter()
+
+    async def test_rental_of_an_illegal_structure_cannot_be_filed(nats_client, adapter_under_test):
+        reply = await send_coordination(
+            nats_client, "zhujian", matter="rental_registration", facts={"illegal_structure": True}
+        )
+        assert_reply(reply, outcome="cannot")
+
+See docs/adapters.md for every fixture and helper.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,6 +35,7 @@ from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import LoadedAdapter, discover, wrap_adapter
 from unstuck.clock import CHINA, SimulatedClock
 from unstuck.config import Config, RetryPolicy
+from unstuck.conformance import ConformanceReport, check_adapter, render
 from unstuck.embedded import EmbeddedNats
 from unstuck.schemas import AdapterError, CoordinationReply, CoordinationRequest
 from unstuck.schemas.subjects import api_subject, coordinate_subject
@@ -32,10 +43,15 @@ from unstuck.schemas.subjects import api_subject, coordinate_subject
 __all__ = [
     "ApiError",
     "api_call",
+    "assert_conformant",
+    "assert_error",
     "assert_reply",
+    "call_adapter",
     "coordination_request",
     "fast_config",
     "send_coordination",
+    "send_raw",
+    "wait_for",
 ]
 
 DEFAULT_START = datetime(2026, 9, 28, 9, 0, tzinfo=CHINA)
@@ -92,9 +108,14 @@ async def send_coordination(
 ) -> CoordinationReply | AdapterError:
     """Send a coordination request as the broker would; returns the validated reply or the adapter's error."""
     request = coordination_request(department, **fields)
-    msg = await nc.request(
-        coordinate_subject(department), request.model_dump_json().encode(), timeout=timeout
-    )
+    return await send_raw(nc, department, request.model_dump_json().encode(), timeout)
+
+
+async def send_raw(
+    nc: Client, department: str, payload: bytes, timeout: float = 5.0
+) -> CoordinationReply | AdapterError:
+    """Send any bytes to a department's subject (a malformed request, say); the reply or the adapter's error."""
+    msg = await nc.request(coordinate_subject(department), payload, timeout=timeout)
     headers = msg.headers or {}
     if "Nats-Service-Error-Code" in headers:
         try:
@@ -113,6 +134,40 @@ def assert_reply(reply: CoordinationReply | AdapterError, outcome: str | None = 
         )
     for key, value in fields.items():
         assert getattr(reply, key) == value, f"{key}: {getattr(reply, key)!r} != {value!r}"
+
+
+def assert_error(reply: CoordinationReply | AdapterError, field: str | None = None) -> AdapterError:
+    """Assert that an adapter refused the request with an error (naming ``field``, if given)."""
+    assert isinstance(reply, AdapterError), f"expected an error, got a reply {reply!r}"
+    if field is not None:
+        assert reply.field == field, f"error names field {reply.field!r}, not {field!r}: {reply.error}"
+    return reply
+
+
+async def call_adapter(adapter: Any, department: str | None = None, **fields: Any) -> CoordinationReply:
+    """Call an adapter's ``unstuck_coordinate`` in process (no NATS), through the same hook checks the host uses."""
+    loaded = adapter if isinstance(adapter, LoadedAdapter) else wrap_adapter(type(adapter).__name__, adapter)
+    assert loaded is not None, f"{adapter!r} is not a valid adapter (see docs/adapters.md)"
+    request = coordination_request(department or loaded.department.code, **fields)
+    reply = await loaded.coordinate(request)
+    return reply if isinstance(reply, CoordinationReply) else CoordinationReply.model_validate(reply)
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what} not reached within {timeout:g}s")
+
+
+async def assert_conformant(nc: Client, department: str, timeout_seconds: float = 2.0) -> ConformanceReport:
+    """Run the checks of ``unstuck adapters check`` against the adapter serving ``department``."""
+    report = await check_adapter(nc, department, timeout_seconds)
+    assert report.passed, "conformance check failed:\n" + render(report)
+    return report
 
 
 async def api_call(nc: Client, verb: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
@@ -214,3 +269,21 @@ async def builtin_adapters(serve_adapter: Callable[..., Awaitable[AdapterHost]])
     """The installed adapters for renshe, scjg and chengguan, served."""
     found = discover()
     return await serve_adapter(*(found[c] for c in ("renshe", "scjg", "chengguan")))
+
+
+@pytest.fixture
+def unstuck_adapter() -> Any:
+    """Override in your conftest.py or test module: return the adapter object under test."""
+    raise pytest.UsageError(
+        "define a fixture `unstuck_adapter` returning your adapter object, e.g.\n"
+        "    @pytest.fixture\n    def unstuck_adapter():\n        return MyAdapter()"
+    )
+
+
+@pytest_asyncio.fixture
+async def adapter_under_test(
+    unstuck_adapter: Any, serve_adapter: Callable[..., Awaitable[AdapterHost]]
+) -> LoadedAdapter:
+    """Your ``unstuck_adapter``, served on the test's nats-server exactly as ``unstuck adapters run`` would."""
+    host = await serve_adapter(unstuck_adapter)
+    return next(iter(host.endpoints.values())).adapter

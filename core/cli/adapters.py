@@ -1,10 +1,12 @@
-"""``unstuck adapters run|list``: serve installed department adapters, see what is installed and live."""
+"""``unstuck adapters run|list|check|new``: serve installed department adapters, see what is installed
+and live, check a running adapter from outside, and scaffold a new adapter package."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -14,7 +16,7 @@ from unstuck.adapters.registry import discover
 from unstuck.plugins.loading import LoadReport
 from unstuck.runtime import Connection, NoServer, data_dir, require_server
 
-from .common import CliError, add_connection_args, print_json, table
+from .common import CliError, add_connection_args, config_from, print_json, table
 
 
 def register(sub: Any) -> None:
@@ -34,6 +36,25 @@ def register(sub: Any) -> None:
     ls.add_argument("--nats", help="NATS URL for --live")
     add_connection_args(ls)
     ls.set_defaults(func=run_list)
+    c = s.add_parser(
+        "check", help="conformance check of a running adapter, from outside (exit 1 on any failure)"
+    )
+    c.add_argument("code", metavar="CODE", help="the department code the adapter answers for")
+    c.add_argument("--nats", help="NATS URL (default $NATS_URL or the embedded server here)")
+    c.add_argument(
+        "--timeout",
+        type=float,
+        help="reply timeout in seconds (default the department's retry policy in the configuration)",
+    )
+    c.add_argument("--json", action="store_true")
+    add_connection_args(c)
+    c.set_defaults(func=run_check)
+    n = s.add_parser("new", help="write an installable adapter package for a new department")
+    n.add_argument("code", metavar="CODE", help="department code: lowercase ASCII, e.g. zhujian")
+    n.add_argument("--name", required=True, help="the department's name, e.g. 住房和城鄉建設局")
+    n.add_argument("--dir", type=Path, help="where to write the package (default ./unstuck-adapter-CODE)")
+    n.add_argument("--force", action="store_true", help="write into a directory that is not empty")
+    n.set_defaults(func=run_new)
 
 
 def _url(args: Any) -> str:
@@ -99,7 +120,12 @@ async def live(url: str) -> list[dict[str, Any]]:
                 msg = await sub.next_msg(timeout=0.5)
             except nats.errors.TimeoutError:
                 break
-            stats = json.loads(msg.data)
+            if not msg.data:  # the server's 503 "no responders" status: nobody serves $SRV
+                continue
+            try:
+                stats = json.loads(msg.data)
+            except ValueError:
+                continue
             if not str(stats.get("name", "")).startswith("unstuck-"):
                 continue
             code = (stats.get("metadata") or {}).get("department", stats["name"].removeprefix("unstuck-"))
@@ -166,4 +192,54 @@ def run_list(args: Any) -> int:
             if result["live"]
             else "no department answers on the bus"
         )
+    return 0
+
+
+def run_check(args: Any) -> int:
+    import re
+
+    from unstuck.conformance import check_adapter, render
+    from unstuck.schemas.common import DEPARTMENT_CODE_PATTERN
+
+    if not re.match(DEPARTMENT_CODE_PATTERN, args.code):
+        raise CliError(f"CODE {args.code!r} is not a department code: use lowercase ASCII such as zhujian")
+    timeout = (
+        args.timeout
+        if args.timeout is not None
+        else config_from(args).retry_policy(args.code).timeout_seconds
+    )
+    url = _url(args)
+
+    async def check() -> Any:
+        conn = Connection(url=url)
+        try:
+            nc = await conn.connect("unstuck-adapters-check", allow_reconnect=False)
+        except Exception as exc:
+            raise CliError(f"cannot connect to NATS at {url}: {exc}", exit_code=3) from exc
+        try:
+            return await check_adapter(nc, args.code, timeout, url)
+        finally:
+            await conn.close()
+
+    report = asyncio.run(check())
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        print(render(report))
+    return 0 if report.passed else 1
+
+
+def run_new(args: Any) -> int:
+    from unstuck.scaffold import ScaffoldError, write_package
+
+    target = args.dir or Path(f"unstuck-adapter-{args.code}")
+    try:
+        written = write_package(args.code, args.name, target, force=args.force)
+    except ScaffoldError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {len(written)} files to {target}/ for {args.name} ({args.code}). Next:")
+    print(f"  pip install -e {target}")
+    print(f"  python -m pytest {target}")
+    print(f"  unstuck adapters run {args.code}        # then, in another shell:")
+    print(f"  unstuck adapters check {args.code}")
     return 0

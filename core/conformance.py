@@ -1,0 +1,322 @@
+"""The conformance check (``unstuck adapters check CODE``): exercise a running adapter from outside.
+
+It talks to the department only over NATS, as the broker does, so it checks an adapter written in
+any language: discovery as a NATS micro service, a valid reply for a request of each category, the
+same answer for a repeated ``request_id``, replies inside the department's reply timeout, errors
+for malformed requests (and a valid answer afterwards), no answer after ``reply_by``, and silence on
+other departments' subjects.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from pydantic import ValidationError
+
+from unstuck.schemas import AdapterError, Category, CoordinationReply, CoordinationRequest
+from unstuck.schemas.subjects import coordinate_subject, department_queue
+
+SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code"
+SERVICE_ERROR_HEADER = "Nats-Service-Error"
+DEFAULT_MATTER = "general_enquiry"
+
+
+@dataclass
+class Check:
+    """One line of the report."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class ConformanceReport:
+    department: str
+    url: str
+    timeout_seconds: float
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def add(self, name: str, passed: bool, detail: str) -> Check:
+        check = Check(name, passed, detail)
+        self.checks.append(check)
+        return check
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "department": self.department,
+            "url": self.url,
+            "timeout_seconds": self.timeout_seconds,
+            "passed": self.passed,
+            "checks": [c.__dict__ for c in self.checks],
+        }
+
+
+@dataclass
+class Answer:
+    """What came back for one request: a reply, an error, nothing (timeout) or no responder at all."""
+
+    kind: str  # "reply" | "error" | "timeout" | "no_responders" | "invalid"
+    seconds: float
+    reply: CoordinationReply | None = None
+    error: str = ""
+    raw: bytes = b""
+
+
+def request_for(
+    code: str, category: Category, matter: str, tag: str, reply_within: float, **fields: Any
+) -> CoordinationRequest:
+    """A realistic request as the broker would send it; ``tag`` keeps request ids apart between runs."""
+    body: dict[str, Any] = {
+        "request_id": f"CHECK-{tag}-{category.value}-c1",
+        "case_id": f"CHECK-{tag}-{category.value}",
+        "department": code,
+        "category": category.value,
+        "matter": matter,
+        "matter_title": "一致性檢查",
+        "facts": {},
+        "question": f"一致性檢查：請按{category.value}類案件答覆（unstuck adapters check）",
+        "deadline": date.today() + timedelta(days=7),
+        "reply_by": datetime.now(UTC) + timedelta(seconds=reply_within),
+        "attempt": 1,
+    }
+    body.update(fields)
+    return CoordinationRequest.model_validate(body)
+
+
+async def ask(nc: Client, subject: str, payload: bytes, timeout: float, code: str | None = None) -> Answer:
+    """Send one request and classify the answer; ``code`` is the department the reply must name."""
+    started = time.perf_counter()
+    try:
+        msg = await nc.request(subject, payload, timeout=timeout)
+    except nats.errors.NoRespondersError:
+        return Answer("no_responders", time.perf_counter() - started)
+    except nats.errors.TimeoutError:
+        return Answer("timeout", time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    headers = msg.headers or {}
+    if SERVICE_ERROR_CODE_HEADER in headers:
+        text = f"{headers[SERVICE_ERROR_CODE_HEADER]} {headers.get(SERVICE_ERROR_HEADER, '')}".strip()
+        return Answer("error", seconds, error=text, raw=msg.data)
+    try:
+        reply = CoordinationReply.model_validate_json(msg.data)
+    except ValidationError as exc:
+        try:
+            problem = AdapterError.model_validate_json(msg.data)
+            return Answer("error", seconds, error=problem.error, raw=msg.data)
+        except ValidationError:
+            pass
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        return Answer("invalid", seconds, error=f"{where}: {err['msg']}", raw=msg.data)
+    if code is not None and reply.department != code:
+        return Answer("invalid", seconds, reply, f"reply names department {reply.department!r}", msg.data)
+    return Answer("reply", seconds, reply, raw=msg.data)
+
+
+def _describe(answer: Answer) -> str:
+    ms = f"{answer.seconds * 1000:.0f}ms"
+    match answer.kind:
+        case "reply":
+            assert answer.reply is not None
+            return f"{answer.reply.outcome.value} in {ms}"
+        case "error":
+            return f"error in {ms}: {answer.error[:80]}"
+        case "timeout":
+            return f"no answer within {answer.seconds:.1f}s"
+        case "no_responders":
+            return "no responders on the subject"
+        case _:
+            return f"invalid reply in {ms}: {answer.error[:80]}"
+
+
+async def service_info(nc: Client, code: str, timeout: float) -> list[dict[str, Any]]:
+    """$SRV.INFO of every instance of ``unstuck-<code>`` that answers within ``timeout``."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    infos = []
+    try:
+        await nc.publish(f"$SRV.INFO.unstuck-{code}", b"", reply=inbox)
+        await nc.flush()
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=timeout)
+            except nats.errors.TimeoutError:
+                break
+            if not msg.data:  # the server's 503 "no responders" status, not a service
+                continue
+            try:
+                infos.append(json.loads(msg.data))
+            except ValueError:
+                infos.append({"invalid": msg.data[:80].decode(errors="replace")})
+    finally:
+        await sub.unsubscribe()
+    return infos
+
+
+def _matters(infos: Sequence[dict[str, Any]]) -> list[str]:
+    for info in infos:
+        raw = (info.get("metadata") or {}).get("matters", "")
+        matters = [m.strip() for m in str(raw).split(",") if m.strip()]
+        if matters:
+            return matters
+    return [DEFAULT_MATTER]
+
+
+async def check_adapter(nc: Client, code: str, timeout_seconds: float, url: str = "") -> ConformanceReport:
+    """Run every check against the adapter serving ``code`` on ``nc``'s server."""
+    report = ConformanceReport(code, url, timeout_seconds)
+    subject = coordinate_subject(code)
+    tag = secrets.token_hex(4)
+    wait = max(timeout_seconds * 2, 1.0)
+
+    # discovery: a NATS micro service named unstuck-<code>, with only its own endpoint
+    infos = await service_info(nc, code, timeout=min(wait, 1.0))
+    if not infos:
+        report.add("discoverable ($SRV.INFO)", False, f"no service unstuck-{code} answers $SRV.INFO")
+    else:
+        report.add("discoverable ($SRV.INFO)", True, f"{len(infos)} instance(s) of unstuck-{code}")
+        foreign = []
+        for info in infos:
+            for ep in info.get("endpoints") or []:
+                if ep.get("subject") != subject or ep.get("queue_group", department_queue(code)) != (
+                    department_queue(code)
+                ):
+                    foreign.append(f"{ep.get('subject')} (queue {ep.get('queue_group')})")
+        has_own = all(
+            any(ep.get("subject") == subject for ep in info.get("endpoints") or []) for info in infos
+        )
+        report.add(
+            "endpoint is its own subject only",
+            has_own and not foreign,
+            f"serves {subject} in queue {department_queue(code)}"
+            if has_own and not foreign
+            else f"expected {subject} in queue {department_queue(code)}; "
+            + (f"also serves {', '.join(foreign)}" if foreign else "it lists no such endpoint"),
+        )
+    matters = _matters(infos)
+
+    # a valid reply for a request of each category
+    replies: list[Answer] = []
+    first: CoordinationRequest | None = None
+    first_answer: Answer | None = None
+    for i, category in enumerate(Category):
+        request = request_for(code, category, matters[i % len(matters)], tag, wait)
+        answer = await ask(nc, subject, request.model_dump_json().encode(), wait, code)
+        ok = (
+            answer.kind == "reply"
+            and answer.reply is not None
+            and answer.reply.request_id == request.request_id
+        )
+        detail = _describe(answer)
+        if answer.kind == "reply" and not ok:
+            detail = f"reply answers request_id {answer.reply.request_id if answer.reply else '?'}"
+        report.add(f"category {category.value} ({request.matter})", ok, detail)
+        if answer.kind == "reply":
+            replies.append(answer)
+        if ok and first is None:
+            first, first_answer = request, answer
+
+    # a repeated request_id (a retry by the broker) gets the same answer
+    if first is None or first_answer is None or first_answer.reply is None:
+        report.add("repeated request_id", False, "no valid reply to repeat")
+    else:
+        again = first.model_copy(
+            update={"attempt": 2, "reply_by": datetime.now(UTC) + timedelta(seconds=wait)}
+        )
+        answer = await ask(nc, subject, again.model_dump_json().encode(), wait, code)
+        same = answer.kind == "reply" and answer.reply == first_answer.reply
+        report.add(
+            "repeated request_id",
+            same,
+            f"same {first_answer.reply.outcome.value} answer for {first.request_id}"
+            if same
+            else f"first {_describe(first_answer)}, then {_describe(answer)}",
+        )
+        if answer.kind == "reply":
+            replies.append(answer)
+
+    # every reply inside the department's reply timeout
+    if replies:
+        slowest = max(a.seconds for a in replies)
+        report.add(
+            "replies inside the timeout",
+            slowest <= timeout_seconds,
+            f"slowest {slowest * 1000:.0f}ms of {len(replies)}, timeout {timeout_seconds:g}s",
+        )
+    else:
+        report.add("replies inside the timeout", False, "no valid replies")
+
+    # malformed requests are answered with an error, and the adapter keeps answering
+    valid = json.loads(request_for(code, Category.HARD, matters[0], tag + "m", wait).model_dump_json())
+    valid.pop("request_id")
+    misrouted = request_for(code, Category.HARD, matters[0], tag + "x", wait, department=_other_code(code))
+    malformed: list[tuple[str, bytes]] = [
+        ("malformed: not JSON", b"{not json"),
+        ("malformed: no request_id", json.dumps(valid).encode()),
+        ("malformed: another department's request", misrouted.model_dump_json().encode()),
+    ]
+    for name, payload in malformed:
+        answer = await ask(nc, subject, payload, wait, code)
+        report.add(name, answer.kind == "error", _describe(answer))
+    survivor = request_for(code, Category.GUIDED, matters[0], tag + "s", wait)
+    answer = await ask(nc, subject, survivor.model_dump_json().encode(), wait, code)
+    report.add("survives malformed requests", answer.kind == "reply", _describe(answer))
+
+    # a request whose reply_by has passed is dropped (the broker has stopped waiting)
+    stale = request_for(
+        code, Category.HARD, matters[0], tag + "e", wait, reply_by=datetime.now(UTC) - timedelta(seconds=5)
+    )
+    answer = await ask(nc, subject, stale.model_dump_json().encode(), min(timeout_seconds, 1.0), code)
+    report.add(
+        "drops a request after reply_by",
+        answer.kind == "timeout",
+        "not answered" if answer.kind == "timeout" else f"answered: {_describe(answer)}",
+    )
+
+    # nothing answered on other departments' subjects
+    other = _other_code(code)
+    probe = request_for(other, Category.HARD, matters[0], tag + "o", wait)
+    answer = await ask(nc, coordinate_subject(other), probe.model_dump_json().encode(), min(wait, 1.0))
+    report.add(
+        "silent on other departments' subjects",
+        answer.kind == "no_responders",
+        f"nobody answers {coordinate_subject(other)}"
+        if answer.kind == "no_responders"
+        else f"{coordinate_subject(other)} got {_describe(answer)}",
+    )
+    return report
+
+
+def _other_code(code: str) -> str:
+    """A department code nobody serves, so any answer on its subject comes from a wildcard listener."""
+    return f"zzcheck{secrets.token_hex(3)}" if not code.startswith("zzcheck") else "zzother"
+
+
+def render(report: ConformanceReport) -> str:
+    """The pass/fail table the CLI prints."""
+    from unstuck.cli.common import table
+
+    rows = [[c.name, "pass" if c.passed else "FAIL", c.detail] for c in report.checks]
+    verdict = (
+        f"{report.department}: all {len(report.checks)} checks passed"
+        if report.passed
+        else f"{report.department}: {len(report.failures)} of {len(report.checks)} checks failed"
+    )
+    return table(["check", "result", "detail"], rows) + "\n" + verdict
