@@ -156,7 +156,8 @@ async def service_info(nc: Client, code: str, timeout: float) -> list[dict[str, 
         await nc.flush()
         while True:
             try:
-                msg = await sub.next_msg(timeout=timeout)
+                # the first instance may take up to ``timeout``; further ones answer right after it
+                msg = await sub.next_msg(timeout=timeout if not infos else min(timeout, 0.25))
             except nats.errors.TimeoutError:
                 break
             if not msg.data:  # the server's 503 "no responders" status, not a service
@@ -283,7 +284,7 @@ async def check_adapter(nc: Client, code: str, timeout_seconds: float, url: str 
     stale = request_for(
         code, Category.HARD, matters[0], tag + "e", wait, reply_by=datetime.now(UTC) - timedelta(seconds=5)
     )
-    answer = await ask(nc, subject, stale.model_dump_json().encode(), min(timeout_seconds, 1.0), code)
+    answer = await ask(nc, subject, stale.model_dump_json().encode(), min(timeout_seconds, 0.5), code)
     report.add(
         "drops a request after reply_by",
         answer.kind == "timeout",

@@ -1,0 +1,124 @@
+"""``unstuck adapters new``: the generated package installs, its own tests pass, and it serves and checks.
+
+The package is really built and installed (pip, offline) into a directory of its own that the
+subprocesses get on PYTHONPATH, so the shared environment of the other tests stays as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from unstuck.cli import main
+from unstuck.embedded import EmbeddedNats
+
+UNSTUCK = Path(sys.executable).parent / "unstuck"
+CODE = "ziranziyuan"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The package for 自然資源局 written by `unstuck adapters new` and pip-installed into its own site dir."""
+    root = tmp_path_factory.mktemp("scaffold")
+    package = root / "unstuck-adapter-ziranziyuan"
+    assert main(["adapters", "new", CODE, "--name", "自然資源局", "--dir", str(package)]) == 0
+    site = root / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "UNSTUCK_", "NATS_URL"))}
+    env["PYTHONPATH"] = str(site)
+    return package, env
+
+
+def test_new_writes_a_package_with_the_unstuck_adapters_entry_point(installed):
+    package, _ = installed
+    meta = tomllib.loads((package / "pyproject.toml").read_text(encoding="utf-8"))
+    assert meta["project"]["name"] == "unstuck-adapter-ziranziyuan"
+    assert meta["project"]["entry-points"]["unstuck.adapters"] == {
+        CODE: "unstuck_adapter_ziranziyuan.adapter:ZiranziyuanAdapter"
+    }
+    adapter = (package / "src" / "unstuck_adapter_ziranziyuan" / "adapter.py").read_text(encoding="utf-8")
+    assert 'NAME = "自然資源局"' in adapter
+    assert "《中華人民共和國政府信息公開條例》" in adapter
+    assert (package / "tests" / "test_ziranziyuan_adapter.py").is_file()
+    assert "unstuck adapters check ziranziyuan" in (package / "README.md").read_text(encoding="utf-8")
+
+
+def test_generated_package_tests_pass_as_generated(installed):
+    package, env = installed
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "13 passed" in result.stdout
+
+
+def test_generated_adapter_runs_on_the_bus_and_passes_the_check_command(installed, nats_server: EmbeddedNats):
+    _, env = installed
+    listed = subprocess.run(
+        [str(UNSTUCK), "adapters", "list", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert f'"department": "{CODE}"' in listed.stdout
+    run = subprocess.Popen(
+        [str(UNSTUCK), "adapters", "run", CODE, "--nats", nats_server.url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert run.stdout is not None
+        first_line = run.stdout.readline()
+        assert first_line.startswith(f"serving {CODE} on {nats_server.url}"), first_line
+        check = subprocess.run(
+            [str(UNSTUCK), "adapters", "check", CODE, "--nats", nats_server.url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"{CODE}: all 14 checks passed" in check.stdout
+    finally:
+        run.terminate()
+        run.wait(timeout=10)
+    assert run.returncode == 0
+
+
+def test_new_refuses_a_code_that_is_not_a_subject_token(tmp_path, capsys):
+    assert main(["adapters", "new", "Zhu.jian", "--name", "住建局", "--dir", str(tmp_path / "x")]) == 2
+    assert "lowercase ASCII" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_new_refuses_to_overwrite_a_directory_that_is_not_empty(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("keep me", encoding="utf-8")
+    assert main(["adapters", "new", "zhujian", "--name", "住建局", "--dir", str(tmp_path)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "keep me"
