@@ -8,7 +8,7 @@ from typing import Any
 
 import pluggy
 
-from unstuck.plugins.loading import LoadReport, load_entry_points, register_checked
+from unstuck.plugins.loading import ALLOW_VARIABLE, LoadReport, load_entry_points, register_checked
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department
 
 from .hookspecs import AdapterSpec
@@ -72,6 +72,20 @@ def discover(report: LoadReport | None = None) -> dict[str, LoadedAdapter]:
         except Exception as exc:
             report.broken[name] = f"{type(exc).__name__}: {exc}"
             continue
-        if adapter is not None:
-            found[adapter.department.code] = adapter
+        if adapter is None:
+            continue
+        code = adapter.department.code
+        if code in found:  # two packages answering for one department: keep the first, name the second
+            report.loaded.remove(name)
+            report.broken[name] = (
+                f"department {code} is already answered by adapter {found[code].name}; "
+                f"uninstall one, or exclude one with {ALLOW_VARIABLE}"
+            )
+            continue
+        found[code] = adapter
     return found
+
+
+def installed_departments(report: LoadReport | None = None) -> dict[str, str]:
+    """Code → name of every installed adapter's department (the broker learns new departments here)."""
+    return {code: adapter.department.name for code, adapter in discover(report).items()}

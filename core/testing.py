@@ -287,3 +287,42 @@ async def adapter_under_test(
     """Your ``unstuck_adapter``, served on the test's nats-server exactly as ``unstuck adapters run`` would."""
     host = await serve_adapter(unstuck_adapter)
     return next(iter(host.endpoints.values())).adapter
+
+
+@pytest.fixture
+def plugin_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
+    """Install a throwaway distribution with real entry points for this test only.
+
+    ``plugin_distribution("city-rules", {"unstuck.plugins": {"city": "city_rules:CityRules"}},
+    {"city_rules": "...source..."})`` writes the modules and a ``*.dist-info`` directory into a
+    temporary directory put first on ``sys.path``, where ``importlib.metadata`` finds it as it finds
+    any installed package. Everything is removed again when the test ends.
+    """
+    import importlib
+    import sys
+
+    site = tmp_path / "site-packages"
+    site.mkdir(exist_ok=True)
+    monkeypatch.syspath_prepend(str(site))
+    created: list[str] = []
+
+    def install(name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> Path:
+        for module, source in modules.items():
+            (site / f"{module}.py").write_text(source, encoding="utf-8")
+            created.append(module)
+        info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n", encoding="utf-8"
+        )
+        lines = []
+        for group, names in entry_points.items():
+            lines.append(f"[{group}]")
+            lines.extend(f"{ep} = {target}" for ep, target in names.items())
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        importlib.invalidate_caches()
+        return info
+
+    yield install
+    for module in created:
+        sys.modules.pop(module, None)
