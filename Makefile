@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint fuzz bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/adapter-zhujian/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "unstuck needs Python 3.11 or newer" or 0)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e examples/adapter-zhujian  # the outside department package the tests drive
 	touch $(STAMP)
 
 demo: $(STAMP)

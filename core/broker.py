@@ -24,6 +24,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
+from unstuck.adapters.registry import installed_departments
 from unstuck.plugins import BrokerSpec
 from unstuck.plugins.loading import LoadReport, load_entry_points, register_checked
 from unstuck.plugins.rules import ConfiguredEscalation, DeadlineRule, FailedWindowRouting, PhraseClassifier
@@ -120,12 +121,17 @@ class Broker:
         metrics: Metrics | None = None,
         plugins: pluggy.PluginManager | None = None,
         known_departments: dict[str, str] | None = None,
+        discover_departments: bool = True,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.config = config
         self.clock = clock
         self.departments = dict(known_departments or {})
+        if discover_departments:
+            # a department whose adapter package is installed is known without a line of configuration
+            for code, name in installed_departments().items():
+                self.departments.setdefault(code, name)
         for code in config.department_codes():
             self.departments.setdefault(code, config.department(code).name or code)
         self.metrics = metrics or Metrics(self.departments, API_VERBS, policy=config.retry_policy)
