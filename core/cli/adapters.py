@@ -144,9 +144,10 @@ async def live(url: str) -> list[dict[str, Any]]:
             for ep in stats.get("endpoints") or []:
                 row["requests"] += int(ep.get("num_requests", 0))
                 data = ep.get("data") or {}
-                row["errors"] += (
-                    int(ep.get("num_errors", 0)) + int(data.get("failed", 0)) + int(data.get("malformed", 0))
-                )
+                # error replies: NATS micro counts them itself in some clients (nats.js), in others
+                # only the adapter's own counters do (the Python host); never count one twice
+                own = int(data.get("failed", 0)) + int(data.get("malformed", 0))
+                row["errors"] += max(int(ep.get("num_errors", 0)), own)
     finally:
         await conn.close()
     return sorted(found.values(), key=lambda r: r["department"])

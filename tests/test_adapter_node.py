@@ -1,0 +1,90 @@
+"""公安局 (gongan) in JavaScript, written from the published contract: it passes `unstuck adapters check`
+and shows up, with its request and error counts, in `unstuck adapters list --live`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from unstuck.cli import main
+from unstuck.embedded import EmbeddedNats
+from unstuck.testing import assert_reply, send_coordination
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "adapter-node"
+
+
+@pytest.fixture
+def node_adapter(nats_server: EmbeddedNats) -> Iterator[subprocess.Popen[str]]:
+    """The Node adapter serving gongan on the test's nats-server (npm ci first on a fresh clone)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed for the JavaScript adapter (Node 20 or newer)")
+    if not (EXAMPLE / "node_modules" / "nats").is_dir():
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=EXAMPLE,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    process = subprocess.Popen(
+        [node, "adapter.js", "--nats", nats_server.url],
+        cwd=EXAMPLE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith(f"serving gongan on {nats_server.url}"), first
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_node_adapter_passes_the_adapters_check_command(nats_server, node_adapter, capsys):
+    code = await asyncio.to_thread(main, ["adapters", "check", "gongan", "--nats", nats_server.url])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "gongan: all 14 checks passed" in out
+
+
+async def test_node_adapter_answers_a_short_residence_cannot_with_the_regulation(nats_client, node_adapter):
+    reply = await send_coordination(
+        nats_client,
+        "gongan",
+        category="cannot",
+        matter="residence_permit",
+        matter_title="居住證申領",
+        facts={"months_resided": 4},
+    )
+    assert_reply(reply, outcome="cannot", department="gongan", legal_basis="《居住證暫行條例》第二條")
+    bounced = await send_coordination(
+        nats_client, "gongan", matter="shop_sign", matter_title="門頭招牌設置", request_id="NODE-BOUNCE-c1"
+    )
+    assert_reply(bounced, outcome="not_ours", belongs_to="chengguan")
+
+
+async def test_adapters_list_live_shows_the_node_department_with_its_counts(
+    nats_server, node_adapter, nats_client, capsys
+):
+    await send_coordination(nats_client, "gongan", matter="id_card_reissue", request_id="NODE-LIVE-0001-c1")
+    await nats_client.request("unstuck.dept.gongan.coordinate", b"not json", timeout=5)
+    code = await asyncio.to_thread(main, ["adapters", "list", "--live", "--json", "--nats", nats_server.url])
+    assert code == 0
+    live = {row["department"]: row for row in json.loads(capsys.readouterr().out)["live"]}
+    assert live["gongan"]["name"] == "公安局"
+    assert (live["gongan"]["instances"], live["gongan"]["requests"]) == (1, 2)
+    assert live["gongan"]["errors"] == 1
