@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,14 @@ from unstuck.testing import api_call, fast_config
 LIVE = ("renshe", "scjg", "chengguan")
 SAMPLES = {"renshe": "08", "scjg": "02", "chengguan": "01"}
 ZHUJIAN_SLOTS = 4
+_applicants = itertools.count(1)
+
+
+def case(prefix: str, **changes: Any) -> dict[str, Any]:
+    """A sample case for a new applicant each time (one applicant may open only so many a day)."""
+    body = sample(prefix, **changes)
+    body["applicant"] = {**body["applicant"], "id_number": f"91210600MA1{next(_applicants):07d}"}
+    return body
 
 
 @pytest.fixture
@@ -49,7 +59,7 @@ async def answered_round(broker: Broker, nc, per_department: int) -> list[float]
     stats = {d: broker.coordinator.department_stats(d) for d in LIVE}
     before = {d: len(stats[d].latencies) for d in LIVE}
     await asyncio.gather(
-        *(api_call(nc, "case.open", sample(SAMPLES[d])) for _ in range(per_department) for d in LIVE)
+        *(api_call(nc, "case.open", case(SAMPLES[d])) for _ in range(per_department) for d in LIVE)
     )
     await wait_for(lambda: all(len(stats[d].latencies) >= before[d] + per_department for d in LIVE))
     return [x for d in LIVE for x in list(stats[d].latencies)[before[d] :]]
@@ -65,7 +75,7 @@ async def test_department_that_never_answers_leaves_the_others_reply_time_unchan
     without_dead = await answered_round(broker, nats_client, 12)
 
     await asyncio.gather(
-        *(api_call(nats_client, "case.open", sample("02", department="zhujian")) for _ in range(16))
+        *(api_call(nats_client, "case.open", case("02", department="zhujian")) for _ in range(16))
     )
     in_flight = broker.metrics.in_flight.labels("zhujian")
     await wait_for(lambda: in_flight._value.get() == ZHUJIAN_SLOTS)
