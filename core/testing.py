@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
+from pydantic import ValidationError
 
 from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import LoadedAdapter, discover, wrap_adapter
@@ -121,8 +122,16 @@ async def send_raw(
         try:
             return AdapterError.model_validate_json(msg.data)
         except ValueError:
-            return AdapterError(error=headers.get("Nats-Service-Error", "error"))
-    return CoordinationReply.model_validate_json(msg.data)
+            # an error reply without an AdapterError body (an adapter that failed): the header says why
+            text = f"{headers['Nats-Service-Error-Code']} {headers.get('Nats-Service-Error', '')}".strip()
+            return AdapterError(error=text[:200])
+    try:
+        return CoordinationReply.model_validate_json(msg.data)
+    except ValidationError as exc:
+        raise AssertionError(
+            f"the reply of {department} does not validate as a CoordinationReply (the broker would count "
+            f"it as the department's fault): {exc}"
+        ) from exc
 
 
 def assert_reply(reply: CoordinationReply | AdapterError, outcome: str | None = None, **fields: Any) -> None:

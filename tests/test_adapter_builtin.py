@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+from unstuck.cli import main
 from unstuck.testing import assert_error, assert_reply, coordination_request, send_coordination, send_raw
 
 
@@ -127,3 +129,28 @@ async def test_malformed_request_is_answered_with_an_error_and_the_adapter_keeps
     )
     assert_reply(after, outcome="resolved")
     assert builtin_adapters.endpoints["scjg"].counters.malformed == 3
+
+
+async def test_adapters_list_live_counts_requests_and_errors_per_department(
+    nats_server, nats_client, builtin_adapters, capsys
+):
+    await send_coordination(
+        nats_client, "renshe", matter="employment_registration", request_id="LIVE-0001-c1"
+    )
+    await send_coordination(
+        nats_client, "renshe", matter="employment_registration", request_id="LIVE-0002-c1"
+    )
+    await send_raw(nats_client, "renshe", b"[]")
+    code = await asyncio.to_thread(main, ["adapters", "list", "--live", "--nats", nats_server.url])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = {
+        line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("renshe ", "scjg "))
+    }
+    # the installed table lists renshe too; the live table is the one with instance counts
+    live = [line.split() for line in out.split("live department", 1)[1].splitlines()[2:] if line.strip()]
+    by_code = {cells[0]: cells for cells in live}
+    assert set(by_code) == {"chengguan", "renshe", "scjg"}
+    assert by_code["renshe"][2:5] == ["1", "3", "1"]
+    assert by_code["scjg"][2:5] == ["1", "0", "0"]
+    assert rows
