@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 from unstuck import __version__
 
-from . import adapters, calendar, case, schemas, serve, status
+from . import adapters, audit, calendar, case, replay, schemas, serve, status
 from .common import CliError
 
-MODULES = [serve, case, adapters, status, calendar, schemas]
+MODULES = [serve, replay, audit, case, adapters, status, calendar, schemas]
 
 
 def build_parser() -> argparse.ArgumentParser:

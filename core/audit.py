@@ -1,0 +1,448 @@
+"""One case for an auditor: its stored events read from the stream, verified, told as a timeline,
+and written out as a dossier (exact stored bodies, the replayed state, a self-contained HTML report).
+
+Personal identifiers (an applicant's id number and phone) are masked in everything written for
+people to read, unless the caller reveals them; the stored bodies are evidence and stay exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from unstuck import __version__
+from unstuck.schemas import CATEGORY_LABELS, EVENT_LABELS, Category, mask_identifier
+from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
+
+from .clock import CHINA
+from .replay import Finding, Replayer, ReplayError, Report, read_head, read_ordered, stream_prefix
+
+PERSONAL_KEYS = frozenset({"id_number", "phone"})
+
+
+def mask_personal(value: Any) -> Any:
+    """A copy of ``value`` with every ``id_number`` and ``phone`` masked (``2106********1234``)."""
+    if isinstance(value, Mapping):
+        return {
+            k: (mask_identifier(str(v)) if k in PERSONAL_KEYS and v else mask_personal(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_personal(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One stored message of the case: where it is, its exact bytes, and its parsed fields."""
+
+    stream_seq: int
+    subject: str
+    body: bytes
+    fields: dict[str, Any]
+
+    @property
+    def seq(self) -> int | None:
+        seq = self.fields.get("seq")
+        return seq if type(seq) is int else None
+
+
+@dataclass
+class CaseRecord:
+    """A case as the auditor sees it: stored events in stream order, the replay and its verification."""
+
+    case_id: str
+    stream: str
+    records: list[StoredRecord]
+    report: Report
+    head: dict[str, Any] | None
+
+    @property
+    def state(self) -> Any:
+        track = self.report.cases.get(self.case_id)
+        return track.state if track else None
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.report.findings
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+
+async def load_case(
+    target: Client | JetStreamContext,
+    case_id: str,
+    stream: str = STREAM,
+    heads_bucket: str = HEADS_BUCKET,
+) -> CaseRecord:
+    """Read one case straight from the stream and verify it (chain, schemas, recorded head)."""
+    js = target if isinstance(target, JetStreamContext) else target.jetstream()
+    try:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError as exc:
+        raise ReplayError(f"stream {stream} not found: check --stream and the server (NATS_URL)") from exc
+    prefix = stream_prefix(info.config.subjects)
+    head = await read_head(js, heads_bucket, case_id)
+    records: list[StoredRecord] = []
+
+    def keep(subject: str, stream_seq: int, body: bytes) -> None:
+        try:
+            fields = json.loads(body)
+        except ValueError:
+            fields = {}
+        if not isinstance(fields, dict):
+            fields = {}
+        if fields.get("case_id", subject.rpartition(".")[2]) == case_id:
+            records.append(StoredRecord(stream_seq, subject, body, fields))
+
+    if prefix is not None:
+        subject = f"{prefix}.{case_id}"
+        seq = 0
+        while True:
+            try:
+                msg = await js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
+            except nats.js.errors.NotFoundError:
+                break
+            seq = int(msg.seq or 0)
+            keep(str(msg.subject or subject), seq, bytes(msg.data or b""))
+    elif info.state.messages:
+        await read_ordered(
+            js, stream, ">", lambda m, s: keep(m.subject, s, m.data), end_seq=int(info.state.last_seq)
+        )
+    replayer = Replayer(stream, True, prefix, {case_id: head} if head else {}, case_id=case_id)
+    for r in records:
+        replayer.feed(r.subject, r.stream_seq, r.body)
+    report = replayer.finish(_duplicates(records))
+    return CaseRecord(case_id, stream, records, report, head)
+
+
+def _duplicates(records: list[StoredRecord]) -> list[list[tuple[int, str, str, int | None]]]:
+    seen: dict[str, list[tuple[int, str, str, int | None]]] = {}
+    for r in records:
+        event_id = r.fields.get("event_id")
+        if isinstance(event_id, str):
+            seen.setdefault(event_id, []).append(
+                (r.stream_seq, event_id, str(r.fields.get("case_id")), r.seq)
+            )
+    return [g for g in seen.values() if len(g) > 1]
+
+
+# --- telling it -----------------------------------------------------------------------------------
+
+
+def local_time(text: Any) -> str:
+    """A stored UTC timestamp as the service centre's local time (UTC+8), to the second."""
+    try:
+        instant = datetime.fromisoformat(str(text))
+    except ValueError:
+        return str(text)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return instant.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def label(event_type: str) -> tuple[str, str]:
+    return EVENT_LABELS.get(event_type, (event_type, event_type))
+
+
+def describe(event_type: str, data: Mapping[str, Any]) -> str:
+    """What an event says, in one line (identifiers as given: mask ``data`` first for display)."""
+    d = data
+    g = d.get
+    match event_type:
+        case "case.opened":
+            a = g("applicant") or {}
+            who = f"{a.get('name', '')} {a.get('id_number', '')}".strip()
+            return f"{who}: {g('matter_title')} (failed at {g('window')}, {g('department')})"
+        case "case.classified":
+            cat = _category(g("category"))
+            depts = ", ".join(g("departments") or []) or "no department"
+            return f"{cat}, {g('mode')}, {g('working_days')} working day(s), due {g('due_date')}; {depts}"
+        case "case.reclassified":
+            return (
+                f"{_category(g('previous'))} → {_category(g('category'))}: {g('reason')}; due {g('due_date')}"
+            )
+        case "case.owner_assigned":
+            return f"{g('previous_owner')} → {g('owner')}: {g('reason')}"
+        case "coordination.requested":
+            via = f" (rerouted from {g('rerouted_from')})" if g("rerouted_from") else ""
+            return f"asks {g('department')}{via}, {g('request_id')}, answer by {g('deadline')}"
+        case "coordination.retried":
+            return (
+                f"{g('department')} attempt {g('attempt')} failed: {g('reason')} {g('detail') or ''}".rstrip()
+            )
+        case "coordination.replied":
+            basis = f" [{g('legal_basis')}]" if g("legal_basis") else ""
+            by = f" (recorded by {g('recorded_by')})" if g("recorded_by") else ""
+            return f"{g('department')}: {g('outcome')}: {g('message')}{basis}{by}"
+        case "coordination.stalled":
+            return f"{g('department')} gave no answer in {g('attempts')} attempt(s): {g('last_reason')}"
+        case "case.escalated":
+            return (
+                f"{g('department')} → {g('target')} ({g('role')}, {g('reason')}) {g('note') or ''}".rstrip()
+            )
+        case "case.deadline_warned":
+            return f"due {g('due_date')}, {g('working_days_left')} working day(s) left"
+        case "case.overdue":
+            return f"due {g('due_date')} passed"
+        case "case.extension_requested":
+            return f"+{g('working_days')} working day(s) to {g('proposed_due_date')}: {g('reason')}"
+        case "case.extended":
+            return f"due {g('due_date')} (+{g('working_days')}, approved by {g('approved_by')})"
+        case "case.guided":
+            return f"to {g('window')}: {g('instructions')}"
+        case "case.review_requested":
+            return f"{g('department')} → {g('higher_department')} [{g('legal_basis')}], notify by {g('notify_by')}"
+        case "case.resolved":
+            return f"{g('outcome')}: {g('summary')}"
+        case "case.bounce_ruled":
+            return (
+                f"{g('department')} must handle it (ruled by {g('ruled_by')} after {g('bounces')} bounce(s))"
+            )
+        case "case.closed":
+            on_time = {True: "on time", False: "late"}.get(g("on_time"), "")
+            return f"{g('outcome')} {on_time}: {g('explanation')} (closed by {g('closed_by')})"
+        case "case.evaluated":
+            fault = f", fault of {g('department_at_fault')}" if g("department_at_fault") else ""
+            return f"{g('rating')}{fault}: {g('comment') or ''}".rstrip(": ")
+        case "case.reopened":
+            return f"round {g('round')}: {g('reason')}; asks {', '.join(g('departments') or [])}, due {g('due_date')}"
+        case "accountability.recorded":
+            tolerance = ", 容錯免責" if g("fault_tolerance") else ""
+            return (
+                f"{g('staff')} ({g('section')}): {', '.join(g('measures') or [])}{tolerance}: {g('finding')}"
+            )
+    return json.dumps(dict(d), ensure_ascii=False, sort_keys=True)[:200]
+
+
+def _category(value: Any) -> str:
+    try:
+        return f"{value} {CATEGORY_LABELS[Category(value)]}"
+    except ValueError:
+        return str(value)
+
+
+def timeline(case: CaseRecord, reveal: bool = False) -> list[dict[str, Any]]:
+    """Who did what when: one row per stored event in stream order, with what verification said of it."""
+    by_stream_seq: dict[int, list[str]] = {}
+    by_seq: dict[int, list[str]] = {}
+    for f in case.findings:
+        if f.stream_seq is not None:
+            by_stream_seq.setdefault(f.stream_seq, []).append(f.code)
+        elif f.seq is not None:
+            by_seq.setdefault(f.seq, []).append(f.code)
+    rows = []
+    for r in case.records:
+        f = r.fields
+        data = f.get("data") if isinstance(f.get("data"), dict) else {}
+        shown = data if reveal else mask_personal(data)
+        event_type = str(f.get("type", "?"))
+        zh, en = label(event_type)
+        codes = by_stream_seq.get(r.stream_seq, []) + by_seq.get(r.seq or -1, [])
+        rows.append(
+            {
+                "seq": r.seq,
+                "stream_seq": r.stream_seq,
+                "at": f.get("at"),
+                "local_time": local_time(f.get("at")),
+                "actor": f.get("actor"),
+                "type": event_type,
+                "label_zh": zh,
+                "label_en": en,
+                "detail": describe(event_type, shown),
+                "event_id": f.get("event_id"),
+                "prev_hash": f.get("prev_hash"),
+                "hash": f.get("hash"),
+                "v": f.get("v", 1),
+                "findings": codes,
+            }
+        )
+    return rows
+
+
+def state_view(case: CaseRecord, reveal: bool = False) -> dict[str, Any] | None:
+    state = case.state
+    if state is None:
+        return None
+    view = state.to_dict()
+    return view if reveal else mask_personal(view)
+
+
+def verification(case: CaseRecord) -> dict[str, Any]:
+    track = case.report.cases.get(case.case_id)
+    return {
+        "ok": case.ok,
+        "events": len(case.records),
+        "findings": [f.to_dict() for f in case.findings],
+        "recorded_head": case.head,
+        "stream_head": {"seq": track.last_seq, "hash": track.last_hash} if track else None,
+        "state_stopped": track.stopped if track else None,
+    }
+
+
+# --- the dossier ----------------------------------------------------------------------------------
+
+
+def write_dossier(case: CaseRecord, out_dir: Path, reveal: bool = False) -> dict[str, Path]:
+    """Write ``<id>.events.jsonl``, ``<id>.state.json``, ``<id>.html`` and ``SHA256SUMS`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generated = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    paths = {
+        "events": out_dir / f"{case.case_id}.events.jsonl",
+        "state": out_dir / f"{case.case_id}.state.json",
+        "html": out_dir / f"{case.case_id}.html",
+    }
+    paths["events"].write_bytes(b"".join(r.body + b"\n" for r in case.records))
+    document = {
+        "case_id": case.case_id,
+        "stream": case.stream,
+        "generated_at": generated,
+        "generated_by": f"unstuck {__version__}",
+        "identifiers": "revealed" if reveal else "masked",
+        "state": state_view(case, reveal),
+        "verification": verification(case),
+        "timeline": timeline(case, reveal),
+    }
+    paths["state"].write_text(
+        json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    paths["html"].write_text(render_html(case, reveal, generated), encoding="utf-8")
+    sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in paths.values())
+    paths["sums"] = out_dir / "SHA256SUMS"
+    paths["sums"].write_text(sums, encoding="utf-8")
+    return paths
+
+
+_CSS = """
+body{font-family:"Noto Sans CJK TC","PingFang TC","Microsoft JhengHei",system-ui,sans-serif;margin:2em;color:#1b1b1b}
+h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;width:100%;font-size:.9em}th,td{border:1px solid #d0d0d0;padding:.3em .5em;
+text-align:left;vertical-align:top}th{background:#f2f2f2}code,.hash{font-family:ui-monospace,Menlo,Consolas,monospace;
+font-size:.85em;word-break:break-all}.ok{background:#e7f5e9;border:1px solid #6fbf73;padding:.8em}
+.bad{background:#fdecea;border:1px solid #e57373;padding:.8em}.flag{color:#b00020;font-weight:bold}
+.meta{color:#555;font-size:.9em}dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:bold}
+"""
+
+
+def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
+    """A self-contained report (no scripts, no outside resources) an auditor can read and print."""
+    e = html.escape
+    state = state_view(case, reveal) or {}
+    intake = state.get("intake") or {}
+    applicant = intake.get("applicant") or {}
+    rows = timeline(case, reveal)
+    check = verification(case)
+    title = f"案件檔案 Case dossier {case.case_id}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="zh-Hant"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="meta">{e(str(intake.get("matter_title", "")))} · stream {e(case.stream)} · '
+        f"generated {e(generated)} by unstuck {e(__version__)} · identifiers "
+        f"{'revealed' if reveal else 'masked'}</p>",
+    ]
+    if case.ok:
+        head = case.head or {}
+        parts.append(
+            f'<div class="ok"><strong>記錄完整 Record intact.</strong> {len(case.records)} event(s); every '
+            "event's canonical bytes match its hash, the chain links every event to the one before, "
+            f"and the head the broker recorded outside the stream (seq {e(str(head.get('seq')))}, "
+            f'<span class="hash">{e(str(head.get("hash", ""))[:16])}…</span>) is the last event.</div>'
+        )
+    else:
+        parts.append(
+            f'<div class="bad"><strong>記錄有誤 Record NOT intact:</strong> {len(case.findings)} finding(s).'
+            " See the findings below and docs/audit.md for what each means.</div>"
+        )
+        parts.append(
+            "<h2>核查發現 Findings</h2><table><tr><th>code</th><th>seq</th><th>stream seq</th><th>what</th></tr>"
+        )
+        for f in case.findings:
+            parts.append(
+                f'<tr><td class="flag">{e(f.code)}</td><td>{_cell(f.seq)}</td><td>{_cell(f.stream_seq)}</td>'
+                f"<td>{e(f.message)}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("<h2>案件狀態 State (replayed from the stream)</h2><dl>")
+    closing = state.get("closing") or {}
+    evaluation = state.get("evaluation") or {}
+    facts = [
+        ("state", state.get("state")),
+        (
+            "applicant",
+            f"{applicant.get('name', '')} {applicant.get('id_number', '')} ({applicant.get('kind', '')})",
+        ),
+        ("phone", applicant.get("phone")),
+        ("failed at", f"{intake.get('window', '')} ({intake.get('department', '')})"),
+        ("category", _category(state.get("category")) if state.get("category") else None),
+        ("owner", state.get("owner")),
+        ("due date", state.get("due_date")),
+        ("overdue", "yes" if state.get("overdue") else "no"),
+        ("departments", ", ".join(c["department"] for c in state.get("coordinations") or [])),
+        ("closed", f"{closing.get('outcome')}: {closing.get('explanation')}" if closing else None),
+        ("evaluation", f"{evaluation.get('rating')} {evaluation.get('comment', '')}" if evaluation else None),
+        ("last seq", state.get("seq")),
+        ("state stopped", check["state_stopped"]),
+    ]
+    for name, value in facts:
+        if value not in (None, ""):
+            parts.append(f"<dt>{e(name)}</dt><dd>{e(str(value))}</dd>")
+    parts.append("</dl>")
+    parts.append(
+        "<h2>經過 Timeline (UTC+8)</h2><table><tr><th>#</th><th>time</th><th>who</th><th>事件 event</th>"
+        "<th>detail</th></tr>"
+    )
+    for r in rows:
+        flag = f' <span class="flag">{e(", ".join(r["findings"]))}</span>' if r["findings"] else ""
+        parts.append(
+            f"<tr><td>{_cell(r['seq'])}</td><td>{e(r['local_time'])}</td><td>{e(str(r['actor']))}</td>"
+            f"<td>{e(r['label_zh'])}<br>{e(r['label_en'])}</td><td>{e(r['detail'])}{flag}</td></tr>"
+        )
+    parts.append("</table>")
+    parts.append(
+        "<h2>雜湊鏈 Hash chain</h2><table><tr><th>#</th><th>stream seq</th><th>type v</th><th>event id</th>"
+        "<th>prev_hash</th><th>hash</th><th>check</th></tr>"
+    )
+    for r in rows:
+        verdict = f'<span class="flag">{e(", ".join(r["findings"]))}</span>' if r["findings"] else "✓"
+        parts.append(
+            f"<tr><td>{_cell(r['seq'])}</td><td>{r['stream_seq']}</td><td>{e(r['type'])} v{e(str(r['v']))}</td>"
+            f'<td class="hash">{e(str(r["event_id"]))}</td><td class="hash">{e(str(r["prev_hash"]))}</td>'
+            f'<td class="hash">{e(str(r["hash"]))}</td><td>{verdict}</td></tr>'
+        )
+    parts.append("</table>")
+    head = case.head
+    parts.append("<h2>記錄的案件頭 Head recorded outside the stream</h2>")
+    if head:
+        parts.append(
+            f'<p>seq {e(str(head.get("seq")))}, hash <span class="hash">{e(str(head.get("hash")))}</span></p>'
+        )
+    else:
+        parts.append("<p>none recorded</p>")
+    parts.append(
+        "<h2>如何複核 How to re-check</h2><p><code>"
+        f"{e(case.case_id)}.events.jsonl</code> holds the stored bodies, exactly, one per line. For each line, "
+        "the hash is sha256 over the line's canonical JSON without its <code>hash</code> member; each "
+        "<code>prev_hash</code> is the hash of the line before (empty for the first). "
+        f"<code>unstuck replay --verify --case {e(case.case_id)}</code> repeats every check against the "
+        "live stream; docs/audit.md explains each finding.</p>"
+    )
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else html.escape(str(value))
