@@ -7,7 +7,9 @@ import inspect
 from importlib.metadata import distribution
 from pathlib import Path
 
-from unstuck.adapters.registry import discover
+import pytest
+
+from unstuck.adapters.registry import LoadedAdapter, discover
 from unstuck.config import Config
 from unstuck.testing import api_call, assert_conformant, wait_for
 
@@ -32,9 +34,15 @@ REFUSED_RENTAL = {
 }
 
 
-def test_zhujian_is_an_installed_package_outside_the_core_found_by_entry_point():
+def zhujian() -> LoadedAdapter:
     found = discover()
-    adapter = found["zhujian"]
+    if "zhujian" not in found:
+        pytest.fail("the zhujian package is not installed: `make test` installs examples/adapter-zhujian")
+    return found["zhujian"]
+
+
+def test_zhujian_is_an_installed_package_outside_the_core_found_by_entry_point():
+    adapter = zhujian()
     assert adapter.department.name == "住房和城鄉建設局"
     assert "rental_registration" in adapter.department.matters
     dist = distribution("unstuck-adapter-zhujian")
@@ -47,13 +55,13 @@ def test_zhujian_is_an_installed_package_outside_the_core_found_by_entry_point()
 
 
 async def test_zhujian_passes_the_conformance_check(nats_client, serve_adapter):
-    await serve_adapter(discover()["zhujian"])
+    await serve_adapter(zhujian())
     await assert_conformant(nats_client, "zhujian")
 
 
 async def test_full_zhujian_case_open_coordinate_answer_close_evaluate(broker, serve_adapter, nats_client):
     assert broker.departments["zhujian"] == "住房和城鄉建設局"
-    await serve_adapter(discover()["zhujian"])
+    await serve_adapter(zhujian())
     opened = await api_call(nats_client, "case.open", REFUSED_RENTAL)
     case_id = opened["case_id"]
     await wait_for(lambda: broker.state_of(case_id).state == "answered", what=f"{case_id} answered")
