@@ -20,9 +20,22 @@ def event_hash(fields_without_hash: dict[str, Any]) -> str:
 
 
 def seal(fields_without_hash: dict[str, Any]) -> tuple[bytes, str]:
-    """The stored body of an event and its hash."""
-    digest = event_hash(fields_without_hash)
-    return canonical_json({**fields_without_hash, "hash": digest}), digest
+    """The stored body of an event and its hash.
+
+    The content is encoded once: the canonical JSON of the keys sorting before ``hash`` and of those
+    after it, joined without ``hash`` for the digest and with it for the body (the same bytes as
+    encoding the whole envelope twice; a hot path, one encoding per appended event).
+    """
+    if "hash" in fields_without_hash:
+        digest = event_hash(fields_without_hash)
+        return canonical_json({**fields_without_hash, "hash": digest}), digest
+    head = canonical_json({k: v for k, v in fields_without_hash.items() if k < "hash"})[1:-1]
+    tail = canonical_json({k: v for k, v in fields_without_hash.items() if k > "hash"})[1:-1]
+    sep = b"," if head and tail else b""
+    digest = hashlib.sha256(b"{" + head + sep + tail + b"}").hexdigest()
+    member = b'"hash":"' + digest.encode() + b'"'
+    body = b"{" + (head + b"," if head else b"") + member + (b"," + tail if tail else b"") + b"}"
+    return body, digest
 
 
 def check_body(body: bytes) -> tuple[dict[str, Any], list[str]]:

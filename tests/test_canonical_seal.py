@@ -1,0 +1,44 @@
+"""seal() builds the stored body from one encoding: it must give the bytes of the plain definition."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from unstuck.canonical import canonical_json, check_body, seal
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def plain_seal(fields: dict[str, Any]) -> tuple[bytes, str]:
+    digest = hashlib.sha256(canonical_json(fields)).hexdigest()
+    return canonical_json({**fields, "hash": digest}), digest
+
+
+@given(st.dictionaries(st.text(max_size=12).filter(lambda k: k != "hash"), values, max_size=8))
+def test_sealed_body_is_the_canonical_json_of_the_envelope_with_its_hash(fields: dict[str, Any]) -> None:
+    assert seal(fields) == plain_seal(fields)
+
+
+def test_a_sealed_event_passes_its_own_check() -> None:
+    fields = {
+        "event_id": "01JDZ6X3E4B3N8Q3M1ZK6J2V9A",
+        "case_id": "DD-20261127-0001",
+        "seq": 1,
+        "type": "case.opened",
+        "at": "2026-11-27T01:00:00Z",
+        "actor": "w-zhang",
+        "data": {"matter_title": "門頭招牌", "facts": {"floor": 2}},
+        "prev_hash": "",
+        "v": 1,
+    }
+    body, digest = seal(fields)
+    assert (body, digest) == plain_seal(fields)
+    assert check_body(body) == ({**fields, "hash": digest}, [])
