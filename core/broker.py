@@ -9,6 +9,7 @@ written by another broker replica reach its state too.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -33,6 +34,7 @@ from unstuck.schemas.events import EventSchemaError, parse_payload
 from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, IDS_BUCKET, notify_subject
 
 from . import lifecycle as lc
+from .canonical import check_body
 from .clock import Clock, local_date
 from .config import Config
 from .coordinator import Coordinator
@@ -247,7 +249,9 @@ class Broker:
     async def _on_stored(self, stream_seq: int, body: bytes) -> None:
         """The follower: apply events in stream order (ours were applied already; the seq check skips them)."""
         try:
-            fields = json.loads(body)
+            fields, problems = check_body(body)
+            if problems:  # not sealed by a broker (written into the stream by something else)
+                raise ValueError("; ".join(problems))
             self._apply(fields, stream_seq)
         except Exception as exc:
             self.follow_errors += 1
@@ -650,7 +654,13 @@ class Broker:
         except StoreUnavailable as exc:
             error = api.ApiError(
                 code="unavailable",
-                message=f"the case record is unavailable: {exc}; nothing was stored",
+                message=f"the case record is unavailable: {exc}; the change was not confirmed",
+                fix="retry when JetStream is back (see /healthz); case.open with a client_ref is stored once",
+            )
+        except nats.errors.Error as exc:  # the KV buckets or the stream did not answer
+            error = api.ApiError(
+                code="unavailable",
+                message=f"JetStream is unavailable: {type(exc).__name__}: {exc}"[:300],
                 fix="retry when JetStream is back (see /healthz)",
             )
         except Exception as exc:
@@ -686,9 +696,7 @@ class Broker:
             "events": [{"seq": e.seq, "type": e.type, "hash": e.hash} for e in stored],
         }
 
-    async def _allocate_id(self) -> str:
-        day = local_date(self.clock.now()).strftime("%Y%m%d")
-        prefix = f"{self.config.broker.case_prefix}-{day}"
+    async def _ids_bucket(self) -> Any:
         if not hasattr(self, "_ids"):
             try:
                 self._ids = await self.js.key_value(IDS_BUCKET)
@@ -696,6 +704,32 @@ class Broker:
                 self._ids = await self.js.create_key_value(
                     bucket=IDS_BUCKET, history=1, replicas=self.config.broker.replicas
                 )
+        return self._ids
+
+    async def _ref_holder(self, ref: str, candidate: str | None) -> str | None:
+        """The case that holds a client_ref: reserved earlier (by any replica or try), else ``candidate``.
+
+        The reservation lives in the ids bucket, so a retried open that reaches another replica, or
+        arrives before this broker's follower has seen the first one, still finds its case.
+        """
+        key = "ref." + hashlib.sha256(ref.encode()).hexdigest()[:40]
+        ids = await self._ids_bucket()
+        if candidate is not None:
+            try:
+                await ids.create(key, candidate.encode())
+                return candidate
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass
+        try:
+            entry = await ids.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return (entry.value or b"").decode() or None
+
+    async def _allocate_id(self) -> str:
+        day = local_date(self.clock.now()).strftime("%Y%m%d")
+        prefix = f"{self.config.broker.case_prefix}-{day}"
+        await self._ids_bucket()
         for _ in range(50):
             try:
                 entry = await self._ids.get(prefix)
@@ -718,15 +752,30 @@ class Broker:
         ref = intake.client_ref
         async with self.locks[f"ref:{ref}"] if ref else _null():
             if ref and ref in self.by_client_ref:
-                existing = self.states[self.by_client_ref[ref]]
-                return {"case_id": existing.case_id, "state": existing.state, "duplicate": True, "events": []}
-            case_id = await self._allocate_id()
+                return self._opened_before(self.by_client_ref[ref])
+            case_id = await self._ref_holder(ref, None) if ref else None
+            if case_id is None:
+                fresh = await self._allocate_id()
+                case_id = (await self._ref_holder(ref, fresh) or fresh) if ref else fresh
+            if case_id not in self.states and ref and await self.store.read_case(case_id):
+                await self._reload(case_id)  # stored by another replica or an unconfirmed earlier try
+            if self.state_of(case_id).exists:
+                return self._opened_before(case_id)
             now = self.clock.now()
             classification = self.classification(intake, intake.category, "classified at intake", None, now)
-            stored = await self.execute(
-                case_id, lambda s: lc.Open(intake=intake, classification=classification)
-            )
+            try:
+                stored = await self.execute(
+                    case_id, lambda s: lc.Open(intake=intake, classification=classification)
+                )
+            except lc.Refused:
+                if ref and self.state_of(case_id).exists:  # another replica finished the same open
+                    return self._opened_before(case_id)
+                raise
         return {**self._events_reply(stored), "duplicate": False}
+
+    def _opened_before(self, case_id: str) -> dict[str, Any]:
+        existing = self.state_of(case_id)
+        return {"case_id": case_id, "state": existing.state, "duplicate": True, "events": []}
 
     async def api_get(self, body: dict[str, Any]) -> dict[str, Any]:
         req: api.GetCase = self.parse(api.GetCase, body)
