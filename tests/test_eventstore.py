@@ -1,0 +1,109 @@
+"""The event store on JetStream: hash chain, dedup by Nats-Msg-Id, no forks, no deletes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import nats.js.errors
+import pytest
+
+from unstuck import lifecycle as lc
+from unstuck.canonical import canonical_json, check_body, event_hash
+from unstuck.eventstore import AppendConflict, EventStore, envelope_fields
+from unstuck.schemas.events import CaseOverdue, OwnerAssigned
+
+AT = datetime(2026, 9, 28, 1, 0, tzinfo=UTC)
+
+
+def owner_event(n: int) -> lc.NewEvent:
+    return lc.NewEvent(
+        "case.owner_assigned", "w-a", OwnerAssigned(owner=f"w-{n}", previous_owner="w-a", reason="r")
+    )
+
+
+@pytest.fixture
+async def store(nats_client):
+    s = EventStore(nats_client.jetstream())
+    await s.ensure()
+    return s
+
+
+async def test_stream_is_created_once_with_deny_delete_and_deny_purge(store, nats_client):
+    await store.ensure()  # idempotent
+    info = await nats_client.jetstream().stream_info("UNSTUCK_CASES")
+    assert info.config.deny_delete and info.config.deny_purge
+    assert info.config.subjects == ["unstuck.case.>"]
+    with pytest.raises(nats.js.errors.APIError):
+        await nats_client.jetstream().purge_stream("UNSTUCK_CASES")
+
+
+async def test_events_are_chained_and_stored_as_canonical_bytes(store):
+    stored = await store.append("DD-20260928-0001", 0, "", 0, [owner_event(1), owner_event(2)], AT)
+    assert [e.seq for e in stored] == [1, 2]
+    assert stored[0].fields["prev_hash"] == "" and stored[1].fields["prev_hash"] == stored[0].hash
+    back = await store.read_case("DD-20260928-0001")
+    assert [e.body for e in back] == [e.body for e in stored]
+    for e in back:
+        fields, problems = check_body(e.body)
+        assert problems == []
+        assert e.body == canonical_json(fields)
+        assert fields["hash"] == event_hash({k: v for k, v in fields.items() if k != "hash"})
+
+
+async def test_a_retried_append_with_the_same_event_id_is_stored_once(store, nats_client):
+    fields = envelope_fields("DD-20260928-0002", 1, owner_event(1), AT, "")
+    from unstuck.canonical import seal
+
+    body, _ = seal(fields)
+    js = nats_client.jetstream()
+    first = await js.publish(
+        "unstuck.case.DD-20260928-0002", body, headers={"Nats-Msg-Id": fields["event_id"]}
+    )
+    again = await js.publish(
+        "unstuck.case.DD-20260928-0002", body, headers={"Nats-Msg-Id": fields["event_id"]}
+    )
+    assert not first.duplicate and again.duplicate and again.seq == first.seq
+    assert len(await store.read_case("DD-20260928-0002")) == 1
+
+
+async def test_two_writers_cannot_fork_a_case(store):
+    first = await store.append("DD-20260928-0003", 0, "", 0, [owner_event(1)], AT)
+    # a second writer that still believes the case is empty is refused
+    with pytest.raises(AppendConflict):
+        await store.append("DD-20260928-0003", 0, "", 0, [owner_event(9)], AT)
+    # one that read the head appends fine
+    await store.append(
+        "DD-20260928-0003",
+        1,
+        first[0].hash,
+        first[0].stream_seq,
+        [lc.NewEvent("case.overdue", "system", CaseOverdue(due_date="2026-10-10"))],
+        AT,
+    )
+    assert [e.seq for e in await store.read_case("DD-20260928-0003")] == [1, 2]
+
+
+async def test_the_head_of_each_case_is_recorded_outside_the_stream(store):
+    stored = await store.append("DD-20260928-0004", 0, "", 0, [owner_event(1), owner_event(2)], AT)
+    heads = await store.read_heads()
+    assert heads["DD-20260928-0004"] == {
+        "seq": 2,
+        "hash": stored[-1].hash,
+        "stream_seq": stored[-1].stream_seq,
+    }
+
+
+async def test_reading_a_case_that_does_not_exist_gives_no_events(store):
+    assert await store.read_case("DD-20260928-9999") == []
+
+
+def test_a_changed_byte_is_detected_by_the_hash_or_the_canonical_form():
+    fields = envelope_fields("DD-1", 1, owner_event(1), AT, "")
+    from unstuck.canonical import seal
+
+    body, _ = seal(fields)
+    edited = body.replace(b'"w-1"', b'"w-7"')
+    assert "hash does not match" in " ".join(check_body(edited)[1])
+    spaced = json.dumps(json.loads(body), sort_keys=True).encode()
+    assert "not canonical" in " ".join(check_body(spaced)[1])
