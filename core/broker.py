@@ -187,7 +187,7 @@ class Broker:
         if self._catch_up_to == 0:
             self._caught_up.set()
         self._subs.append(await self.store.follow(self._on_stored, start_seq=1))
-        await self._caught_up.wait()
+        await self._wait_caught_up()
         for code in self.departments:
             self.metrics.add_department(code)
         self.metrics.nats_connected.set(1)
@@ -198,6 +198,22 @@ class Broker:
             self._subs.append(await self.nc.subscribe(f"{API_PREFIX}.>", queue=BROKER_QUEUE, cb=self._on_api))
         self._spawn(self._watch_health())
         await self.nc.flush()
+
+    async def _wait_caught_up(self, stall_seconds: float = 60.0) -> None:
+        """Wait until the follower has applied the stream as it was at start; fail loudly if it stops moving."""
+        last_progress = (self.applied_seq, asyncio.get_running_loop().time())
+        while not self._caught_up.is_set():
+            try:
+                await asyncio.wait_for(self._caught_up.wait(), timeout=1.0)
+            except TimeoutError:
+                now = asyncio.get_running_loop().time()
+                if self.applied_seq != last_progress[0]:
+                    last_progress = (self.applied_seq, now)
+                elif now - last_progress[1] > stall_seconds:
+                    raise RuntimeError(
+                        f"the broker stopped catching up with stream {self.store.stream} at message "
+                        f"{self.applied_seq} of {self._catch_up_to}; check the NATS server and its log"
+                    ) from None
 
     async def stop(self) -> None:
         for sub in self._subs:
