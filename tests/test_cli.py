@@ -1,0 +1,170 @@
+"""The command line as window staff use it: a running bus in one process, commands in others."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def unstuck(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    run_env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "UNSTUCK_CONFIG")}
+    run_env.update(env or {})
+    out = subprocess.run(
+        [sys.executable, "-m", "unstuck", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=run_env,
+        timeout=timeout,
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"unstuck {' '.join(args)} exited {out.returncode}: {out.stderr}")
+    return out
+
+
+@pytest.fixture
+def serving(tmp_path):
+    """`unstuck serve --adapters` in tmp_path (embedded NATS); yields the directory and the metrics address."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "UNSTUCK_CONFIG")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "unstuck", "serve", "--adapters", "--metrics-address", "127.0.0.1:0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"metrics http://([\d.:]+)/metrics", line)
+    assert match, f"serve did not start: {line} {proc.stderr.read() if proc.poll() is not None else ''}"
+    yield tmp_path, match.group(1)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_case_open_then_show_prints_the_events_in_order(serving):
+    directory, _ = serving
+    opened = unstuck(
+        "case",
+        "open",
+        "--file",
+        str(ROOT / "examples/cases/01-chengguan-cannot-shop-sign.json"),
+        "--json",
+        cwd=directory,
+    )
+    case_id = json.loads(opened.stdout)["case_id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        shown = json.loads(unstuck("case", "show", case_id, "--json", cwd=directory).stdout)
+        if shown["state"]["state"] == "answered":
+            break
+        time.sleep(0.2)
+    assert [e["seq"] for e in shown["events"]] == list(range(1, len(shown["events"]) + 1))
+    table = unstuck("case", "show", case_id, cwd=directory).stdout
+    assert "受理 opened" in table and "部門答覆 department replied" in table and "outcome=cannot" in table
+    assert "92210603MA10C8QX2K" not in table  # masked without --reveal
+    assert "92210603MA10C8QX2K" in unstuck("case", "show", case_id, "--reveal", cwd=directory).stdout
+
+
+def test_metrics_show_per_department_series_while_serving(serving):
+    _, address = serving
+    body = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+    for dept in ("renshe", "scjg", "chengguan"):
+        assert f'unstuck_coordination_requests_total{{department="{dept}",outcome="timeout"}} 0.0' in body
+    health = json.loads(urllib.request.urlopen(f"http://{address}/healthz", timeout=10).read())
+    assert health["ready"] is True
+
+
+def test_window_commands_move_a_case_and_refusals_name_the_state(serving):
+    directory, _ = serving
+    opened = unstuck(
+        "case",
+        "open",
+        "--file",
+        str(ROOT / "examples/cases/05-scjg-guided-food-permit.json"),
+        "--json",
+        cwd=directory,
+    )
+    case_id = json.loads(opened.stdout)["case_id"]
+    refused = unstuck(
+        "case",
+        "close",
+        case_id,
+        "--actor",
+        "w-wang",
+        "--outcome",
+        "resolved",
+        "--explanation",
+        "x",
+        cwd=directory,
+        check=False,
+    )
+    assert refused.returncode == 1 and "guiding" in refused.stderr and "allowed: guide" in refused.stderr
+    unstuck(
+        "case",
+        "guide",
+        case_id,
+        "--actor",
+        "w-wang",
+        "--window",
+        "食品許可窗口",
+        "--instructions",
+        "帶平面圖",
+        cwd=directory,
+    )
+    unstuck("case", "evaluate", case_id, "--rating", "good", cwd=directory, env={"UNSTUCK_STAFF": "w-wang"})
+    listed = json.loads(unstuck("case", "list", "--state", "evaluated", "--json", cwd=directory).stdout)
+    assert [c["case_id"] for c in listed["cases"]] == [case_id]
+
+
+def test_open_with_a_bad_file_names_the_field(serving, tmp_path):
+    directory, _ = serving
+    bad = tmp_path / "bad.json"
+    case = json.loads(
+        (ROOT / "examples/cases/01-chengguan-cannot-shop-sign.json").read_text(encoding="utf-8")
+    )
+    case["category"] = "impossible"
+    bad.write_text(json.dumps(case, ensure_ascii=False), encoding="utf-8")
+    out = unstuck("case", "open", "--file", str(bad), cwd=directory, check=False)
+    assert out.returncode == 1 and "category" in out.stderr
+
+
+def test_commands_without_a_server_say_how_to_start_one(tmp_path):
+    out = unstuck("case", "show", "DD-20260928-0001", cwd=tmp_path, check=False)
+    assert out.returncode == 3 and "unstuck serve" in out.stderr and "NATS_URL" in out.stderr
+
+
+def test_demo_runs_the_script_prints_the_table_and_exits_0(tmp_path):
+    out = unstuck("demo", "--metrics-address", "127.0.0.1:0", cwd=tmp_path, timeout=240)
+    text = out.stdout
+    assert "Cases by category and outcome" in text and "Departments" in text
+    assert "department stalled: renshe" in text
+    assert "催辦" in text and "延期" in text and "overdue (督辦)" in text and "重辦" in text
+    rows = {
+        line.split()[0]: line.split()
+        for line in text.splitlines()
+        if line.startswith(("renshe", "scjg", "chengguan"))
+    }
+    assert set(rows) == {"renshe", "scjg", "chengguan"}
+    assert (
+        int(rows["renshe"][3]) > 0 and int(rows["renshe"][4]) > 0
+    )  # retries and stalls on the slow department
+    assert "/metrics" in text
+    assert not (tmp_path / ".unstuck" / "nats.url").exists()  # the embedded server was stopped
