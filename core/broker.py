@@ -149,6 +149,7 @@ class Broker:
         self.by_client_ref: dict[str, str] = {}
         self.stalled_counts: defaultdict[str, int] = defaultdict(int)
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last_ids: dict[str, tuple[int, int]] = {}  # day prefix -> (counter, revision) written last
         self.applied_seq = 0
         self._caught_up = asyncio.Event()
         self._catch_up_to = 0
@@ -746,20 +747,29 @@ class Broker:
         day = local_date(self.clock.now()).strftime("%Y%m%d")
         prefix = f"{self.config.broker.case_prefix}-{day}"
         await self._ids_bucket()
-        for _ in range(50):
-            try:
-                entry = await self._ids.get(prefix)
-                n = int(entry.value or b"0") + 1
-                await self._ids.update(prefix, str(n).encode(), last=entry.revision)
-            except nats.js.errors.KeyNotFoundError:
-                n = 1
+        # One allocation at a time in this broker: concurrent opens would race each other on the same
+        # key and run out of tries. The counter this broker wrote last is tried first (one round trip);
+        # another replica's write makes that fail, and the counter is read again.
+        async with self.locks[f"ids:{prefix}"]:
+            known = self._last_ids.get(prefix)
+            for _ in range(50):
                 try:
-                    await self._ids.create(prefix, b"1")
+                    if known is None:
+                        entry = await self._ids.get(prefix)
+                        known = (int(entry.value or b"0"), int(entry.revision or 0))
+                    n = known[0] + 1
+                    revision = await self._ids.update(prefix, str(n).encode(), last=known[1])
+                except nats.js.errors.KeyNotFoundError:
+                    n = 1
+                    try:
+                        revision = await self._ids.create(prefix, b"1")
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        continue
                 except nats.js.errors.KeyWrongLastSequenceError:
+                    known = None
                     continue
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue
-            return f"{prefix}-{n:04d}"
+                self._last_ids = {prefix: (n, revision)}
+                return f"{prefix}-{n:04d}"
         raise ApiFailure("conflict", "could not allocate a case id under contention; try again")
 
     async def api_open(self, body: dict[str, Any]) -> dict[str, Any]:
