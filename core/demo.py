@@ -47,7 +47,8 @@ def demo_config(base: Config) -> Config:
 
 
 def sample_cases() -> list[tuple[str, dict[str, Any]]]:
-    files = sorted(p for p in resources.files("unstuck.samples").iterdir() if p.name.endswith(".json"))
+    files = sorted((p for p in resources.files("unstuck.samples").iterdir() if p.name.endswith(".json")),
+                   key=lambda p: p.name)
     return [(p.name.removesuffix(".json"), json.loads(p.read_text(encoding="utf-8"))) for p in files]
 
 

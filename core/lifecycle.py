@@ -498,14 +498,14 @@ def decide(state: CaseState, command: object) -> list[NewEvent]:
                 )
             ]
         case AttemptFailed(request_id=rid, attempt=attempt, reason=reason, detail=detail):
-            c = _awaiting(state, rid)
+            waiting = _awaiting(state, rid)
             return [
                 NewEvent(
                     "coordination.retried",
                     "system",
                     ev.CoordinationRetried(
                         request_id=rid,
-                        department=c.department,
+                        department=waiting.department,
                         attempt=attempt,
                         reason=reason,
                         detail=detail[:500],
@@ -513,20 +513,20 @@ def decide(state: CaseState, command: object) -> list[NewEvent]:
                 )
             ]
         case Stall(request_id=rid, attempts=attempts, last_reason=last, chain=chain):
-            c = _awaiting(state, rid)
-            if c.status == "stalled":
+            waiting = _awaiting(state, rid)
+            if waiting.status == "stalled":
                 return []
             out = [
                 NewEvent(
                     "coordination.stalled",
                     "system",
                     ev.CoordinationStalled(
-                        request_id=rid, department=c.department, attempts=attempts, last_reason=last
+                        request_id=rid, department=waiting.department, attempts=attempts, last_reason=last
                     ),
                 )
             ]
-            level = max(state.escalations.get(c.department, (0, None))[0], 0) + 1
-            out.append(_escalation(c.department, min(level, 3), chain, "stalled"))
+            level = max(_level_of(state, waiting.department), 0) + 1
+            out.append(_escalation(waiting.department, min(level, 3), chain, "stalled"))
             return out
         case Reply():
             return _reply(state, command)
@@ -667,6 +667,11 @@ def decide(state: CaseState, command: object) -> list[NewEvent]:
                 )
             return [NewEvent("accountability.recorded", actor, data)]
     raise TypeError(f"unknown command {command!r}")
+
+
+def _level_of(state: CaseState, department: str) -> int:
+    entry = state.escalations.get(department)
+    return entry[0] if entry else 0
 
 
 def _owner_or_leader(state: CaseState, actor: str, rank: int, what: str) -> None:
@@ -904,15 +909,18 @@ def _tick(state: CaseState, t: Tick) -> list[NewEvent]:
     if t.today > state.due_date and not state.overdue:
         out.append(NewEvent("case.overdue", "system", ev.CaseOverdue(due_date=state.due_date)))
         for dept in targets:
-            level = min(state.escalations.get(dept, (0, None))[0] + 1, 3)
+            level = min(_level_of(state, dept) + 1, 3)
             out.append(_escalation(dept, level, t.chains.get(dept, {}), "overdue"))
         return out
     # climb one level per period while the case is overdue or a department is stalled
     stalled = {c.department for c in state.current() if c.status == "stalled"}
     climbing = set(targets) if state.overdue else stalled
     for dept in sorted(climbing):
-        level, since = state.escalations.get(dept, (0, None))
-        if since is not None and level < 3 and t.at - since >= t.escalation_period:
+        entry = state.escalations.get(dept)
+        if entry is None:
+            continue
+        level, since = entry
+        if level < 3 and t.at - since >= t.escalation_period:
             out.append(
                 _escalation(
                     dept, level + 1, t.chains.get(dept, {}), "overdue" if state.overdue else "stalled"
