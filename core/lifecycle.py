@@ -610,9 +610,9 @@ def decide(state: CaseState, command: object) -> list[NewEvent]:
         case Close(actor=actor, actor_rank=rank, outcome=outcome, explanation=text, today=today):
             _owner_or_leader(state, actor, rank, "close")
             if state.state == COORDINATING and outcome != "withdrawn":
-                waiting = ", ".join(c.department for c in state.current() if c.open)
+                owing = ", ".join(c.department for c in state.current() if c.open)
                 raise Refused(
-                    f"case {state.case_id} is coordinating and still waits for {waiting}: close it after every "
+                    f"case {state.case_id} is coordinating and still waits for {owing}: close it after every "
                     "department answered, or with outcome withdrawn if the applicant withdrew",
                     field="outcome",
                 )
