@@ -412,6 +412,23 @@ class StreamCount:
     def events_of(self, case_id: str, event_type: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.cases.get(case_id, []) if event_type is None or e["type"] == event_type]
 
+    def resolved(self, case_id: str) -> bool:
+        """Every department answered and the case is resolved (ready for 銷號)."""
+        return bool(self.events_of(case_id, "case.resolved")) and not self.awaiting(case_id)
+
+    @property
+    def half_written(self) -> list[str]:
+        """Cases whose opening decision is incomplete: classified at intake, but not classified and asked."""
+        out = []
+        for case_id, events in self.cases.items():
+            opened = events[0] if events and events[0]["type"] == "case.opened" else None
+            if opened is None or not opened["data"].get("category"):
+                continue
+            types = [e["type"] for e in events[1:3]]
+            if types != ["case.classified", "coordination.requested"]:
+                out.append(case_id)
+        return out
+
     def awaiting(self, case_id: str) -> set[str]:
         """Request ids of the case still without a reply."""
         asked = {e["data"]["request_id"] for e in self.events_of(case_id, "coordination.requested")}
@@ -496,6 +513,7 @@ class Verdict:
             "findings": self.findings,
             "replay_exit": self.replay_exit,
             "unsettled": len(self.unsettled),
+            "half_written": len(self.count.half_written),
             **self.details,
         }
 
@@ -515,7 +533,7 @@ async def verify(
     duplicated: a second copy of an event id, a second case for one client_ref, a second reply
     recorded for one request_id, or one client_ref acknowledged with two different case ids.
     """
-    is_settled = settled or (lambda count, case_id: not count.awaiting(case_id))
+    is_settled = settled or (lambda count, case_id: count.resolved(case_id))
     count = StreamCount()
 
     async def all_settled() -> bool:
