@@ -163,9 +163,12 @@ class Report:
     def selected(self) -> list[CaseReplay]:
         """The cases the report is about: all, or those active in the --since/--until window."""
         cases = sorted(self.cases.values(), key=lambda c: c.case_id)
-        if self.since is None:
-            return cases
-        return [c for c in cases if c.in_window]
+        if self.since is not None:
+            return [c for c in cases if c.in_window]
+        if self.until is not None:  # a case opened after that moment did not exist yet
+            until = self.until
+            return [c for c in cases if c.first_at is not None and c.first_at <= until]
+        return cases
 
     def findings_of(self, case_id: str) -> list[Finding]:
         return [f for f in self.findings if f.case_id == case_id]
