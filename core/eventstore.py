@@ -111,6 +111,8 @@ class EventStore:
         self.timeout = timeout
         self.heads: Any = None
         self.atomic = False  # the stream stores a multi-event decision as one atomic batch
+        self._missed_heads: dict[str, tuple[int, bytes]] = {}
+        self._repairing: asyncio.Task[None] | None = None
 
     async def ensure(self) -> None:
         """Create the stream and the heads bucket if missing; idempotent, safe with several brokers."""
@@ -317,8 +319,29 @@ class EventStore:
         value = json.dumps({"seq": head.seq, "hash": head.hash, "stream_seq": head.stream_seq}).encode()
         try:
             await self.heads.put(case_id, value)
-        except Exception as exc:  # the stream holds the record; a missed head is repaired on the next append
-            log.warning("head of %s not recorded: %s", case_id, exc)
+        except Exception as exc:  # the stream holds the record; the head is written again until it lands
+            log.warning("head of %s not recorded: %s; retrying in the background", case_id, exc)
+            self._missed_heads[case_id] = (head.seq, value)
+            if self._repairing is None or self._repairing.done():
+                self._repairing = asyncio.create_task(self._repair_heads())
+
+    async def _repair_heads(self) -> None:
+        """Write missed heads until each lands, never over a newer head another append wrote meanwhile."""
+        while self._missed_heads:
+            await asyncio.sleep(1.0)
+            for case_id, (seq, value) in list(self._missed_heads.items()):
+                try:
+                    try:
+                        entry = await self.heads.get(case_id)
+                        if int(json.loads(entry.value or b"{}").get("seq", 0)) < seq:
+                            await self.heads.update(case_id, value, last=entry.revision)
+                    except nats.js.errors.KeyNotFoundError:
+                        await self.heads.create(case_id, value)
+                except Exception as exc:
+                    log.debug("head of %s still not recorded: %s", case_id, exc)
+                    continue
+                if self._missed_heads.get(case_id, (0, b""))[0] == seq:
+                    del self._missed_heads[case_id]
 
     async def read_heads(self) -> dict[str, dict[str, Any]]:
         """Every case's head as the broker recorded it outside the stream."""
