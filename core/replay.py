@@ -192,22 +192,32 @@ class Report:
 # --- integrity of one body ------------------------------------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""The canonical form of ``canonical.canonical_json``, built once instead of on every call."""
+_DECODE = json.JSONDecoder().decode
+
+
 def sealed_ok(body: bytes, obj: dict[str, Any]) -> tuple[bool, bool]:
     """(canonical, hash matches) for a stored body, the same verdict as ``canonical.check_body``.
 
     When the body is canonical, the bytes the hash was computed over are the body without its
     ``,"hash":"<hex>"`` member, so the second canonical dump is replaced by cutting those bytes out.
-    The member is found from the end: every key sorted after ``hash`` holds a scalar, and a quote
-    inside a JSON string is always escaped, so the last occurrence is the top-level one.
+    The member is found from the end: the envelope keys sorted after ``hash`` (prev_hash, seq, type,
+    v) hold scalars, and a quote inside a JSON string is always escaped, so the last occurrence is
+    the top-level one.
     """
-    canonical = canonical_json(obj) == body
+    canonical = _ENCODER.encode(obj).encode() == body
     stored = obj.get("hash")
     if (
         canonical
-        and isinstance(stored, str)
+        and type(stored) is str
+        and obj.keys() <= ENVELOPE_KEYS
+        and "event_id" in obj
+        and type(obj.get("prev_hash", "")) is str
+        and type(obj.get("type", "")) is str
+        and type(obj.get("seq", 0)) is int
+        and type(obj.get("v", 0)) is int
         and _HEX64.fullmatch(stored)
-        and not any(isinstance(v, dict | list) for k, v in obj.items() if k > "hash")
-        and any(k < "hash" for k in obj)
     ):
         member = b',"hash":"' + stored.encode() + b'"'
         at = body.rfind(member)
@@ -334,8 +344,8 @@ class Replayer:
             report.first_stream_seq = stream_seq
         report.last_stream_seq = stream_seq
         try:
-            obj = json.loads(body)
-        except ValueError as exc:
+            obj = _DECODE(body.decode())
+        except ValueError as exc:  # UnicodeDecodeError too
             obj = exc
         if not isinstance(obj, dict):
             if self.case_filter and subject.rpartition(".")[2] != self.case_filter:

@@ -13,7 +13,7 @@ from typing import Any
 from unstuck.audit import CaseRecord, load_case, timeline, verification, write_dossier
 
 from . import case as case_cli
-from .common import CliError, print_json, table
+from .common import CliError, print_json, table, text_width
 from .replay import EXIT_FINDINGS, add_source_args, with_stream
 
 
@@ -109,4 +109,9 @@ def _print_verdict(record: CaseRecord) -> None:
 
 
 def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """At most ``width`` columns (a Chinese character takes two)."""
+    if text_width(text) <= width:
+        return text
+    while text_width(text) > width - 1:
+        text = text[:-1]
+    return text + "…"
