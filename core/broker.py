@@ -143,6 +143,7 @@ class Broker:
         )
         self.pm = plugins or make_plugin_manager(config)
         self.store = EventStore(self.js, stream=config.broker.stream, replicas=config.broker.replicas)
+        self.store.on_completed = self._on_completed
         self.coordinator = Coordinator(nc, config, self.metrics, self)
         self.states: dict[str, lc.CaseState] = {}
         self.stream_seqs: dict[str, int] = {}
@@ -375,6 +376,12 @@ class Broker:
                 self._after(stored)
                 return stored
             raise ApiFailure("conflict", f"case {case_id} kept changing under concurrent writers; try again")
+
+    def _on_completed(self, stored: list[StoredEvent]) -> None:
+        """A half-written decision the event store completed later: fold it in and act on it."""
+        for event in stored:
+            self._apply(event.fields, event.stream_seq)
+        self._after(stored)
 
     async def _reload(self, case_id: str) -> None:
         events = await self.store.read_case(case_id)
