@@ -10,6 +10,7 @@ written to a KV bucket outside the stream, so a cut-off tail is detectable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -74,6 +75,17 @@ class StoredEvent:
         return str(self.fields["hash"])
 
 
+def _reseal(events: list[tuple[bytes, str]], prev_hash: str) -> list[tuple[bytes, str]]:
+    """The same events under new event ids, chained again from ``prev_hash``."""
+    out = []
+    for body, _ in events:
+        fields = {k: v for k, v in json.loads(body).items() if k != "hash"}
+        fields.update(event_id=str(ULID()), prev_hash=prev_hash)
+        new_body, prev_hash = seal(fields)
+        out.append((new_body, fields["event_id"]))
+    return out
+
+
 def iso(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -113,6 +125,9 @@ class EventStore:
         self.atomic = False  # the stream stores a multi-event decision as one atomic batch
         self._missed_heads: dict[str, tuple[int, bytes]] = {}
         self._repairing: asyncio.Task[None] | None = None
+        self._incomplete: dict[str, list[tuple[bytes, str]]] = {}  # half-written decisions to complete
+        self._completing: asyncio.Task[None] | None = None
+        self.on_completed: Callable[[list[StoredEvent]], None] | None = None
 
     async def ensure(self) -> None:
         """Create the stream and the heads bucket if missing; idempotent, safe with several brokers."""
@@ -172,6 +187,12 @@ class EventStore:
         event_ids: Sequence[str] | None = None,
     ) -> list[StoredEvent]:
         """Append ``events`` after the case's current head; raises AppendConflict or StoreUnavailable."""
+        if case_id in self._incomplete:
+            if not await self._complete(case_id):
+                raise StoreUnavailable(
+                    f"an earlier decision on {case_id} is half-stored; completing it first"
+                )
+            raise AppendConflict(f"an earlier decision on {case_id} was completed first")
         if len(events) > 1 and self.atomic:
             return await self._append_atomic(
                 case_id, last_seq, prev_hash, last_stream_seq, events, at, event_ids
@@ -225,10 +246,110 @@ class EventStore:
                 StoredEvent(body=body, fields=fields, stream_seq=first + i)
                 for i, (fields, body) in enumerate(sealed)
             ]
-        except _AlreadyStored:
+        except (_AlreadyStored, StoreUnavailable) as exc:
+            # nats-server 2.15 can store the first events of a batch and then refuse the rest when it
+            # runs out of storage: a half-written decision. It is completed (its remaining events
+            # are sealed already), here or in the background, before anything else is appended.
+            self._incomplete[case_id] = [(body, fields["event_id"]) for fields, body in sealed]
+            if not await self._complete(case_id, notify=False):
+                self._repair_soon()
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                raise StoreUnavailable(f"append to {case_id} is half-stored; completing it") from exc
+            stored = []
+        if not stored:
             stored = await self._find_stored(case_id, [fields["event_id"] for fields, _ in sealed])
         await self.record_head(case_id, stored[-1])
         return stored
+
+    async def _complete(self, case_id: str, notify: bool = True) -> bool:
+        """Store the rest of a half-written decision; True when nothing of it is left to store.
+
+        With ``notify``, ``on_completed`` gets the whole decision once it is stored: the caller that
+        decided it was told "unavailable", so the broker acts on it from here.
+        """
+        decision = self._incomplete[case_id]
+        subject = case_subject(case_id)
+        try:
+            last = await self.js.get_msg(self.stream, subject=subject)  # the last on the subject
+        except nats.js.errors.NotFoundError:
+            last = None
+        except Exception as exc:
+            log.debug("cannot read the head of %s: %s", case_id, exc)
+            return False
+        ids = [event_id for _, event_id in decision]
+        stored = 0
+        if last is not None:
+            with contextlib.suppress(ValueError):
+                stored = ids.index(json.loads(bytes(last.data or b"{}")).get("event_id")) + 1
+        if stored == 0:  # none of it: nothing to complete
+            del self._incomplete[case_id]
+            return True
+        assert last is not None
+        last_seq = int(last.seq or 0)
+        if stored == len(decision):
+            del self._incomplete[case_id]
+            await self._completed(case_id, decision, last_seq, notify)
+            return True
+        log.error(
+            "case %s: a decision is half-stored (%s of %s events); completing it", case_id, stored, len(ids)
+        )
+        rest = decision[stored:]
+        for again in (False, True):
+            try:
+                if len(rest) > 1:
+                    last_seq = await self._publish_batch(subject, rest, int(last.seq or 0))
+                else:
+                    headers = {
+                        "Nats-Msg-Id": rest[0][1],
+                        "Nats-Expected-Last-Subject-Sequence": str(last.seq),
+                    }
+                    last_seq = int((await self._publish(subject, rest[0][0], headers)).seq)
+                break
+            except _AlreadyStored as exc:
+                if again:
+                    log.error("case %s: the half-stored decision could not be completed: %s", case_id, exc)
+                    del self._incomplete[case_id]
+                    return True
+                # the refused events' ids were remembered as published: seal the rest again under new ids
+                rest = _reseal(rest, str(json.loads(bytes(last.data or b"{}")).get("hash", "")))
+                decision = self._incomplete[case_id] = decision[:stored] + rest
+            except AppendConflict as exc:
+                log.error("case %s: the half-stored decision could not be completed: %s", case_id, exc)
+                del self._incomplete[case_id]
+                return True
+            except StoreUnavailable:
+                return False
+        del self._incomplete[case_id]
+        await self._completed(case_id, decision, last_seq, notify)
+        return True
+
+    async def _completed(
+        self, case_id: str, decision: list[tuple[bytes, str]], last_seq: int, notify: bool
+    ) -> None:
+        """The decision is whole in the stream (stored at consecutive sequences up to ``last_seq``)."""
+        first = last_seq - len(decision) + 1
+        events = [
+            StoredEvent(body=body, fields=json.loads(body), stream_seq=first + i)
+            for i, (body, _) in enumerate(decision)
+        ]
+        if notify:
+            await self.record_head(case_id, events[-1])
+            if self.on_completed is not None:
+                self.on_completed(events)
+
+    def _repair_soon(self) -> None:
+        if self._completing is None or self._completing.done():
+            self._completing = asyncio.create_task(self._complete_decisions())
+
+    async def _complete_decisions(self) -> None:
+        while self._incomplete:
+            await asyncio.sleep(1.0)
+            for case_id in list(self._incomplete):
+                try:
+                    await self._complete(case_id)
+                except Exception as exc:
+                    log.debug("completing %s failed: %s", case_id, exc)
 
     async def _publish_batch(self, subject: str, messages: list[tuple[bytes, str]], expected: int) -> int:
         """Publish (body, event id) pairs as one atomic batch; returns the stream sequence of the last."""
