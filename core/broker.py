@@ -23,6 +23,7 @@ import nats.js.errors
 import pluggy
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from unstuck.adapters.registry import installed_departments
@@ -159,6 +160,11 @@ class Broker:
         self._api_slots = asyncio.Semaphore(config.broker.api_concurrency)
         self.stream_ok = False
         self.follow_errors = 0
+        self.rejected_events = Counter(
+            "unstuck_stream_rejected_events",
+            "Stream messages the broker did not apply: not sealed by a broker, out of order or invalid",
+            registry=self.metrics.registry,
+        )
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "case.open": self.api_open,
             "case.get": self.api_get,
@@ -272,11 +278,16 @@ class Broker:
                 raise ValueError("; ".join(problems))
             self._apply(fields, stream_seq)
         except Exception as exc:
-            self.follow_errors += 1
+            self._rejected()
             log.error("stream message %s could not be applied: %s", stream_seq, exc)
         self.applied_seq = max(self.applied_seq, stream_seq)
         if not self._caught_up.is_set() and self.applied_seq >= self._catch_up_to:
             self._caught_up.set()
+
+    def _rejected(self) -> None:
+        """A stream message that was not applied; `unstuck replay --verify` says what is wrong with it."""
+        self.follow_errors += 1
+        self.rejected_events.inc()
 
     def _apply(self, fields: dict[str, Any], stream_seq: int) -> lc.CaseState | None:
         case_id = fields["case_id"]
@@ -291,7 +302,7 @@ class Broker:
                 seq,
                 old.seq,
             )
-            self.follow_errors += 1
+            self._rejected()
             return None
         data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
         meta = lc.EventMeta(seq=seq, at=datetime.fromisoformat(fields["at"]), hash=fields["hash"])
