@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
 from datetime import datetime, timedelta
@@ -328,6 +329,15 @@ class Demo:
         return "\n".join(lines)
 
 
+async def _until_stopped() -> None:
+    """Wait for Ctrl-C or SIGTERM, so the embedded server is stopped on the way out either way."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 def _max_level(s: lc.CaseState) -> int:
     return max((lv for lv, _ in s.escalations.values()), default=0)
 
@@ -362,7 +372,7 @@ async def run_demo(base: Config, directory: Path, metrics_address: str | None, k
                 "  |  unstuck status   (Ctrl-C stops)",
                 flush=True,
             )
-            await asyncio.Event().wait()
+            await _until_stopped()
     finally:
         await bus.stop()
     return 0
