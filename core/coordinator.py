@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -232,24 +232,12 @@ class Coordinator:
             finally:
                 self.metrics.in_flight.labels(department).dec()
             elapsed = time.perf_counter() - started
-        headers = msg.headers or {}
-        if SERVICE_ERROR_CODE_HEADER in headers:
-            stats.errors += 1
-            return self._failed(
-                department,
-                "error",
-                f"{headers.get(SERVICE_ERROR_CODE_HEADER)} {headers.get(SERVICE_ERROR_HEADER, '')}",
-            )
-        try:
-            reply = CoordinationReply.model_validate_json(msg.data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            return self._invalid(department, f"{where}: {err['msg']}")
-        if reply.request_id != request.request_id:
-            return self._invalid(department, f"request_id {reply.request_id} answers another request")
-        if reply.department != department:
-            return self._invalid(department, f"reply names department {reply.department}")
+        reason, reply, detail = judge_reply(request, department, msg.data, msg.headers)
+        if reply is None:
+            if reason == "error":
+                stats.errors += 1
+                return self._failed(department, reason, detail)
+            return self._invalid(department, detail)
         self.metrics.requests.labels(department, reply.outcome.value).inc()
         self.metrics.reply_seconds.labels(department).observe(elapsed)
         self.metrics.last_good_reply.labels(department).set(time.time())
@@ -266,6 +254,35 @@ class Coordinator:
         self.department_stats(department).invalid += 1
         log.warning("invalid reply from %s: %s", department, detail)
         return self._failed(department, "invalid_reply", detail)
+
+
+def judge_reply(
+    request: CoordinationRequest, department: str, data: bytes, headers: Mapping[str, str] | None
+) -> tuple[str, CoordinationReply | None, str]:
+    """What a department sent back, judged without side effects: (outcome or failure, reply, detail).
+
+    The failure is ``error`` (the adapter said it failed) or ``invalid_reply`` (the answer does not
+    validate, answers another request, or names another department); only a valid answer to this
+    request from this department comes back as a reply.
+    """
+    headers = headers or {}
+    if SERVICE_ERROR_CODE_HEADER in headers:
+        return (
+            "error",
+            None,
+            f"{headers.get(SERVICE_ERROR_CODE_HEADER)} {headers.get(SERVICE_ERROR_HEADER, '')}",
+        )
+    try:
+        reply = CoordinationReply.model_validate_json(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        return "invalid_reply", None, f"{where}: {err['msg']}"
+    if reply.request_id != request.request_id:
+        return "invalid_reply", None, f"request_id {reply.request_id} answers another request"
+    if reply.department != department:
+        return "invalid_reply", None, f"reply names department {reply.department}"
+    return reply.outcome.value, reply, ""
 
 
 class _Stop(Exception):
