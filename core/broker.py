@@ -31,6 +31,7 @@ from unstuck.plugins import BrokerSpec
 from unstuck.plugins.loading import LoadReport, load_entry_points, register_checked
 from unstuck.plugins.rules import ConfiguredEscalation, DeadlineRule, FailedWindowRouting, PhraseClassifier
 from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, CoordinationRequest, Envelope, api
+from unstuck.schemas.common import mask_identifier
 from unstuck.schemas.events import EventSchemaError, parse_payload
 from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, IDS_BUCKET, notify_subject
 
@@ -40,6 +41,7 @@ from .clock import Clock, local_date
 from .config import Config
 from .coordinator import Coordinator
 from .eventstore import AppendConflict, EventStore, StoredEvent, StoreUnavailable
+from .limits import ClientRateLimiter, cases_opened_on, client_of
 from .metrics import Metrics
 from .workcalendar import WorkingCalendar
 
@@ -98,11 +100,16 @@ def make_plugin_manager(config: Config, report: LoadReport | None = None) -> plu
     return pm
 
 
+PERSONAL_FIELDS = frozenset({"id_number", "phone"})
+
+
 def validation_failure(exc: ValidationError, model: type[BaseModel]) -> ApiFailure:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "body"
     problem = err["msg"]
     given = err.get("input")
+    if given is not None and any(str(p) in PERSONAL_FIELDS for p in err["loc"]):
+        given = mask_identifier(str(given))  # an id number or phone is never echoed, even a wrong one
     shown = "" if isinstance(given, dict | list) or given is None else f" (got {str(given)[:40]!r})"
     count = len(exc.errors())
     more = f"; {count - 1} more problem(s)" if count > 1 else ""
@@ -158,6 +165,7 @@ class Broker:
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._api_slots = asyncio.Semaphore(config.broker.api_concurrency)
+        self.rate_limiter = ClientRateLimiter(config.limits.api_requests_per_second, config.limits.api_burst)
         self.stream_ok = False
         self.follow_errors = 0
         self.rejected_events = Counter(
@@ -637,17 +645,32 @@ class Broker:
 
     async def _serve(self, msg: Msg) -> None:
         verb = msg.subject[len(API_PREFIX) + 1 :]
-        reply = await self.handle(verb, msg.data)
+        if msg.reply and not msg.reply.startswith("_INBOX."):
+            # answer only to an inbox: with reply subject unstuck.case.X the answer would land in the record
+            self.metrics.api_errors.labels("not_allowed").inc()
+            log.warning("API %s refused: reply subject %r is not an _INBOX", verb, msg.reply[:80])
+            return
+        reply = await self.handle(verb, msg.data, client_of(msg.headers, msg.reply))
         if msg.reply:
             try:
                 await msg.respond(reply)
             except Exception as exc:
                 log.warning("API reply for %s not sent: %s", verb, exc)
 
-    async def handle(self, verb: str, data: bytes) -> bytes:
-        """Answer one API request; never raises."""
+    async def handle(self, verb: str, data: bytes, client: str | None = None) -> bytes:
+        """Answer one API request; never raises. ``client`` (see unstuck.limits) is rate limited."""
         handler = self.handlers.get(verb)
         try:
+            if client is not None and (wait := self.rate_limiter.take(client)):
+                limits = self.config.limits
+                raise ApiFailure(
+                    "rate_limited",
+                    f"too many API requests from this client: the limit is {limits.api_requests_per_second:g} "
+                    f"per second with bursts of {limits.api_burst}",
+                    field="subject",
+                    fix=f"retry after {wait:.2f}s and send fewer requests, "
+                    "or raise [limits] api_requests_per_second",
+                )
             if handler is None:
                 raise ApiFailure(
                     "not_found",
@@ -797,6 +820,7 @@ class Broker:
         async with self.locks[f"ref:{ref}"] if ref else _null():
             if ref and ref in self.by_client_ref:
                 return self._opened_before(self.by_client_ref[ref])
+            self._check_applicant_quota(intake)
             case_id = await self._ref_holder(ref, None) if ref else None
             if case_id is None:
                 fresh = await self._allocate_id()
@@ -820,6 +844,25 @@ class Broker:
     def _opened_before(self, case_id: str) -> dict[str, Any]:
         existing = self.state_of(case_id)
         return {"case_id": case_id, "state": existing.state, "duplicate": True, "events": []}
+
+    def _check_applicant_quota(self, intake: api.OpenCase) -> None:
+        """At most [limits] cases_per_applicant_per_day cases opened per applicant id number and local day."""
+        limit = self.config.limits.cases_per_applicant_per_day
+        if not limit:
+            return
+        id_number = intake.applicant.id_number.get_secret_value()
+        today = local_date(self.clock.now())
+        opened = cases_opened_on(self.states.values(), id_number, today, local_date)
+        if len(opened) >= limit:
+            shown = ", ".join(opened[:3]) + (" ..." if len(opened) > 3 else "")
+            raise ApiFailure(
+                "rate_limited",
+                f"applicant {intake.applicant.id_number.masked()} already has {len(opened)} cases opened "
+                f"today ({shown}); the limit is {limit} per applicant per day",
+                field="applicant.id_number",
+                fix="add to one of those cases instead (unstuck case show ID), open it tomorrow, "
+                "or raise [limits] cases_per_applicant_per_day",
+            )
 
     async def api_get(self, body: dict[str, Any]) -> dict[str, Any]:
         req: api.GetCase = self.parse(api.GetCase, body)

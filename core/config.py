@@ -76,6 +76,18 @@ class BrokerConfig(Section):
     replicas: int = Field(default=1, ge=1, le=5)
 
 
+class LimitsConfig(Section):
+    """Abuse limits of the API (0 turns a limit off); each refusal is an error with code rate_limited."""
+
+    api_requests_per_second: float = Field(
+        default=100.0, ge=0, le=100000, description="per client (connection or Unstuck-Client header)"
+    )
+    api_burst: int = Field(default=200, ge=1, le=1000000, description="requests a client may send at once")
+    cases_per_applicant_per_day: int = Field(
+        default=20, ge=0, le=10000, description="cases opened for one applicant id number per local day"
+    )
+
+
 DEFAULT_DEPARTMENTS: dict[str, dict[str, Any]] = {
     "renshe": {"name": "人力資源和社會保障局", "higher": "省人力資源和社會保障廳"},
     "scjg": {"name": "市場監督管理局", "higher": "省市場監督管理局"},
@@ -88,6 +100,7 @@ class Config(Section):
     window: WindowConfig = Field(default_factory=WindowConfig)
     deadlines: DeadlineConfig = Field(default_factory=DeadlineConfig)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     departments: dict[str, DepartmentConfig] = Field(default_factory=dict)
     staff: dict[str, str] = Field(
         default_factory=dict, description="staff id → clerk | section_head | leader_in_charge | director"

@@ -176,6 +176,12 @@ class EmbeddedNats:
             self.process.stderr.close()
         self.process = None
 
+    def reload(self) -> None:
+        """Re-read the configuration file without a restart (SIGHUP): users and permissions change live."""
+        if self.process is None or self.process.poll() is not None:
+            raise NatsStartError(f"nats-server on {self.url} is not running; nothing to reload")
+        self.process.send_signal(signal.SIGHUP)
+
     def restart(self, timeout: float = 15.0) -> EmbeddedNats:
         """Start again on the same port and data directory (after stop or kill)."""
         if self.process is not None:

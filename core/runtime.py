@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 
 from .embedded import EmbeddedNats, running_url
+from .natsconfig import Credential, credential_from_env, inbox_prefix
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,30 @@ def require_server(directory: Path) -> str:
     return url
 
 
+class ApiPrefixClient(Client):
+    """A NATS client whose JetStream API may sit under another prefix (the auditor's account imports it)."""
+
+    def __init__(self, js_api_prefix: str | None = None) -> None:
+        super().__init__()
+        self.js_api_prefix = js_api_prefix
+
+    def jetstream(self, **opts: Any) -> Any:
+        if self.js_api_prefix:
+            opts.setdefault("prefix", self.js_api_prefix)
+        return super().jetstream(**opts)
+
+
+def tls_context_from_env() -> ssl.SSLContext | None:
+    """TLS for clients: UNSTUCK_NATS_TLS_CA (the server's CA), UNSTUCK_NATS_TLS_CERT/KEY (client certificate)."""
+    ca, cert, key = (os.environ.get(f"UNSTUCK_NATS_TLS_{k}") for k in ("CA", "CERT", "KEY"))
+    if not (ca or cert):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca or None)
+    if cert:
+        context.load_cert_chain(cert, key or None)
+    return context
+
+
 @dataclass
 class Connection:
     url: str
@@ -49,9 +74,12 @@ class Connection:
     clients: list[Client] = field(default_factory=list)
     closing: bool = False
 
-    async def connect(self, name: str, **options: Any) -> Client:
+    async def connect(self, name: str, auth: Credential | None = None, **options: Any) -> Client:
         async def on_error(exc: Exception) -> None:
-            log.debug("nats %s: %s", name, exc)
+            if "permissions violation" in str(exc).lower():
+                log.warning("nats %s: %s (see docs/security.md)", name, exc)
+            else:
+                log.debug("nats %s: %s", name, exc)
 
         async def on_disconnect() -> None:
             if not self.closing:
@@ -70,14 +98,19 @@ class Connection:
             "disconnected_cb": on_disconnect,
             "reconnected_cb": on_reconnect,
         }
-        user, password = os.environ.get("UNSTUCK_NATS_USER"), os.environ.get("UNSTUCK_NATS_PASSWORD")
-        if user and password:
-            opts.update(user=user, password=password)
+        # credentials: given by the caller (one process, several principals), else the environment
+        auth = auth or credential_from_env()
+        if auth is not None:
+            opts.update(user=auth.user, password=auth.password, inbox_prefix=inbox_prefix(auth.user))
         creds = os.environ.get("UNSTUCK_NATS_CREDS")
         if creds:
             opts["user_credentials"] = creds
+        tls = tls_context_from_env()
+        if tls is not None:
+            opts["tls"] = tls
         opts.update(options)
-        nc = await nats.connect(self.url, **opts)
+        nc = ApiPrefixClient(auth.js_api_prefix if auth else None)
+        await nc.connect(self.url, **opts)
         self.clients.append(nc)
         return nc
 
@@ -122,6 +155,7 @@ class Bus:
         slow: dict[str, Any] | None = None,
         ticker: bool = True,
         allow_embedded: bool = True,
+        secure: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -131,9 +165,11 @@ class Bus:
         self.slow = slow
         self.ticker = ticker
         self.allow_embedded = allow_embedded
+        self.secure = secure  # NATS authorisation from <directory>/nats-server.conf, one user per component
         self.conn: Connection | None = None
         self.broker: Any = None
         self.host: Any = None
+        self.hosts: list[Any] = []  # secure: one adapter host per department, each on its own credentials
         self.metrics_server: Any = None
 
     async def start(self) -> Bus:
@@ -142,8 +178,26 @@ class Bus:
         from .broker import API_VERBS, Broker
         from .metrics import Metrics, MetricsServer
 
-        self.conn = open_connection(self.directory, self.allow_embedded)
-        nc = await self.conn.connect("unstuck-broker")
+        credentials = None
+        if self.secure:
+            from .natsconfig import CredentialStore, generate, registry_departments
+
+            codes = [a.department.code for a in self.adapters]
+            generated = generate(self.directory, registry_departments(self.config, codes))
+            credentials = CredentialStore(self.directory)
+            self.conn = open_connection(
+                self.directory, self.allow_embedded, config_file=generated.config_file
+            )
+        else:
+            self.conn = open_connection(self.directory, self.allow_embedded)
+        nc = await self.conn.connect(
+            "unstuck-broker", auth=credentials.get("broker") if credentials else None
+        )
+        if credentials is not None and not nc._server_info.get("auth_required"):
+            raise RuntimeError(
+                f"--secure, but the NATS server at {self.conn.url} lets anyone in: stop it (or unset NATS_URL) "
+                "so the embedded server starts with the generated configuration"
+            )
         known = {a.department.code: a.department.name for a in self.adapters}
         metrics = Metrics(
             sorted(set(known) | set(self.config.department_codes())),
@@ -158,7 +212,15 @@ class Bus:
             host = self.metrics_address.rpartition(":")[0] or "127.0.0.1"
             log.warning("%s; serving metrics on a free port instead", exc)
             self.metrics_server = MetricsServer(metrics, f"{host}:0", self.broker.health).start()
-        if self.adapters:
+        if self.adapters and credentials is not None:
+            for adapter in self.adapters:
+                code = adapter.department.code
+                dept_nc = await self.conn.connect(
+                    f"unstuck-adapter-{code}", auth=credentials.get(f"dept-{code}")
+                )
+                self.hosts.append(AdapterHost(dept_nc, [adapter], slow=self.slow))
+                await self.hosts[-1].start()
+        elif self.adapters:
             adapter_nc = await self.conn.connect("unstuck-adapters")
             self.host = AdapterHost(adapter_nc, self.adapters, slow=self.slow)
             await self.host.start()
@@ -171,8 +233,9 @@ class Bus:
         return self.conn.url if self.conn else ""
 
     async def stop(self) -> None:
-        if self.host is not None:
-            await self.host.stop()
+        for host in [self.host, *self.hosts]:
+            if host is not None:
+                await host.stop()
         if self.broker is not None:
             await self.broker.stop()
         if self.metrics_server is not None:

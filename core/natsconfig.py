@@ -1,0 +1,586 @@
+"""nats-server authentication and authorisation for the bus, generated from the department registry.
+
+NATS itself enforces who may do what; this module only writes its configuration. There is one
+NATS user per *principal*: the broker, the window's CLI/front end, the auditor, and each
+department (``dept-<code>``). Each principal's password lives in its own credentials file
+(``credentials/<principal>.env``, mode 0600) that a component reads through
+``UNSTUCK_NATS_AUTH_FILE`` (or ``UNSTUCK_NATS_USER``/``UNSTUCK_NATS_PASSWORD``). The server
+configuration holds bcrypt hashes when this Python can make them, otherwise the plain passwords;
+it is written with mode 0600 either way.
+
+Private inboxes: a principal that makes requests (broker, CLI, auditor) may subscribe only to
+``_INBOX.<user>.>``; the clients use that inbox prefix (``runtime.Connection`` sets it from the
+user name). Without this, anyone allowed ``_INBOX.>`` could read every reply on the bus, and
+every case event the broker's ordered consumer receives.
+
+Rotation without stopping the bus: ``rotate`` adds a second generation of a principal's user
+(``<principal>-r<n>``) next to the current one and rewrites its credentials file; after the
+server reloads its configuration both work, so components restart one by one with the new
+file; ``retire`` then drops the old user and, on the next reload, the server disconnects anyone
+still using it. See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import warnings
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unstuck.schemas.subjects import API_PREFIX, CASE_PREFIX, HEADS_BUCKET, IDS_BUCKET, NOTIFY_PREFIX
+
+CONFIG_FILE = "nats-server.conf"
+SETTINGS_FILE = "nats-config.json"
+CREDENTIALS_DIR = "credentials"
+RETIRING_SUFFIX = ".retiring"
+USER_ENV = "UNSTUCK_NATS_USER"
+PASSWORD_ENV = "UNSTUCK_NATS_PASSWORD"
+AUTH_FILE_ENV = "UNSTUCK_NATS_AUTH_FILE"
+BCRYPT_ROUNDS = (
+    2**11
+)  # nats-server checks the hash on every connect; cost 11 is what `nats server passwd` uses
+
+BROKER = "broker"
+CLI = "cli"
+AUDITOR = "auditor"
+DEPARTMENT_PREFIX = "dept-"
+SERVICE_PREFIX = "unstuck-"  # the adapter host registers department <code> as micro service unstuck-<code>
+JS_API_PREFIX_ENV = "UNSTUCK_NATS_JS_API_PREFIX"
+BUS_ACCOUNT = "UNSTUCK"
+AUDIT_ACCOUNT = "AUDIT"
+AUDIT_JS_PREFIX = "JS.UNSTUCK.API"  # where the auditor's account sees the bus's read-only JetStream calls
+
+_PRINCIPAL = re.compile(r"^(broker|cli|auditor|dept-[a-z][a-z0-9_]{0,31})$")
+_GENERATION = re.compile(r"^(?P<principal>.+?)-r(?P<n>[0-9]+)$")
+
+
+class SecurityConfigError(ValueError):
+    """A security configuration that cannot be generated or used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who connects to NATS: the broker, the CLI/front end, the auditor, or one department."""
+
+    name: str
+    role: str
+    department: str | None = None
+
+    @property
+    def account(self) -> str:
+        return AUDIT_ACCOUNT if self.role == "auditor" else BUS_ACCOUNT
+
+    @property
+    def js_api_prefix(self) -> str | None:
+        return AUDIT_JS_PREFIX if self.role == "auditor" else None
+
+    @property
+    def description(self) -> str:
+        return {
+            "broker": "the broker: writes the case record, asks departments, answers the API",
+            "cli": "window staff (CLI, front end): calls unstuck.api.>",
+            "auditor": "auditors: read and replay the case record, nothing else",
+        }.get(self.role, f"department {self.department}: answers its own coordination requests")
+
+
+def department_principal(code: str) -> str:
+    return f"{DEPARTMENT_PREFIX}{code}"
+
+
+def principals(departments: Iterable[str]) -> list[Principal]:
+    """Every principal of a bus with these departments."""
+    out = [Principal(BROKER, "broker"), Principal(CLI, "cli"), Principal(AUDITOR, "auditor")]
+    for code in sorted(set(departments)):
+        name = department_principal(code)
+        if not _PRINCIPAL.match(name):
+            raise SecurityConfigError(
+                f"department code {code!r} cannot be a NATS user: use a lowercase ASCII token like renshe"
+            )
+        out.append(Principal(name, "department", code))
+    return out
+
+
+def registry_departments(config: Any, installed: Iterable[str] = ()) -> list[str]:
+    """The department registry: configured departments plus installed adapters."""
+    return sorted(set(config.department_codes()) | set(installed))
+
+
+# --- permissions --------------------------------------------------------------------------------
+
+
+def _js(*parts: str) -> str:
+    return "$JS.API." + ".".join(parts)
+
+
+def inbox_prefix(user: str) -> str:
+    """The private inbox prefix of a user: only this user may subscribe below it."""
+    return f"_INBOX.{user}"
+
+
+def audit_api(stream: str) -> list[str]:
+    """The JetStream API calls (after ``$JS.API.``) the auditor's account imports: reads, no consumers.
+
+    No CONSUMER.CREATE: a push consumer delivers to any subject its creator names, inside the bus
+    account, so creating one is a way to publish there. Replay reads by ``STREAM.MSG.GET`` instead
+    (next message by subject), and lists cases with ``STREAM.INFO`` (``subjects_filter``).
+    """
+    out = []
+    for s in (stream, f"KV_{HEADS_BUCKET}"):
+        out += [f"STREAM.INFO.{s}", f"STREAM.MSG.GET.{s}", f"DIRECT.GET.{s}", f"DIRECT.GET.{s}.>"]
+    return out
+
+
+def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
+    """The nats-server permissions block of one user of ``principal``.
+
+    The JetStream API subjects are the exact ones nats-py sends for what each role does
+    (tests/test_security_permissions.py exercises each of them against a real server).
+    """
+    heads, ids = f"KV_{HEADS_BUCKET}", f"KV_{IDS_BUCKET}"
+    inbox = f"{inbox_prefix(user)}.>"
+    if principal.role == "broker":
+        streams = (stream, heads, ids)
+        return {
+            "publish": {
+                "allow": [
+                    f"{CASE_PREFIX}.>",  # appends to the case record
+                    f"$KV.{HEADS_BUCKET}.>",  # the heads written outside the stream
+                    f"$KV.{IDS_BUCKET}.>",  # case id allocation
+                    "unstuck.dept.*.coordinate",
+                    f"{NOTIFY_PREFIX}.>",
+                    _js("INFO"),
+                    _js("STREAM", "NAMES"),
+                    *[_js("STREAM", "INFO", s) for s in streams],
+                    *[_js("STREAM", "CREATE", s) for s in streams],
+                    *[_js("STREAM", "MSG", "GET", s) for s in streams],
+                    *[_js("DIRECT", "GET", s) for s in streams],
+                    *[_js("DIRECT", "GET", s, ">") for s in streams],
+                    *[_js("CONSUMER", "CREATE", s) for s in (stream, heads)],
+                    *[_js("CONSUMER", "CREATE", s, ">") for s in (stream, heads)],
+                ]
+            },
+            "subscribe": {"allow": [f"{API_PREFIX}.>", inbox]},
+            # API replies and the flow-control answers of its ordered consumer
+            "allow_responses": True,
+        }
+    if principal.role == "cli":
+        return {
+            "publish": {"allow": [f"{API_PREFIX}.>", "$SRV.PING", "$SRV.INFO", "$SRV.STATS"]},
+            "subscribe": {"allow": [inbox]},
+        }
+    if principal.role == "auditor":
+        # in its own account: it can call only the read-only services the bus account exports
+        return {
+            "publish": {"allow": [f"{AUDIT_JS_PREFIX}.{api}" for api in audit_api(stream)]},
+            "subscribe": {"allow": [inbox]},
+        }
+    code = principal.department
+    service = f"{SERVICE_PREFIX}{code}"
+    return {
+        # nothing but answers to the requests it received
+        "publish": {"deny": [">"]},
+        "subscribe": {
+            "allow": [
+                f"unstuck.dept.{code}.>",
+                "$SRV.PING",
+                "$SRV.INFO",
+                "$SRV.STATS",
+                f"$SRV.*.{service}",
+                f"$SRV.*.{service}.*",
+            ]
+        },
+        "allow_responses": True,
+    }
+
+
+# --- credentials --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One NATS user of a principal. ``repr`` never shows the password."""
+
+    principal: str
+    user: str
+    password: str = field(repr=False)
+    js_api_prefix: str | None = None
+
+    @property
+    def generation(self) -> int:
+        m = _GENERATION.match(self.user)
+        return int(m["n"]) if m and m["principal"] == self.principal else 1
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect``."""
+        return {"user": self.user, "password": self.password, "inbox_prefix": inbox_prefix(self.user)}
+
+    def text(self) -> str:
+        prefix = f"{JS_API_PREFIX_ENV}={self.js_api_prefix}\n" if self.js_api_prefix else ""
+        return (
+            f"# NATS credentials of unstuck principal {self.principal!r}. Secret: keep mode 0600, never share.\n"
+            f"# Use: {AUTH_FILE_ENV}=<this file>, or export it as an environment file.\n"
+            f"{USER_ENV}={self.user}\n"
+            f"{PASSWORD_ENV}={self.password}\n"
+            f"{prefix}"
+        )
+
+
+def _js_api_prefix_of(principal: str) -> str | None:
+    return AUDIT_JS_PREFIX if principal == AUDITOR else None
+
+
+def credential_from_env(environ: dict[str, str] | None = None) -> Credential | None:
+    """The credential a component was given: ``UNSTUCK_NATS_AUTH_FILE``, else user and password variables."""
+    env = os.environ if environ is None else environ
+    path = env.get(AUTH_FILE_ENV)
+    if path:
+        return read_credential_file(Path(path))
+    user, password = env.get(USER_ENV), env.get(PASSWORD_ENV)
+    if user and password:
+        return Credential(user, user, password, env.get(JS_API_PREFIX_ENV) or None)
+    return None
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def read_credential_file(path: Path, principal: str | None = None) -> Credential:
+    """Parse a credentials file (``KEY=VALUE`` lines, ``#`` comments); never echoes its content."""
+    values: dict[str, str] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SecurityConfigError(
+            f"credentials file {path}: {exc.strerror}; generate it with `unstuck nats-config`"
+        ) from exc
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip().strip("\"'")
+    user, password = values.get(USER_ENV), values.get(PASSWORD_ENV)
+    if not user or not password:
+        raise SecurityConfigError(
+            f"credentials file {path} lacks {USER_ENV} or {PASSWORD_ENV}; regenerate it with "
+            "`unstuck nats-config --rotate <principal>`"
+        )
+    if principal is None:
+        principal = Path(path).name.removesuffix(".env").removesuffix(RETIRING_SUFFIX)
+    prefix = values.get(JS_API_PREFIX_ENV) or None
+    return Credential(principal=principal, user=user, password=password, js_api_prefix=prefix)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically (a reloading server never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+class CredentialStore:
+    """The credentials files of one bus: ``<dir>/credentials/<principal>.env`` (+ ``.retiring.env``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / CREDENTIALS_DIR
+
+    def file(self, principal: str, retiring: bool = False) -> Path:
+        if not _PRINCIPAL.match(principal):
+            raise SecurityConfigError(
+                f"unknown principal {principal!r}: use broker, cli, auditor or dept-<code>"
+            )
+        return self.path / f"{principal}{RETIRING_SUFFIX if retiring else ''}.env"
+
+    def _ensure_dir(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.path, 0o700)
+
+    def get(self, principal: str) -> Credential:
+        return read_credential_file(self.file(principal), principal)
+
+    def retiring(self, principal: str) -> Credential | None:
+        path = self.file(principal, retiring=True)
+        return read_credential_file(path, principal) if path.exists() else None
+
+    def ensure(self, principal: str) -> tuple[Credential, bool]:
+        """The principal's credential, created if missing; returns (credential, created)."""
+        path = self.file(principal)
+        if path.exists():
+            return self.get(principal), False
+        self._ensure_dir()
+        credential = Credential(principal, principal, new_password(), _js_api_prefix_of(principal))
+        write_secret(path, credential.text())
+        return credential, True
+
+    def rotate(self, principal: str) -> Credential:
+        """Start a rotation: the current user becomes *retiring*, a new generation becomes current."""
+        if self.file(principal, retiring=True).exists():
+            raise SecurityConfigError(
+                f"{principal} is already being rotated; finish with `unstuck nats-config --retire {principal}` first"
+            )
+        current, _ = self.ensure(principal)
+        self._ensure_dir()
+        write_secret(self.file(principal, retiring=True), current.text())
+        fresh = Credential(
+            principal, f"{principal}-r{current.generation + 1}", new_password(), _js_api_prefix_of(principal)
+        )
+        write_secret(self.file(principal), fresh.text())
+        return fresh
+
+    def retire(self, principal: str) -> Credential | None:
+        """Finish a rotation: forget the retiring user; returns it (None if there was none)."""
+        old = self.retiring(principal)
+        if old is not None:
+            self.file(principal, retiring=True).unlink()
+        return old
+
+    def known(self) -> list[str]:
+        """Principals that have a credentials file here."""
+        if not self.path.is_dir():
+            return []
+        return sorted(
+            p.name.removesuffix(".env")
+            for p in self.path.glob("*.env")
+            if not p.name.endswith(f"{RETIRING_SUFFIX}.env")
+        )
+
+
+# --- the server configuration -------------------------------------------------------------------
+
+
+def bcrypt_hash(password: str) -> str | None:
+    """A bcrypt hash nats-server accepts, if this Python's ``crypt`` can make one; else None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt  # deprecated since 3.11, gone in 3.13: then the config holds plain passwords
+        except ImportError:
+            return None
+    method = getattr(crypt, "METHOD_BLOWFISH", None)
+    if method is None or method not in crypt.methods:
+        return None
+    hashed = crypt.crypt(password, crypt.mksalt(method, rounds=BCRYPT_ROUNDS))
+    return hashed if hashed and hashed.startswith("$2") else None
+
+
+@dataclass
+class Tls:
+    cert: str
+    key: str
+    ca: str | None = None
+    verify: bool = False
+
+    def block(self) -> dict[str, Any]:
+        for label, path in (("--tls-cert", self.cert), ("--tls-key", self.key), ("--tls-ca", self.ca)):
+            if path is not None and not Path(path).is_file():
+                raise SecurityConfigError(f"{label} {path}: no such file")
+        if self.verify and self.ca is None:
+            raise SecurityConfigError(
+                "--tls-verify needs --tls-ca: the CA that signed the client certificates"
+            )
+        out: dict[str, Any] = {"cert_file": self.cert, "key_file": self.key, "timeout": 2}
+        if self.ca is not None:
+            out["ca_file"] = self.ca
+        if self.verify:
+            out["verify"] = True
+        return out
+
+
+@dataclass
+class ServerSettings:
+    """What the configuration says besides users; kept beside it (``nats-config.json``, no secrets)
+    so that a rotation regenerates the same server."""
+
+    stream: str = "UNSTUCK_CASES"
+    listen: str = "127.0.0.1:4222"
+    store_dir: str | None = None  # None: the embedded server passes its own (-sd)
+    max_payload: int = 1024 * 1024
+    tls: Tls | None = None
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def load(cls, directory: Path) -> ServerSettings | None:
+        path = Path(directory) / SETTINGS_FILE
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            tls = data.pop("tls", None)
+            return cls(**data, tls=Tls(**tls) if tls else None)
+        except (ValueError, TypeError) as exc:
+            raise SecurityConfigError(
+                f"{path}: {exc}; delete it and run `unstuck nats-config` again"
+            ) from exc
+
+
+@dataclass
+class Generated:
+    """What ``generate`` wrote; passwords are not in it."""
+
+    config_file: Path
+    credentials: dict[str, Path]
+    created: list[str]
+    users: list[str]
+    hashed: bool
+    stale: list[str]
+    settings: ServerSettings
+
+
+def render(users: dict[str, list[dict[str, Any]]], settings: ServerSettings) -> str:
+    """The configuration text (JSON values are valid nats-server configuration syntax).
+
+    Two accounts: the bus (JetStream, every principal but the auditor) and the auditor's, which
+    imports a few read-only JetStream services under ``JS.UNSTUCK.API``. Accounts are NATS's own
+    isolation: nothing the auditor publishes, and no reply it asks for, lands in the bus account.
+    """
+    jetstream = {"store_dir": settings.store_dir} if settings.store_dir else {}
+    apis = audit_api(settings.stream)
+    bus = {
+        "jetstream": "enabled",
+        "users": users.get(BUS_ACCOUNT, []),
+        "exports": [{"service": f"$JS.API.{api}", "accounts": [AUDIT_ACCOUNT]} for api in apis],
+    }
+    audit = {
+        "users": users.get(AUDIT_ACCOUNT, []),
+        "imports": [
+            {
+                "service": {"account": BUS_ACCOUNT, "subject": f"$JS.API.{api}"},
+                "to": f"{AUDIT_JS_PREFIX}.{api}",
+            }
+            for api in apis
+        ],
+    }
+    lines = [
+        "# nats-server configuration of an unstuck bus, generated by `unstuck nats-config`.",
+        "# It holds password hashes (or passwords): keep it mode 0600. Regenerate rather than edit;",
+        "# apply changes without a restart: nats-server --signal reload=<pid file>. See docs/security.md.",
+        f"listen: {json.dumps(settings.listen)}",
+        f"max_payload: {settings.max_payload}",
+        f"jetstream: {json.dumps(jetstream)}",
+    ]
+    if settings.tls is not None:
+        lines.append(f"tls: {json.dumps(settings.tls.block())}")
+    lines.append("accounts: {")
+    for name, account in ((BUS_ACCOUNT, bus), (AUDIT_ACCOUNT, audit)):
+        lines.append(f"  {name}: {{")
+        for key, value in account.items():
+            if isinstance(value, list):
+                lines.append(f"    {key}: [")
+                lines += [f"      {json.dumps(item, ensure_ascii=False)}" for item in value]
+                lines.append("    ]")
+            else:
+                lines.append(f"    {key}: {value}")
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def generate(
+    directory: Path,
+    departments: Iterable[str],
+    settings: ServerSettings | None = None,
+    hash_passwords: bool = True,
+) -> Generated:
+    """Write ``<directory>/nats-server.conf`` and any missing credentials files; keep existing passwords.
+
+    ``settings`` default to the ones saved by the previous run (else the defaults), so a rotation
+    keeps the listen address, TLS and store directory.
+    """
+    directory = Path(directory)
+    settings = settings or ServerSettings.load(directory) or ServerSettings()
+    store = CredentialStore(directory)
+    all_principals = principals(departments)
+    users: dict[str, list[dict[str, Any]]] = {BUS_ACCOUNT: [], AUDIT_ACCOUNT: []}
+    created: list[str] = []
+    files: dict[str, Path] = {}
+    hashed = hash_passwords
+    for principal in all_principals:
+        current, was_created = store.ensure(principal.name)
+        if was_created:
+            created.append(principal.name)
+        files[principal.name] = store.file(principal.name)
+        for credential in (store.retiring(principal.name), current):
+            if credential is None:
+                continue
+            password = bcrypt_hash(credential.password) if hash_passwords else None
+            if password is None:
+                hashed = False
+                password = credential.password
+            users[principal.account].append(
+                {
+                    "user": credential.user,
+                    "password": password,
+                    "permissions": permissions(principal, credential.user, settings.stream),
+                }
+            )
+    names = {p.name for p in all_principals}
+    stale = [p for p in store.known() if p not in names]
+    text = render(users, settings)
+    config_file = directory / CONFIG_FILE
+    write_secret(config_file, text)
+    (directory / SETTINGS_FILE).write_text(settings.to_json(), encoding="utf-8")
+    return Generated(
+        config_file=config_file,
+        credentials=files,
+        created=created,
+        users=[u["user"] for account in users.values() for u in account],
+        hashed=hashed,
+        stale=stale,
+        settings=settings,
+    )
+
+
+def reload_server(pid_file: Path) -> int:
+    """Ask the nats-server whose pid is in ``pid_file`` to reload its configuration (SIGHUP)."""
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise SecurityConfigError(
+            f"no running nats-server recorded in {pid_file}; reload yourself: nats-server --signal reload=<pid>"
+        ) from exc
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError as exc:
+        raise SecurityConfigError(f"nats-server pid {pid} from {pid_file} is not running") from exc
+    return pid
+
+
+# --- the permissions table (docs and `unstuck nats-config --table`) ----------------------------
+
+
+def permissions_table(
+    departments: Iterable[str], stream: str = "UNSTUCK_CASES"
+) -> list[tuple[str, str, str]]:
+    """(user, may publish, may subscribe) per principal, as strings."""
+    rows = []
+    for principal in principals(departments):
+        perms = permissions(principal, principal.name, stream)
+        pub = perms["publish"].get("allow") or []
+        publish = ", ".join(pub) if pub else "nothing"
+        if perms.get("allow_responses"):
+            publish += " + replies to requests it received"
+        rows.append((principal.name, publish, ", ".join(perms["subscribe"]["allow"])))
+    return rows
