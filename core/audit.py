@@ -212,7 +212,7 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
                 f"{g('department')} must handle it (ruled by {g('ruled_by')} after {g('bounces')} bounce(s))"
             )
         case "case.closed":
-            on_time = {True: "on time", False: "late"}.get(g("on_time"), "")
+            on_time = {True: "on time", False: "late"}.get(bool(g("on_time")), "") if "on_time" in d else ""
             return f"{g('outcome')} {on_time}: {g('explanation')} (closed by {g('closed_by')})"
         case "case.evaluated":
             fault = f", fault of {g('department_at_fault')}" if g("department_at_fault") else ""
@@ -238,16 +238,17 @@ def timeline(case: CaseRecord, reveal: bool = False) -> list[dict[str, Any]]:
     """Who did what when: one row per stored event in stream order, with what verification said of it."""
     by_stream_seq: dict[int, list[str]] = {}
     by_seq: dict[int, list[str]] = {}
-    for f in case.findings:
-        if f.stream_seq is not None:
-            by_stream_seq.setdefault(f.stream_seq, []).append(f.code)
-        elif f.seq is not None:
-            by_seq.setdefault(f.seq, []).append(f.code)
+    for finding in case.findings:
+        if finding.stream_seq is not None:
+            by_stream_seq.setdefault(finding.stream_seq, []).append(finding.code)
+        elif finding.seq is not None:
+            by_seq.setdefault(finding.seq, []).append(finding.code)
     rows = []
     for r in case.records:
         f = r.fields
-        data = f.get("data") if isinstance(f.get("data"), dict) else {}
-        shown = data if reveal else mask_personal(data)
+        raw = f.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        shown: dict[str, Any] = data if reveal else mask_personal(data)
         event_type = str(f.get("type", "?"))
         zh, en = label(event_type)
         codes = by_stream_seq.get(r.stream_seq, []) + by_seq.get(r.seq or -1, [])
@@ -424,11 +425,11 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
             f'<td class="hash">{e(str(r["hash"]))}</td><td>{verdict}</td></tr>'
         )
     parts.append("</table>")
-    head = case.head
+    recorded = case.head
     parts.append("<h2>記錄的案件頭 Head recorded outside the stream</h2>")
-    if head:
+    if recorded:
         parts.append(
-            f'<p>seq {e(str(head.get("seq")))}, hash <span class="hash">{e(str(head.get("hash")))}</span></p>'
+            f'<p>seq {e(str(recorded.get("seq")))}, hash <span class="hash">{e(str(recorded.get("hash")))}</span></p>'
         )
     else:
         parts.append("<p>none recorded</p>")

@@ -19,7 +19,7 @@ import json
 import re
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -311,14 +311,14 @@ class Replayer:
         stream: str = STREAM,
         verify: bool = False,
         subject_prefix: str | None = None,
-        heads: dict[str, dict[str, Any]] | None = None,
+        heads: Mapping[str, Head | Mapping[str, Any]] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         case_id: str | None = None,
     ) -> None:
         self.verify = verify
         self.prefix = subject_prefix
-        self.heads = heads if heads is not None else {}
+        self.heads: dict[str, Head] = {k: compact_head(v) for k, v in (heads or {}).items()}
         self.until = until
         self.since = since
         self.case_filter = case_id
@@ -518,7 +518,7 @@ class Replayer:
                 )
             track.edge_hash[seq] = stored_hash
             track.edge_prev[seq] = str(prev_hash)
-        if head is not None and seq == head.get("seq") and track.head_seen is None:
+        if head is not None and seq == head[0] and track.head_seen is None:
             track.head_seen = stored_hash
         return ok
 
@@ -674,7 +674,7 @@ class Replayer:
                 None,
                 f"no head recorded outside the stream for a case with {track.events} event(s)",
             )
-        head_seq, head_hash = int(head.get("seq", 0)), str(head.get("hash", ""))
+        head_seq, head_hash, _ = head
         last = track.last_seq if track else 0
         if last < head_seq:
             held = f"the stream holds seq 1-{last}" if last else "the stream holds no event of this case"
@@ -891,9 +891,22 @@ async def _pull(
     return count, last_sseq
 
 
-async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> dict[str, dict[str, Any]]:
+Head = tuple[int, str, int]
+"""A recorded head, compactly: (seq, hash, stream seq); a hundred thousand cases fit in a few MB."""
+
+
+def compact_head(value: Head | Mapping[str, Any]) -> Head:
+    if isinstance(value, tuple):
+        return value
+    try:
+        return int(value.get("seq", -1)), str(value.get("hash", "")), int(value.get("stream_seq", 0))
+    except (TypeError, ValueError):
+        return -1, f"unreadable head value {value!r:.40}", 0
+
+
+async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> dict[str, Head]:
     """Every case head the broker recorded in the KV bucket, read in one pass over its stream."""
-    heads: dict[str, dict[str, Any]] = {}
+    heads: dict[str, Head] = {}
     prefix = f"$KV.{bucket}."
     try:
         await js.stream_info(f"KV_{bucket}")
@@ -909,8 +922,11 @@ async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> dict[s
         try:
             value = json.loads(msg.data)
         except ValueError:
-            value = {"seq": -1, "hash": f"unreadable head value {msg.data[:40]!r}"}
-        heads[key] = value if isinstance(value, dict) else {"seq": -1, "hash": "unreadable head value"}
+            value = None
+        if isinstance(value, dict):
+            heads[key] = compact_head(value)
+        else:
+            heads[key] = (-1, f"unreadable head value {msg.data[:40]!r}", 0)
 
     await read_ordered(js, f"KV_{bucket}", f"{prefix}>", take, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
     return heads
@@ -965,11 +981,11 @@ async def replay(
     except nats.js.errors.NotFoundError as exc:
         raise ReplayError(f"stream {stream} not found: check --stream and the server (NATS_URL)") from exc
     prefix = stream_prefix(info.config.subjects)
-    heads: dict[str, dict[str, Any]] = {}
+    heads: dict[str, Head] = {}
     if verify:
         if case_id is not None:
             head = await read_head(js, heads_bucket, case_id)
-            heads = {case_id: head} if head else {}
+            heads = {case_id: compact_head(head)} if head else {}
         else:
             heads = await read_heads(js, heads_bucket)
     info = await js.stream_info(stream)  # after the heads: a head written meanwhile is not ahead of us
@@ -1067,16 +1083,15 @@ async def _recheck_moved_heads(js: JetStreamContext, bucket: str, replayer: Repl
         return
     for case_id in sorted(flagged):
         fresh = await read_head(js, bucket, case_id)
-        if fresh is None or fresh == replayer.heads.get(case_id):
+        if fresh is None:
+            continue
+        seq, digest, stream_seq = compact_head(fresh)
+        if (seq, digest, stream_seq) == replayer.heads.get(case_id):
             continue
         track = replayer.cases.get(case_id)
         last_seq = track.last_seq if track else 0
-        consistent = (
-            track is not None and fresh.get("seq") == last_seq and fresh.get("hash") == track.last_hash
-        )
-        beyond = (
-            int(fresh.get("seq", 0)) > last_seq and int(fresh.get("stream_seq", 0)) > report.last_stream_seq
-        )
+        consistent = track is not None and seq == last_seq and digest == track.last_hash
+        beyond = seq > last_seq and stream_seq > report.last_stream_seq
         if consistent or beyond:
             keep = [f for f in report.findings if not (f.case_id == case_id and f.code in head_codes)]
             if track is not None:
