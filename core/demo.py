@@ -342,7 +342,9 @@ def _max_level(s: lc.CaseState) -> int:
     return max((lv for lv, _ in s.escalations.values()), default=0)
 
 
-async def run_demo(base: Config, directory: Path, metrics_address: str | None, keep_running: bool) -> int:
+async def run_demo(
+    base: Config, directory: Path, metrics_address: str | None, keep_running: bool, secure: bool = False
+) -> int:
     from unstuck.adapters.host import SlowSpell
     from unstuck.adapters.registry import discover
 
@@ -351,7 +353,9 @@ async def run_demo(base: Config, directory: Path, metrics_address: str | None, k
     adapters = [a for code, a in sorted(discover().items()) if code in ("renshe", "scjg", "chengguan")]
     slow = {"renshe": SlowSpell(delay_seconds=1.2, for_seconds=5.0)}
     started = time.monotonic()
-    bus = Bus(config, clock, directory, metrics_address, adapters=adapters, slow=slow, ticker=False)
+    bus = Bus(
+        config, clock, directory, metrics_address, adapters=adapters, slow=slow, ticker=False, secure=secure
+    )
     await bus.start()
     try:
         print(

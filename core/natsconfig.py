@@ -13,6 +13,12 @@ Private inboxes: a principal that makes requests (broker, CLI, auditor) may subs
 user name). Without this, anyone allowed ``_INBOX.>`` could read every reply on the bus, and
 every case event the broker's ordered consumer receives.
 
+Two accounts: the auditor lives in its own (``AUDIT``) and reaches the bus account only through
+read-only JetStream services imported under ``JS.UNSTUCK.API``. In one account, any request can
+name its reply subject, and a JetStream API answer sent to ``unstuck.case.X`` is stored in the
+case stream: an auditor that may call the API at all could write the record. Across accounts,
+answers go back to the asking account only.
+
 Rotation without stopping the bus: ``rotate`` adds a second generation of a principal's user
 (``<principal>-r<n>``) next to the current one and rewrites its credentials file; after the
 server reloads its configuration both work, so components restart one by one with the new
@@ -124,16 +130,28 @@ def inbox_prefix(user: str) -> str:
     return f"_INBOX.{user}"
 
 
-def audit_api(stream: str) -> list[str]:
-    """The JetStream API calls (after ``$JS.API.``) the auditor's account imports: reads, no consumers.
+STREAMED = "stream"  # a service export whose one request gets many response messages
 
-    No CONSUMER.CREATE: a push consumer delivers to any subject its creator names, inside the bus
-    account, so creating one is a way to publish there. Replay reads by ``STREAM.MSG.GET`` instead
-    (next message by subject), and lists cases with ``STREAM.INFO`` (``subjects_filter``).
+
+def audit_api(stream: str) -> dict[str, str | None]:
+    """The JetStream API calls (after ``$JS.API.``) the auditor's account imports, with their response type.
+
+    Reads only: stream info, message gets, and the pull consumers replay reads the stream with
+    (create, next batch, delete). No stream or KV management, no publishing, no purge.
     """
-    out = []
+    out: dict[str, str | None] = {}
     for s in (stream, f"KV_{HEADS_BUCKET}"):
-        out += [f"STREAM.INFO.{s}", f"STREAM.MSG.GET.{s}", f"DIRECT.GET.{s}", f"DIRECT.GET.{s}.>"]
+        out |= {
+            f"STREAM.INFO.{s}": None,
+            f"STREAM.MSG.GET.{s}": None,
+            f"DIRECT.GET.{s}": None,
+            f"DIRECT.GET.{s}.>": None,
+            f"CONSUMER.CREATE.{s}": None,
+            f"CONSUMER.CREATE.{s}.>": None,
+            f"CONSUMER.INFO.{s}.*": None,
+            f"CONSUMER.DELETE.{s}.*": None,
+            f"CONSUMER.MSG.NEXT.{s}.*": STREAMED,
+        }
     return out
 
 
@@ -172,7 +190,8 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
         }
     if principal.role == "cli":
         return {
-            "publish": {"allow": [f"{API_PREFIX}.>", "$SRV.PING", "$SRV.INFO", "$SRV.STATS"]},
+            # not $SRV.*: departments answer those, so a CLI could aim their answers at unstuck.case.X
+            "publish": {"allow": [f"{API_PREFIX}.>"]},
             "subscribe": {"allow": [inbox]},
         }
     if principal.role == "auditor":
@@ -461,7 +480,11 @@ def render(users: dict[str, list[dict[str, Any]]], settings: ServerSettings) -> 
     bus = {
         "jetstream": "enabled",
         "users": users.get(BUS_ACCOUNT, []),
-        "exports": [{"service": f"$JS.API.{api}", "accounts": [AUDIT_ACCOUNT]} for api in apis],
+        "exports": [
+            {"service": f"$JS.API.{api}", "accounts": [AUDIT_ACCOUNT]}
+            | ({"response_type": kind, "response_threshold": "60s"} if kind else {})
+            for api, kind in apis.items()
+        ],
     }
     audit = {
         "users": users.get(AUDIT_ACCOUNT, []),
@@ -553,6 +576,16 @@ def generate(
     )
 
 
+def secure_hint(directory: Path) -> str:
+    """What to tell the operator after a secure start: where each component's credentials are (no secrets)."""
+    path = CredentialStore(directory).path
+    return (
+        f"NATS authorisation on: each component has its own user; credentials in {path}/ (mode 0600). "
+        f"Window staff: {AUTH_FILE_ENV}={path}/cli.env unstuck case list; "
+        f"auditors: {AUTH_FILE_ENV}={path}/auditor.env unstuck replay --verify"
+    )
+
+
 def reload_server(pid_file: Path) -> int:
     """Ask the nats-server whose pid is in ``pid_file`` to reload its configuration (SIGHUP)."""
     try:
@@ -571,16 +604,35 @@ def reload_server(pid_file: Path) -> int:
 # --- the permissions table (docs and `unstuck nats-config --table`) ----------------------------
 
 
+def _summary(subjects: list[str]) -> str:
+    """Subjects for people: JetStream API calls folded into 'JS API <calls> on <streams>'."""
+    plain, calls, streams = [], [], []
+    for subject in subjects:
+        for prefix in ("$JS.API.", f"{AUDIT_JS_PREFIX}."):
+            if subject.startswith(prefix):
+                tokens = [t for t in subject[len(prefix) :].split(".") if t not in (">", "*")]
+                names = [t for t in tokens if t.isupper() and (t.startswith("KV_") or "_" in t)]
+                call = ".".join(t for t in tokens if t not in names)
+                calls += [call] if call not in calls else []
+                streams += [n for n in names if n not in streams]
+                break
+        else:
+            plain.append(subject)
+    if calls:
+        via = " (imported into account AUDIT)" if any(s.startswith(AUDIT_JS_PREFIX) for s in subjects) else ""
+        plain.append(f"JS API {', '.join(calls)} on {', '.join(streams) or 'the account'}{via}")
+    return "; ".join(plain) if plain else "nothing"
+
+
 def permissions_table(
     departments: Iterable[str], stream: str = "UNSTUCK_CASES"
 ) -> list[tuple[str, str, str]]:
-    """(user, may publish, may subscribe) per principal, as strings."""
+    """(user, may publish, may subscribe) per principal, summarised for people."""
     rows = []
     for principal in principals(departments):
         perms = permissions(principal, principal.name, stream)
-        pub = perms["publish"].get("allow") or []
-        publish = ", ".join(pub) if pub else "nothing"
+        publish = _summary(perms["publish"].get("allow") or [])
         if perms.get("allow_responses"):
-            publish += " + replies to requests it received"
-        rows.append((principal.name, publish, ", ".join(perms["subscribe"]["allow"])))
+            publish = ("" if publish == "nothing" else publish + "; ") + "replies to requests it received"
+        rows.append((principal.name, publish, _summary(perms["subscribe"]["allow"])))
     return rows

@@ -194,8 +194,12 @@ class Bus:
             "unstuck-broker", auth=credentials.get("broker") if credentials else None
         )
         if credentials is not None and not nc._server_info.get("auth_required"):
-            raise RuntimeError(
-                f"--secure, but the NATS server at {self.conn.url} lets anyone in: stop it (or unset NATS_URL) "
+            from .natsconfig import SecurityConfigError
+
+            url = self.conn.url
+            await self.conn.close()
+            raise SecurityConfigError(
+                f"--secure, but the NATS server at {url} lets anyone in: stop it (or unset NATS_URL) "
                 "so the embedded server starts with the generated configuration"
             )
         known = {a.department.code: a.department.name for a in self.adapters}

@@ -8,9 +8,15 @@ from typing import Any
 
 from unstuck.clock import SystemClock
 from unstuck.embedded import NatsStartError
+from unstuck.natsconfig import SecurityConfigError, secure_hint
 from unstuck.runtime import Bus, data_dir
 
 from .common import CliError, add_connection_args, config_from
+
+SECURE_HELP = (
+    "NATS users and permissions: generate <data dir>/nats-server.conf and credentials if missing, "
+    "run the embedded server with them, each component on its own credentials (docs/security.md)"
+)
 
 
 def register(sub: Any) -> None:
@@ -21,6 +27,7 @@ def register(sub: Any) -> None:
         "--keep-running", action="store_true", help="keep the bus up after the script until Ctrl-C"
     )
     d.add_argument("--metrics-address", help="HOST:PORT for /metrics (default broker.metrics_address)")
+    d.add_argument("--secure", action="store_true", help=SECURE_HELP)
     add_connection_args(d)
     d.set_defaults(func=run_demo)
     s = sub.add_parser("serve", help="run the broker (and the embedded NATS server unless NATS_URL is set)")
@@ -28,6 +35,7 @@ def register(sub: Any) -> None:
         "--adapters", nargs="*", metavar="CODE", help="also serve these installed adapters (none: all)"
     )
     s.add_argument("--metrics-address", help="HOST:PORT for /metrics (default broker.metrics_address)")
+    s.add_argument("--secure", action="store_true", help=SECURE_HELP)
     add_connection_args(s)
     s.set_defaults(func=run_serve)
 
@@ -36,9 +44,13 @@ def run_demo(args: Any) -> int:
     from unstuck.demo import run_demo as demo
 
     config = config_from(args)
+    if args.secure:
+        print(secure_hint(data_dir(args.data_dir)), flush=True)
     try:
-        return asyncio.run(demo(config, data_dir(args.data_dir), args.metrics_address, args.keep_running))
-    except NatsStartError as exc:
+        return asyncio.run(
+            demo(config, data_dir(args.data_dir), args.metrics_address, args.keep_running, secure=args.secure)
+        )
+    except (NatsStartError, SecurityConfigError) as exc:
         raise CliError(str(exc), exit_code=3) from exc
 
 
@@ -52,8 +64,17 @@ def run_serve(args: Any) -> int:
         adapters = [a for code, a in sorted(found.items()) if not args.adapters or code in args.adapters]
 
     async def serve() -> None:
-        bus = Bus(config, SystemClock(), data_dir(args.data_dir), args.metrics_address, adapters=adapters)
+        bus = Bus(
+            config,
+            SystemClock(),
+            data_dir(args.data_dir),
+            args.metrics_address,
+            adapters=adapters,
+            secure=args.secure,
+        )
         await bus.start()
+        if args.secure:
+            print(secure_hint(data_dir(args.data_dir)), flush=True)
         print(
             f"unstuck broker on {bus.url}; metrics http://{bus.metrics_server.address}/metrics"
             f"{'; adapters ' + ', '.join(a.department.code for a in adapters) if adapters else ''}; Ctrl-C stops",
@@ -68,6 +89,6 @@ def run_serve(args: Any) -> int:
 
     try:
         asyncio.run(serve())
-    except NatsStartError as exc:
+    except (NatsStartError, SecurityConfigError) as exc:
         raise CliError(str(exc), exit_code=3) from exc
     return 0
