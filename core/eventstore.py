@@ -124,6 +124,7 @@ class EventStore:
         self.heads: Any = None
         self.atomic = False  # the stream stores a multi-event decision as one atomic batch
         self._missed_heads: dict[str, tuple[int, bytes]] = {}
+        self._head_revisions: dict[str, int] = {}  # the KV revision of each head this store wrote last
         self._repairing: asyncio.Task[None] | None = None
         self._incomplete: dict[str, list[tuple[bytes, str]]] = {}  # half-written decisions to complete
         self._completing: asyncio.Task[None] | None = None
@@ -439,12 +440,36 @@ class EventStore:
     async def record_head(self, case_id: str, head: StoredEvent) -> None:
         value = json.dumps({"seq": head.seq, "hash": head.hash, "stream_seq": head.stream_seq}).encode()
         try:
-            await self.heads.put(case_id, value)
+            await self._put_head(case_id, head.seq, value)
         except Exception as exc:  # the stream holds the record; the head is written again until it lands
             log.warning("head of %s not recorded: %s; retrying in the background", case_id, exc)
             self._missed_heads[case_id] = (head.seq, value)
             if self._repairing is None or self._repairing.done():
                 self._repairing = asyncio.create_task(self._repair_heads())
+
+    async def _put_head(self, case_id: str, seq: int, value: bytes) -> None:
+        """Record a head unless a newer one is there: another replica may write the same case, and two
+        plain puts could land in the wrong order and move the recorded head backwards."""
+        revision = self._head_revisions.get(case_id)
+        for _ in range(10):
+            try:
+                if revision is None:
+                    written = await self.heads.create(case_id, value)
+                else:
+                    written = await self.heads.update(case_id, value, last=revision)
+                self._head_revisions[case_id] = int(written)
+                return
+            except nats.js.errors.KeyWrongLastSequenceError:
+                try:
+                    entry = await self.heads.get(case_id)
+                except nats.js.errors.KeyNotFoundError:
+                    revision = None
+                    continue
+                revision = int(entry.revision or 0)
+                if int(json.loads(entry.value or b"{}").get("seq", 0)) >= seq:
+                    self._head_revisions[case_id] = revision
+                    return
+        raise StoreUnavailable(f"the head of {case_id} kept changing")
 
     async def _repair_heads(self) -> None:
         """Write missed heads until each lands, never over a newer head another append wrote meanwhile."""
@@ -452,12 +477,7 @@ class EventStore:
             await asyncio.sleep(1.0)
             for case_id, (seq, value) in list(self._missed_heads.items()):
                 try:
-                    try:
-                        entry = await self.heads.get(case_id)
-                        if int(json.loads(entry.value or b"{}").get("seq", 0)) < seq:
-                            await self.heads.update(case_id, value, last=entry.revision)
-                    except nats.js.errors.KeyNotFoundError:
-                        await self.heads.create(case_id, value)
+                    await self._put_head(case_id, seq, value)
                 except Exception as exc:
                     log.debug("head of %s still not recorded: %s", case_id, exc)
                     continue
