@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -117,17 +118,21 @@ class Connection:
     async def close(self) -> None:
         self.closing = True
         for nc in self.clients:
-            try:
-                await nc.drain()
-            except Exception:
-                try:
-                    await nc.close()
-                except Exception:
-                    pass
+            await close_client(nc)
         self.clients.clear()
         if self.embedded is not None:
             self.embedded.stop()
             self.embedded = None
+
+
+async def close_client(nc: Client, timeout: float = 5.0) -> None:
+    """Drain, then close; never wait longer than ``timeout`` (a close can stall on a dead connection)."""
+    for step in (nc.drain, nc.close):
+        try:
+            await asyncio.wait_for(step(), timeout)
+            return
+        except Exception as exc:
+            log.debug("closing NATS connection: %s failed: %s", step.__name__, exc)
 
 
 def open_connection(directory: Path, allow_embedded: bool, **embedded_options: Any) -> Connection:
