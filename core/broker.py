@@ -213,6 +213,7 @@ class Broker:
         if serve_api:
             self._subs.append(await self.nc.subscribe(f"{API_PREFIX}.>", queue=BROKER_QUEUE, cb=self._on_api))
         self._spawn(self._watch_health())
+        self._spawn(self._reconcile_heads())
         await self.nc.flush()
 
     async def _wait_caught_up(self, stall_seconds: float = 60.0) -> None:
@@ -395,6 +396,24 @@ class Broker:
                 self._after(stored)
                 return stored
             raise ApiFailure("conflict", f"case {case_id} kept changing under concurrent writers; try again")
+
+    async def _reconcile_heads(self, window: int = 10_000) -> None:
+        """After a crash, record the heads of the cases written last (a crash can fall between an
+        append and its head); only cases with an event among the last ``window`` stream messages."""
+        recent = {
+            case_id: (self.states[case_id].seq, self.states[case_id].head_hash, stream_seq)
+            for case_id, stream_seq in self.stream_seqs.items()
+            if stream_seq > self._catch_up_to - window and case_id in self.states
+        }
+        try:
+            behind = await self.store.reconcile_heads(recent)
+        except Exception as exc:
+            log.warning("heads not reconciled: %s", exc)
+            return
+        if behind:
+            log.warning(
+                "recorded the heads of %d case(s) the last writer appended but did not record", behind
+            )
 
     def _on_completed(self, stored: list[StoredEvent]) -> None:
         """A half-written decision the event store completed later: fold it in and act on it."""

@@ -471,6 +471,28 @@ class EventStore:
                     return
         raise StoreUnavailable(f"the head of {case_id} kept changing")
 
+    async def reconcile_heads(self, heads: dict[str, tuple[int, str, int]]) -> int:
+        """Record the heads a crashed writer appended but did not record: case -> (seq, hash, stream seq).
+
+        A broker records a case's head right after its append; a crash in between leaves the head
+        behind the stream (``untracked_tail``) until the case's next append. Returns how many were behind.
+        """
+        behind = 0
+        for case_id, (seq, digest, stream_seq) in heads.items():
+            try:
+                entry = await self.heads.get(case_id)
+                if int(json.loads(entry.value or b"{}").get("seq", 0)) >= seq:
+                    continue
+            except nats.js.errors.KeyNotFoundError:
+                pass
+            except Exception as exc:
+                log.debug("head of %s not checked: %s", case_id, exc)
+                continue
+            behind += 1
+            fields = {"case_id": case_id, "seq": seq, "hash": digest}
+            await self.record_head(case_id, StoredEvent(body=b"", fields=fields, stream_seq=stream_seq))
+        return behind
+
     async def _repair_heads(self) -> None:
         """Write missed heads until each lands, never over a newer head another append wrote meanwhile."""
         while self._missed_heads:
