@@ -576,6 +576,21 @@ def generate(
     )
 
 
+def prepare_embedded(directory: Path, departments: Iterable[str], stream: str = "UNSTUCK_CASES") -> Generated:
+    """The configuration ``serve --secure`` starts the embedded server with: generated (or refreshed) here."""
+    saved = ServerSettings.load(directory)
+    if saved is not None and saved.store_dir:
+        raise SecurityConfigError(
+            f"{Path(directory) / CONFIG_FILE} was generated for a standalone server (--store-dir); the embedded "
+            "server keeps its own store: generate the standalone configuration with --out elsewhere, or delete "
+            f"{Path(directory) / SETTINGS_FILE} to start over"
+        )
+    settings = saved or ServerSettings()
+    if settings.stream != stream:
+        settings = ServerSettings(**{**vars(settings), "stream": stream})
+    return generate(directory, departments, settings)
+
+
 def secure_hint(directory: Path) -> str:
     """What to tell the operator after a secure start: where each component's credentials are (no secrets)."""
     path = CredentialStore(directory).path

@@ -185,10 +185,13 @@ class Bus:
 
         credentials = None
         if self.secure:
-            from .natsconfig import CredentialStore, generate, registry_departments
+            from unstuck.adapters.registry import discover
 
-            codes = [a.department.code for a in self.adapters]
-            generated = generate(self.directory, registry_departments(self.config, codes))
+            from .natsconfig import CredentialStore, prepare_embedded, registry_departments
+
+            codes = [*discover(), *(a.department.code for a in self.adapters)]
+            departments = registry_departments(self.config, codes)
+            generated = prepare_embedded(self.directory, departments, self.config.broker.stream)
             credentials = CredentialStore(self.directory)
             self.conn = open_connection(
                 self.directory, self.allow_embedded, config_file=generated.config_file

@@ -17,7 +17,13 @@ import pytest
 
 from unstuck.cli import main
 from unstuck.embedded import EmbeddedNats
-from unstuck.natsconfig import CredentialStore, credential_from_env, generate
+from unstuck.natsconfig import (
+    CredentialStore,
+    SecurityConfigError,
+    credential_from_env,
+    generate,
+    prepare_embedded,
+)
 from unstuck.runtime import Connection
 
 
@@ -219,3 +225,13 @@ async def test_a_department_password_is_rotated_while_the_bus_keeps_running(
         assert server.process is not None and server.process.pid == pid and server.process.poll() is None
     finally:
         await conn.close()
+
+
+def test_serve_secure_refuses_a_configuration_made_for_a_standalone_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nats_config(capsys, tmp_path, "--store-dir", str(tmp_path / "js"), "--listen", "0.0.0.0:4222")
+    config = (tmp_path / "nats-server.conf").read_text()
+    assert f'"store_dir": "{tmp_path / "js"}"' in config and 'listen: "0.0.0.0:4222"' in config
+    with pytest.raises(SecurityConfigError, match="standalone server"):
+        prepare_embedded(tmp_path, ["renshe"])
