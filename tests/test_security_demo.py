@@ -3,7 +3,8 @@
 The demo runs as a subprocess with debug logging (-vv) and --keep-running; while it is up, the
 test scrapes /metrics and /healthz and uses the window's CLI (on the CLI's own credentials) to
 list and show cases. Everything printed is then searched for the id and phone numbers of the
-sample cases. `case show --reveal` is the control: it must show them, so the scan can see them.
+sample cases. The auditor's `replay --verify` runs too, on its own credentials.
+`case show --reveal` is the control: it must show them, so the scan can see them.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def test_a_secure_demo_run_shows_no_id_or_phone_number_in_logs_tables_or_metrics
             tables += cli(tmp_path, window, "case", "show", case_id)
         tables += cli(tmp_path, window, "case", "show", case_ids[0], "--json")
         revealed = cli(tmp_path, window, "case", "show", case_ids[0], "--reveal", "--json")
+        auditor = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / ".unstuck/credentials/auditor.env")}
+        replayed = cli(tmp_path, auditor, "replay", "--verify")  # exit 0: the record is intact
+        replayed += cli(tmp_path, auditor, "replay", "--case", case_ids[0])
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=60)
@@ -96,6 +100,7 @@ def test_a_secure_demo_run_shows_no_id_or_phone_number_in_logs_tables_or_metrics
         "/metrics": metrics,
         "/healthz": health,
         "CLI tables": tables,
+        "auditor's replay": replayed,
         "nats-server log": server_log,
     }
     numbers = personal_numbers()
