@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from unstuck.schemas import AdapterError, CoordinationReply, CoordinationRequest
 from unstuck.schemas.subjects import coordinate_subject, department_queue
+from unstuck.tasks import cancel_and_wait
 
 from .registry import LoadedAdapter
 
@@ -201,9 +202,12 @@ class AdapterHost:
             endpoint.service = service
         await self.nc.flush()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop taking requests, let those in hand finish for ``grace_seconds``, then cancel the rest."""
         for endpoint in self.endpoints.values():
             if endpoint.service is not None:
                 await endpoint.service.stop()
-            if endpoint.tasks:
-                await asyncio.gather(*endpoint.tasks, return_exceptions=True)
+        in_hand = [t for e in self.endpoints.values() for t in e.tasks]
+        if in_hand:
+            await asyncio.wait(in_hand, timeout=grace_seconds)
+            await cancel_and_wait(in_hand)

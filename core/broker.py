@@ -43,6 +43,7 @@ from .coordinator import Coordinator
 from .eventstore import AppendConflict, EventStore, StoredEvent, StoreUnavailable
 from .limits import ClientRateLimiter, cases_opened_on, client_of
 from .metrics import Metrics
+from .tasks import cancel_and_wait
 from .workcalendar import WorkingCalendar
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class Broker:
         self._last_ids: dict[str, tuple[int, int]] = {}  # day prefix -> (counter, revision) written last
         self.applied_seq = 0
         self._caught_up = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._catch_up_to = 0
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -239,11 +241,9 @@ class Broker:
             except Exception:
                 pass
         self._subs.clear()
+        self._stopping.set()
         await self.coordinator.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -252,7 +252,7 @@ class Broker:
         return task
 
     async def _watch_health(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             connected = self.nc.is_connected
             self.metrics.nats_connected.set(1 if connected else 0)
             try:
@@ -261,7 +261,14 @@ class Broker:
             except Exception:
                 self.stream_ok = False
             self.metrics.stream_ready.set(1 if self.stream_ok else 0)
-            await asyncio.sleep(2.0)
+            await self._pause(2.0)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the broker stops (a cancel can be swallowed inside a NATS request)."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
 
     def health(self) -> dict[str, object]:
         connected = self.nc.is_connected
@@ -1191,8 +1198,10 @@ class Broker:
         return count
 
     async def run_ticker(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
+        while not self._stopping.is_set():
+            await self._pause(interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self.tick()
             except Exception:

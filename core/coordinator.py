@@ -26,6 +26,7 @@ from unstuck.schemas.subjects import coordinate_subject
 
 from .config import Config, RetryPolicy
 from .metrics import Metrics
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,10 @@ class Coordinator:
         self.bulkheads: dict[str, asyncio.Semaphore] = {}
         self.policies: dict[str, RetryPolicy] = {}
         self.stats: dict[str, DepartmentStats] = {}
+        self.stopping = False
+
+    def _awaiting(self, case_id: str, request_id: str) -> bool:
+        return not self.stopping and self.sink.still_awaiting(case_id, request_id)
 
     def policy(self, department: str) -> RetryPolicy:
         if department not in self.policies:
@@ -116,10 +121,8 @@ class Coordinator:
         task.add_done_callback(lambda _t: self.tasks.pop(request_id, None))
 
     async def stop(self) -> None:
-        for task in list(self.tasks.values()):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.stopping = True
+        await cancel_and_wait(list(self.tasks.values()))
 
     async def _run(
         self, case_id: str, request_id: str, department: str, done: int, stalled: bool, build: RequestBuilder
@@ -161,7 +164,7 @@ class Coordinator:
                         ):
                             return
             except AttemptFailure as failure:
-                if not self.sink.still_awaiting(case_id, request_id):
+                if not self._awaiting(case_id, request_id):
                     return
                 self.metrics.stalls.labels(department).inc()
                 if not await self.sink.stalled(case_id, request_id, attempt, failure.reason):
@@ -169,9 +172,9 @@ class Coordinator:
             except _Stop:
                 return
         # the slow schedule: keep asking until the department answers or the case no longer waits
-        while self.sink.still_awaiting(case_id, request_id):
+        while self._awaiting(case_id, request_id):
             await asyncio.sleep(policy.stalled_retry_seconds)
-            if not self.sink.still_awaiting(case_id, request_id):
+            if not self._awaiting(case_id, request_id):
                 return
             attempt += 1
             try:
@@ -193,7 +196,7 @@ class Coordinator:
         last: bool,
     ) -> bool:
         """One attempt. True when answered; raises AttemptFailure to retry; _Stop when the case moved on."""
-        if not self.sink.still_awaiting(case_id, request_id):
+        if not self._awaiting(case_id, request_id):
             raise _Stop
         request = build(attempt, datetime.now(UTC) + timedelta(seconds=policy.timeout_seconds))
         reason, reply, detail = await self.ask(department, request, policy)
