@@ -38,6 +38,7 @@ from unstuck.clock import CHINA, SimulatedClock
 from unstuck.config import Config, RetryPolicy
 from unstuck.conformance import ConformanceReport, check_adapter, render
 from unstuck.embedded import EmbeddedNats
+from unstuck.runtime import close_client
 from unstuck.schemas import AdapterError, CoordinationReply, CoordinationRequest
 from unstuck.schemas.subjects import api_subject, coordinate_subject
 
@@ -215,7 +216,7 @@ async def nats_client(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
 
     nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     yield nc
-    await nc.close()
+    await close_client(nc)
 
 
 @pytest.fixture
@@ -242,7 +243,7 @@ async def broker(
     await b.start()
     yield b
     await b.stop()
-    await nc.close()
+    await close_client(nc)
 
 
 @pytest_asyncio.fixture
@@ -270,7 +271,7 @@ async def serve_adapter(nats_server: EmbeddedNats) -> AsyncIterator[Callable[...
     yield serve
     for host, nc in hosts:
         await host.stop()
-        await nc.close()
+        await close_client(nc)
 
 
 @pytest_asyncio.fixture

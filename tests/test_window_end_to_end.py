@@ -223,6 +223,7 @@ async def test_a_broker_restarted_on_the_stream_rebuilds_every_case(
     import nats
 
     from unstuck.broker import Broker
+    from unstuck.runtime import close_client
 
     ids = [await open_case(broker, nats_client, n) for n in ("01", "02", "05")]
     await wait_for(lambda: all(broker.state_of(i).state in (lc.ANSWERED, lc.GUIDING) for i in ids))
@@ -234,4 +235,4 @@ async def test_a_broker_restarted_on_the_stream_rebuilds_every_case(
             assert second.state_of(i).to_dict() == broker.state_of(i).to_dict()
     finally:
         await second.stop()
-        await nc2.close()
+        await close_client(nc2)
