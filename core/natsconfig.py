@@ -83,18 +83,6 @@ class Principal:
     def account(self) -> str:
         return AUDIT_ACCOUNT if self.role == "auditor" else BUS_ACCOUNT
 
-    @property
-    def js_api_prefix(self) -> str | None:
-        return AUDIT_JS_PREFIX if self.role == "auditor" else None
-
-    @property
-    def description(self) -> str:
-        return {
-            "broker": "the broker: writes the case record, asks departments, answers the API",
-            "cli": "window staff (CLI, front end): calls unstuck.api.>",
-            "auditor": "auditors: read and replay the case record, nothing else",
-        }.get(self.role, f"department {self.department}: answers its own coordination requests")
-
 
 def department_principal(code: str) -> str:
     return f"{DEPARTMENT_PREFIX}{code}"
