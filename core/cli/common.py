@@ -80,7 +80,11 @@ def with_client(args: Any, work: Callable[[Client], Awaitable[T]], name: str = "
         try:
             nc = await conn.connect(name, max_reconnect_attempts=2, allow_reconnect=False)
         except Exception as exc:
-            raise CliError(f"cannot connect to NATS at {url}: {exc}", exit_code=3) from exc
+            hint = ""
+            if "authorization" in str(exc).lower():
+                hint = ("; the server requires credentials: set UNSTUCK_NATS_AUTH_FILE to your credentials file "
+                        "(see `unstuck nats-config`) or UNSTUCK_NATS_USER and UNSTUCK_NATS_PASSWORD")
+            raise CliError(f"cannot connect to NATS at {url}: {exc}{hint}", exit_code=3) from exc
         try:
             return await work(nc)
         finally:
