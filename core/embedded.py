@@ -7,6 +7,7 @@ directory find it without flags. Tests use the same launcher, and can kill and r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -49,6 +50,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _reported_port(ports_dir: Path, pid: int) -> int | None:
+    """The client port nats-server wrote to its ports file (``--ports_file_dir``), once it has."""
+    try:
+        ports = json.loads((ports_dir / f"nats-server_{pid}.ports").read_text())
+    except (OSError, ValueError):
+        return None
+    for url in ports.get("nats") or []:
+        port = str(url).rpartition(":")[2]
+        if port.isdigit():
+            return int(port)
+    return None
+
+
 def _ready(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5) as s:
@@ -89,20 +103,27 @@ class EmbeddedNats:
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
         binary = find_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.port is None:
-            self.port = free_port(self.host)
+        # With no port chosen, nats-server picks a free one itself (-p -1) and reports it in a ports
+        # file: no window in which another process can take a port we picked for it.
+        ports_dir = self.data_dir / "ports"
+        pick = self.port is None
+        if pick:
+            shutil.rmtree(ports_dir, ignore_errors=True)
+            ports_dir.mkdir(parents=True)
         args = [
             str(binary),
             "-a",
             self.host,
             "-p",
-            str(self.port),
+            "-1" if pick else str(self.port),
             "-js",
             "-sd",
             str(self.data_dir / "jetstream"),
             "-l",
             str(self.log_file),
         ]
+        if pick:
+            args += ["--ports_file_dir", str(ports_dir)]
         if self.config_file is not None:
             args += ["-c", str(self.config_file)]
         if self.max_file_store is not None:
@@ -120,12 +141,15 @@ class EmbeddedNats:
             if self.process.poll() is not None:
                 err = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
                 tail = self._log_tail()
+                where = self.url if self.port is not None else f"{self.host} (a port of its choosing)"
                 raise NatsStartError(
-                    f"nats-server exited with code {self.process.returncode} while starting on {self.url}: "
+                    f"nats-server exited with code {self.process.returncode} while starting on {where}: "
                     f"{err.strip() or tail or 'no output'}; check that the port is free and {self.data_dir} "
                     "is writable, or set NATS_URL to use a running server"
                 )
-            if _ready(self.host, self.port):
+            if pick and self.port is None:
+                self.port = _reported_port(ports_dir, self.process.pid)
+            if self.port is not None and _ready(self.host, self.port):
                 self._write_files()
                 return self
             time.sleep(0.05)
