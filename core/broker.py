@@ -585,7 +585,10 @@ class Broker:
 
     async def stalled(self, case_id: str, request_id: str, attempts: int, last_reason: str) -> bool:
         dept = self.state_of(case_id).coordinations[request_id].department
-        self.pm.hook.unstuck_on_stall(department=dept, case_id=case_id, attempts=attempts)
+        try:
+            self.pm.hook.unstuck_on_stall(department=dept, case_id=case_id, attempts=attempts)
+        except Exception as exc:  # a broken plugin must not keep the stall off the record
+            log.error("plugin failed in unstuck_on_stall for %s: %s", dept, exc)
         return await self._record(
             case_id, lambda s: lc.Stall(request_id, attempts, last_reason, self.chain(dept))
         )
