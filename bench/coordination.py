@@ -56,6 +56,7 @@ class Run:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     server_msgs: float = 0.0  # messages into the server per coordination (varz in_msgs)
+    cpu_ms: float = 0.0  # CPU time of this process per coordination (client, server side and responder)
 
     @property
     def rate(self) -> float:
@@ -160,8 +161,9 @@ async def bus_run(
 
     try:
         await drive(one, 0, warmup, min(in_flight, warmup))
-        before = server.in_msgs()
+        before, cpu = server.in_msgs(), time.process_time()
         seconds, latencies = await drive(one, warmup, count, in_flight)
+        cpu_ms = (time.process_time() - cpu) * 1000 / count
         msgs = (server.in_msgs() - before) / count
     finally:
         await sub.unsubscribe()
@@ -169,7 +171,7 @@ async def bus_run(
         await broker.stop()
         for nc in (client, adapters_nc, broker_nc):
             await nc.close()
-    return Run(name, in_flight, count, seconds, latencies, msgs)
+    return Run(name, in_flight, count, seconds, latencies, msgs, cpu_ms)
 
 
 async def raw_run(server: Server, in_flight: int, count: int, warmup: int, batches: bool = True) -> Run:
@@ -235,14 +237,15 @@ async def raw_run(server: Server, in_flight: int, count: int, warmup: int, batch
 
     try:
         await drive(one, 0, warmup, min(in_flight, warmup))
-        before = server.in_msgs()
+        before, cpu = server.in_msgs(), time.process_time()
         seconds, latencies = await drive(one, warmup, count, in_flight)
+        cpu_ms = (time.process_time() - cpu) * 1000 / count
         msgs = (server.in_msgs() - before) / count
     finally:
         await sub.unsubscribe()
         await client.close()
         await responder.close()
-    return Run("raw" if atomic else "raw-unbatched", in_flight, count, seconds, latencies, msgs)
+    return Run("raw" if atomic else "raw-unbatched", in_flight, count, seconds, latencies, msgs, cpu_ms)
 
 
 async def faststream_run(server: Server, in_flight: int, count: int, warmup: int) -> Run:
@@ -270,10 +273,11 @@ async def faststream_run(server: Server, in_flight: int, count: int, warmup: int
 
     try:
         await drive(one, 0, warmup, min(in_flight, warmup))
-        before = server.in_msgs()
+        before, cpu = server.in_msgs(), time.process_time()
         seconds, latencies = await drive(one, warmup, count, in_flight)
+        cpu_ms = (time.process_time() - cpu) * 1000 / count
         msgs = (server.in_msgs() - before) / count
     finally:
         await asking.stop()
         await serving.stop()
-    return Run("faststream", in_flight, count, seconds, latencies, msgs)
+    return Run("faststream", in_flight, count, seconds, latencies, msgs, cpu_ms)

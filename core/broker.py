@@ -160,6 +160,7 @@ class Broker:
         self.stalled_counts: defaultdict[str, int] = defaultdict(int)
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_ids: dict[str, tuple[int, int]] = {}  # day prefix -> (counter, revision) written last
+        self._own_seqs: set[int] = set()  # stream seqs this broker appended and applied; the follower skips them
         self.applied_seq = 0
         self._caught_up = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -288,14 +289,18 @@ class Broker:
 
     async def _on_stored(self, stream_seq: int, body: bytes) -> None:
         """The follower: apply events in stream order (ours were applied already; the seq check skips them)."""
-        try:
-            fields, problems = check_body(body)
-            if problems:  # not sealed by a broker (written into the stream by something else)
-                raise ValueError("; ".join(problems))
-            self._apply(fields, stream_seq)
-        except Exception as exc:
-            self._rejected()
-            log.error("stream message %s could not be applied: %s", stream_seq, exc)
+        if stream_seq in self._own_seqs:
+            # appended and applied by this broker already: no need to parse and check it again
+            self._own_seqs.discard(stream_seq)
+        else:
+            try:
+                fields, problems = check_body(body)
+                if problems:  # not sealed by a broker (written into the stream by something else)
+                    raise ValueError("; ".join(problems))
+                self._apply(fields, stream_seq)
+            except Exception as exc:
+                self._rejected()
+                log.error("stream message %s could not be applied: %s", stream_seq, exc)
         self.applied_seq = max(self.applied_seq, stream_seq)
         if not self._caught_up.is_set() and self.applied_seq >= self._catch_up_to:
             self._caught_up.set()
@@ -305,7 +310,8 @@ class Broker:
         self.follow_errors += 1
         self.rejected_events.inc()
 
-    def _apply(self, fields: dict[str, Any], stream_seq: int) -> lc.CaseState | None:
+    def _apply(self, fields: dict[str, Any], stream_seq: int, data: Any = None) -> lc.CaseState | None:
+        """Fold one stored event into its case; ``data`` is its payload model when the caller has it."""
         case_id = fields["case_id"]
         old = self.state_of(case_id)
         seq = int(fields["seq"])
@@ -320,7 +326,8 @@ class Broker:
             )
             self._rejected()
             return None
-        data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
+        if data is None:
+            data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
         meta = lc.EventMeta(seq=seq, at=datetime.fromisoformat(fields["at"]), hash=fields["hash"])
         new = lc.evolve(old, fields["type"], data, meta)
         self.states[case_id] = new
@@ -397,8 +404,11 @@ class Broker:
                     await self._reload(case_id)
                     continue
                 self.metrics.append_seconds.observe(time.perf_counter() - started)
-                for event in stored:
-                    self._apply(event.fields, event.stream_seq)
+                for event, decided in zip(stored, new_events, strict=True):
+                    # the decided payload is the stored one (validated when built): no re-parse
+                    applied = self._apply(event.fields, event.stream_seq, decided.data)
+                    if applied is not None and event.stream_seq > self.applied_seq:
+                        self._own_seqs.add(event.stream_seq)  # the follower skips it
                     self.metrics.events.labels(event.type).inc()
                 self._after(stored)
                 return stored
@@ -468,6 +478,8 @@ class Broker:
                 case "coordination.replied" if data.get("outcome") == "not_ours":
                     self.metrics.bounces.labels(data["department"]).inc()
             self._notify(event, state)
+            if not self.pm.hook.unstuck_on_event.get_hookimpls():
+                continue  # no plugin listens: no envelope to build
             try:
                 self.pm.hook.unstuck_on_event(envelope=Envelope.model_validate(f))
             except Exception as exc:

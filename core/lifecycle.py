@@ -8,6 +8,7 @@ command, computed by the broker (the shell). Replay and the live broker use the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -955,16 +956,16 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
     s = replace(state, seq=meta.seq, head_hash=meta.hash, last_event_at=meta.at)
     match data:
         case ev.CaseOpened():
-            intake = data.model_dump(mode="json")
-            return replace(s, state=INTAKE, opened_at=meta.at, intake=intake, owner=data.owner)
+            intake = _shared_vocabulary(data.model_dump(mode="json"))
+            return replace(s, state=INTAKE, opened_at=meta.at, intake=intake, owner=intake["owner"])
         case ev.CaseClassified():
             return replace(
                 s,
                 category=data.category.value,
-                mode=data.mode,
+                mode=sys.intern(data.mode),
                 working_days=data.working_days,
                 due_date=data.due_date,
-                duty_leader=data.duty_leader,
+                duty_leader=_intern(data.duty_leader),
                 state=GUIDING if data.mode == "guide" else COORDINATING,
             )
         case ev.CaseReclassified():
@@ -990,7 +991,7 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
             coords = dict(s.coordinations)
             coords[data.request_id] = Coordination(
                 request_id=data.request_id,
-                department=data.department,
+                department=sys.intern(data.department),
                 round=data.round,
                 question=data.question,
                 deadline=data.deadline,
@@ -1000,7 +1001,7 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
             new_state = COORDINATING if s.state in (ANSWERED, CLOSED, EVALUATED, INTAKE, GUIDING) else s.state
             return replace(s, coordinations=coords, state=new_state)
         case ev.CoordinationRetried():
-            return _update(s, data.request_id, attempts=data.attempt, last_reason=data.reason)
+            return _update(s, data.request_id, attempts=data.attempt, last_reason=sys.intern(data.reason))
         case ev.CoordinationStalled():
             return _update(
                 s, data.request_id, status="stalled", attempts=data.attempts, last_reason=data.last_reason
@@ -1082,6 +1083,27 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
                 ),
             )
     raise TypeError(f"evolve: no rule for {event_type}")
+
+
+SHARED_INTAKE_FIELDS = ("channel", "matter", "matter_title", "window", "department", "category", "owner")
+"""Intake fields from a small vocabulary (matters, windows, departments, staff): one copy for all cases."""
+
+
+def _intern(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
+def _shared_vocabulary(intake: dict[str, Any]) -> dict[str, Any]:
+    """The intake with its few-valued strings interned: equal values, so the state is the same, but the
+    broker keeps every open case in memory and these repeat across nearly all of them."""
+    for key in SHARED_INTAKE_FIELDS:
+        value = intake.get(key)
+        if type(value) is str:
+            intake[key] = sys.intern(value)
+    applicant = intake.get("applicant")
+    if isinstance(applicant, dict) and type(applicant.get("kind")) is str:
+        applicant["kind"] = sys.intern(applicant["kind"])
+    return intake
 
 
 def _update(state: CaseState, request_id: str, **changes: Any) -> CaseState:
