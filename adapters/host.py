@@ -69,7 +69,7 @@ class DepartmentEndpoint:
         self.code = adapter.department.code
         self.slots = asyncio.Semaphore(concurrency)
         self.answers: OrderedDict[str, bytes] = OrderedDict()
-        self.in_flight: dict[str, asyncio.Future[bytes]] = {}
+        self.in_flight: dict[str, asyncio.Future[bytes | AdapterError]] = {}
         self.remember = remember
         self.slow = slow
         self.counters = DepartmentCounters()
@@ -125,9 +125,13 @@ class DepartmentEndpoint:
         pending = self.in_flight.get(parsed.request_id)
         if pending is not None:
             self.counters.replayed += 1
-            await request.respond(await asyncio.shield(pending))
+            answer = await asyncio.shield(pending)
+            if isinstance(answer, AdapterError):  # the first try failed: this repeat gets the same error
+                await request.respond_error("500", answer.error, data=answer.model_dump_json().encode())
+            else:
+                await request.respond(answer)
             return
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes | AdapterError] = asyncio.get_running_loop().create_future()
         self.in_flight[parsed.request_id] = future
         try:
             if self.slow is not None and (delay := self.slow.delay()):
@@ -139,10 +143,12 @@ class DepartmentEndpoint:
         except Exception as exc:
             self.counters.failed += 1
             log.warning("%s: adapter failed on %s: %s", self.code, parsed.request_id, exc)
-            future.set_result(b"")
-            await request.respond_error(
-                "500", f"adapter {self.code} failed: {type(exc).__name__}: {exc}"[:300]
+            error = AdapterError(
+                error=f"adapter {self.code} failed: {type(exc).__name__}: {exc}"[:200],
+                fix="the department's adapter raised; see its log (the broker retries)",
             )
+            future.set_result(error)
+            await request.respond_error("500", error.error, data=error.model_dump_json().encode())
             return
         finally:
             self.in_flight.pop(parsed.request_id, None)
