@@ -160,7 +160,7 @@ class Broker:
         self.stalled_counts: defaultdict[str, int] = defaultdict(int)
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_ids: dict[str, tuple[int, int]] = {}  # day prefix -> (counter, revision) written last
-        self._own_seqs: set[int] = set()  # stream seqs this broker appended and applied; the follower skips them
+        self._own_seqs: set[int] = set()  # appended and applied here: the follower skips them
         self.applied_seq = 0
         self._caught_up = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -342,14 +342,16 @@ class Broker:
         is_open = new.state in lc.OPEN_STATES
         old_cat = old.category or "unclassified"
         new_cat = new.category or "unclassified"
-        if was_open:
-            m.open_cases.labels(old_cat).dec()
-            if old.overdue:
-                m.overdue_cases.labels(old_cat).dec()
-        if is_open:
-            m.open_cases.labels(new_cat).inc()
-            if new.overdue:
-                m.overdue_cases.labels(new_cat).inc()
+        if (was_open, old_cat, was_open and old.overdue) != (is_open, new_cat, is_open and new.overdue):
+            # most events leave a case open in its category: no gauge to move
+            if was_open:
+                m.open_cases.labels(old_cat).dec()
+                if old.overdue:
+                    m.overdue_cases.labels(old_cat).dec()
+            if is_open:
+                m.open_cases.labels(new_cat).inc()
+                if new.overdue:
+                    m.overdue_cases.labels(new_cat).inc()
         old_pending = _waiting(old) if was_open else {}
         new_pending = _waiting(new) if is_open else {}
         for rid, (dept, stalled) in old_pending.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -940,6 +940,21 @@ class EventMeta:
     hash: str
 
 
+_STATE_FIELDS = tuple(f.name for f in fields(CaseState))
+_STATE_FIELD_SET = frozenset(_STATE_FIELDS)
+
+
+def _replace_state(old: CaseState, /, **changes: Any) -> CaseState:
+    """``dataclasses.replace`` for a CaseState without its per-call introspection (twice per event)."""
+    unknown = changes.keys() - _STATE_FIELD_SET
+    if unknown:
+        raise TypeError(f"CaseState has no field {sorted(unknown)[0]!r}")
+    new = object.__new__(CaseState)
+    for name in _STATE_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(old, name))
+    return new
+
+
 def _placeholder_meta(state: CaseState) -> EventMeta:
     return EventMeta(seq=state.seq, at=state.last_event_at or datetime.min, hash=state.head_hash)
 
@@ -953,13 +968,13 @@ def evolve_many(state: CaseState, events: list[NewEvent], meta: EventMeta) -> Ca
 
 def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) -> CaseState:
     """The state after one event. Pure; replay and the live broker both use it."""
-    s = replace(state, seq=meta.seq, head_hash=meta.hash, last_event_at=meta.at)
+    s = _replace_state(state, seq=meta.seq, head_hash=meta.hash, last_event_at=meta.at)
     match data:
         case ev.CaseOpened():
             intake = _shared_vocabulary(data.model_dump(mode="json"))
-            return replace(s, state=INTAKE, opened_at=meta.at, intake=intake, owner=intake["owner"])
+            return _replace_state(s, state=INTAKE, opened_at=meta.at, intake=intake, owner=intake["owner"])
         case ev.CaseClassified():
-            return replace(
+            return _replace_state(
                 s,
                 category=data.category.value,
                 mode=sys.intern(data.mode),
@@ -975,7 +990,7 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
                 new_state = COORDINATING
             elif s.state in (COORDINATING, ANSWERED) and mode == "guide":
                 new_state = GUIDING
-            return replace(
+            return _replace_state(
                 s,
                 category=data.category.value,
                 mode=mode,
@@ -986,7 +1001,7 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
                 warned=frozenset(),
             )
         case ev.OwnerAssigned():
-            return replace(s, owner=data.owner)
+            return _replace_state(s, owner=data.owner)
         case ev.CoordinationRequested():
             coords = dict(s.coordinations)
             coords[data.request_id] = Coordination(
@@ -999,7 +1014,7 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
                 requested_at=meta.at,
             )
             new_state = COORDINATING if s.state in (ANSWERED, CLOSED, EVALUATED, INTAKE, GUIDING) else s.state
-            return replace(s, coordinations=coords, state=new_state)
+            return _replace_state(s, coordinations=coords, state=new_state)
         case ev.CoordinationRetried():
             return _update(s, data.request_id, attempts=data.attempt, last_reason=sys.intern(data.reason))
         case ev.CoordinationStalled():
@@ -1018,24 +1033,24 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
                 attempts=max(data.attempt, 1),
             )
             if data.outcome is Outcome.NOT_OURS:
-                s = replace(s, bounces=s.bounces + 1)
+                s = _replace_state(s, bounces=s.bounces + 1)
             return s
         case ev.CaseEscalated():
             escalations = dict(s.escalations)
             escalations[data.department] = (data.level, meta.at)
             ruling = s.bounce_ruling_needed or (data.reason == "bounced" and data.audience == "duty_leader")
-            return replace(s, escalations=escalations, bounce_ruling_needed=ruling)
+            return _replace_state(s, escalations=escalations, bounce_ruling_needed=ruling)
         case ev.BounceRuled():
-            return replace(s, bounce_ruling_needed=False, ruled_department=data.department)
+            return _replace_state(s, bounce_ruling_needed=False, ruled_department=data.department)
         case ev.DeadlineWarned():
-            return replace(s, warned=s.warned | {data.working_days_left})
+            return _replace_state(s, warned=s.warned | {data.working_days_left})
         case ev.CaseOverdue():
-            return replace(s, overdue=True)
+            return _replace_state(s, overdue=True)
         case ev.ExtensionRequested():
-            return replace(s, pending_extension=data.model_dump(mode="python"))
+            return _replace_state(s, pending_extension=data.model_dump(mode="python"))
         case ev.CaseExtended():
             overdue = s.overdue and data.due_date < (s.due_date or data.due_date)
-            return replace(
+            return _replace_state(
                 s,
                 due_date=data.due_date,
                 extension_days=data.total_extension_days,
@@ -1044,22 +1059,22 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
                 warned=frozenset(),
             )
         case ev.CaseGuided():
-            return replace(s, resolution={"outcome": "guided", "window": data.window})
+            return _replace_state(s, resolution={"outcome": "guided", "window": data.window})
         case ev.ReviewRequested():
-            return replace(s, reviews=(*s.reviews, data.model_dump(mode="json")))
+            return _replace_state(s, reviews=(*s.reviews, data.model_dump(mode="json")))
         case ev.CaseResolved():
-            return replace(s, state=ANSWERED, resolution=data.model_dump(mode="json"))
+            return _replace_state(s, state=ANSWERED, resolution=data.model_dump(mode="json"))
         case ev.CaseClosed():
-            return replace(
+            return _replace_state(
                 s,
                 state=CLOSED,
                 closing={**data.model_dump(mode="json"), "at": meta.at.isoformat()},
                 pending_extension=None,
             )
         case ev.CaseEvaluated():
-            return replace(s, state=EVALUATED, evaluation=data.model_dump(mode="json"))
+            return _replace_state(s, state=EVALUATED, evaluation=data.model_dump(mode="json"))
         case ev.CaseReopened():
-            return replace(
+            return _replace_state(
                 s,
                 state=COORDINATING,
                 round=data.round,
@@ -1075,7 +1090,7 @@ def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) 
                 ruled_department=None,
             )
         case ev.AccountabilityRecorded():
-            return replace(
+            return _replace_state(
                 s,
                 accountability=(
                     *s.accountability,
@@ -1112,4 +1127,4 @@ def _update(state: CaseState, request_id: str, **changes: Any) -> CaseState:
     if current is None:
         return state  # an event for an unknown request: verification flags it; the state ignores it
     coords[request_id] = replace(current, **changes)
-    return replace(state, coordinations=coords)
+    return _replace_state(state, coordinations=coords)

@@ -1,13 +1,19 @@
-"""seal() builds the stored body from one encoding: it must give the bytes of the plain definition."""
+"""Hot paths written for speed must give what their plain definitions give.
+
+seal() encodes an event once instead of twice; the lifecycle replaces a case's
+state without ``dataclasses.replace``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json, check_body, seal
 
 values = st.recursive(
@@ -42,3 +48,31 @@ def test_a_sealed_event_passes_its_own_check() -> None:
     body, digest = seal(fields)
     assert (body, digest) == plain_seal(fields)
     assert check_body(body) == ({**fields, "hash": digest}, [])
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "state": st.sampled_from(lc.STATES),
+            "seq": st.integers(0, 100),
+            "owner": st.none() | st.text(max_size=8),
+            "overdue": st.booleans(),
+            "round": st.integers(1, 5),
+            "warned": st.frozensets(st.integers(0, 3)),
+            "case_id": st.text(min_size=1, max_size=8),
+        },
+    )
+)
+def test_a_replaced_case_state_equals_what_dataclasses_replace_gives(changes: dict[str, Any]) -> None:
+    before = lc.CaseState(case_id="DD-20261127-0001", seq=3, state=lc.COORDINATING, owner="w-zhang")
+    assert lc._replace_state(before, **changes) == dataclasses.replace(before, **changes)
+
+
+def test_replacing_a_field_a_case_state_does_not_have_is_an_error() -> None:
+    try:
+        lc._replace_state(lc.CaseState(case_id="X"), colour="red")
+    except TypeError as exc:
+        assert "colour" in str(exc)
+    else:
+        raise AssertionError("an unknown field was accepted")
