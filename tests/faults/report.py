@@ -103,8 +103,8 @@ def details(scenarios: dict[str, Any]) -> list[str]:
     n = scenarios.get("network_cut")
     if n:
         out.append(
-            f"- `network_cut`: {n['proxy_connections']} connections through the proxy (each client connected "
-            "again by itself); the recovery time includes the 5 s request timeout of requests caught by the cut."
+            f"- `network_cut`: {n['proxy_connections']} connections through the proxy (the broker's and its "
+            "adapters', each made again by the client itself after the cut)."
         )
     return out
 
