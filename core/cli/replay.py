@@ -157,27 +157,45 @@ def run_replay(args: Any) -> int:
             bar.close()
     if args.case and args.case not in report.cases and not report.findings:
         raise CliError(f"case {args.case} has no event in stream {args.stream}: check the id")
-    text = render(report, args.format, args.reveal)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        try:
+            with args.out.open("w", encoding="utf-8") as out:
+                write(report, args.format, out, args.reveal)
+        except OSError as exc:
+            raise CliError(f"--out {args.out}: {exc.strerror or exc}") from exc
         print(summary_line(report))
     else:
-        sys.stdout.write(text)
+        write(report, args.format, sys.stdout, args.reveal)
     return EXIT_FINDINGS if report.findings else 0
 
 
-def render(report: Report, fmt: str, reveal: bool = False) -> str:
+def write(report: Report, fmt: str, out: TextIO, reveal: bool = False) -> None:
+    """The report in ``fmt``, written case by case (a million-event replay has a big answer)."""
     if fmt == "json":
-        return json.dumps(to_json(report, reveal), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    if fmt == "csv":
-        return to_csv(report)
-    return to_table(report)
+        write_json(report, out, reveal)
+    elif fmt == "csv":
+        write_csv(report, out)
+    else:
+        out.write(to_table(report))
 
 
-def case_row(report: Report, case_id: str) -> dict[str, Any]:
+def render(report: Report, fmt: str, reveal: bool = False) -> str:
+    buffer = io.StringIO()
+    write(report, fmt, buffer, reveal)
+    return buffer.getvalue()
+
+
+def codes_by_case(report: Report) -> dict[str, str]:
+    codes: dict[str, set[str]] = {}
+    for f in report.findings:
+        if f.case_id is not None:
+            codes.setdefault(f.case_id, set()).add(f.code)
+    return {case_id: ";".join(sorted(c)) for case_id, c in codes.items()}
+
+
+def case_row(report: Report, case_id: str, codes: dict[str, str] | None = None) -> dict[str, Any]:
     track = report.cases[case_id]
     s = track.state
-    codes = sorted({f.code for f in report.findings_of(case_id)})
     return {
         "case_id": case_id,
         "state": s.state or "-",
@@ -191,33 +209,56 @@ def case_row(report: Report, case_id: str) -> dict[str, Any]:
         "last_event_at": s.last_event_at.isoformat() if s.last_event_at else "",
         "head_hash": s.head_hash,
         "findings": track.findings,
-        "codes": ";".join(codes),
+        "codes": (codes if codes is not None else codes_by_case(report)).get(case_id, ""),
         "stopped": track.stopped or "",
     }
 
 
-def to_json(report: Report, reveal: bool = False) -> dict[str, Any]:
-    cases = []
-    for track in report.selected():
-        state = track.state.to_dict()
-        cases.append(
-            {
-                **case_row(report, track.case_id),
-                "intact": track.intact,
-                "state": state if reveal else mask_personal(state),
-            }
-        )
+def masked_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A state with the applicant's id and phone numbers masked (they live only in intake.applicant)."""
+    applicant = (state.get("intake") or {}).get("applicant")
+    if not isinstance(applicant, dict):
+        return state
+    return {**state, "intake": {**state["intake"], "applicant": mask_personal(applicant)}}
+
+
+def summary_json(report: Report) -> dict[str, Any]:
     return {
-        "summary": {
-            **report.summary(),
-            "since": report.since.isoformat() if report.since else None,
-            "until": report.until.isoformat() if report.until else None,
-            "case": report.case_filter,
-            "moved_during_replay": report.moved_during_replay,
-        },
-        "cases": cases,
-        "findings": [f.to_dict() for f in report.findings],
+        **report.summary(),
+        "since": report.since.isoformat() if report.since else None,
+        "until": report.until.isoformat() if report.until else None,
+        "case": report.case_filter,
+        "moved_during_replay": report.moved_during_replay,
     }
+
+
+def write_json(report: Report, out: TextIO, reveal: bool = False) -> None:
+    """One JSON document: summary, findings (one per line) and cases (one per line)."""
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+    out.write('{"summary": ' + json.dumps(summary_json(report), ensure_ascii=False, indent=2, sort_keys=True))
+    out.write(',\n"findings": [')
+    for i, f in enumerate(report.findings):
+        out.write(("\n" if i == 0 else ",\n") + dump(f.to_dict()))
+    out.write('\n],\n"cases": [')
+    codes = codes_by_case(report)
+    for i, track in enumerate(report.selected()):
+        state = track.state.to_dict()
+        row = {
+            **case_row(report, track.case_id, codes),
+            "intact": track.intact,
+            "state": state if reveal else masked_state(state),
+        }
+        out.write(("\n" if i == 0 else ",\n") + dump(row))
+    out.write("\n]}\n")
+
+
+def to_json(report: Report, reveal: bool = False) -> dict[str, Any]:
+    """The JSON output as a value (what ``--format json`` writes)."""
+    parsed: dict[str, Any] = json.loads(render(report, "json", reveal))
+    return parsed
 
 
 CSV_FIELDS = (
@@ -238,19 +279,19 @@ CSV_FIELDS = (
 )
 
 
-def to_csv(report: Report) -> str:
-    out = io.StringIO()
+def write_csv(report: Report, out: TextIO) -> None:
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
+    codes = codes_by_case(report)
     for track in report.selected():
-        writer.writerow(case_row(report, track.case_id))
-    return out.getvalue()
+        writer.writerow(case_row(report, track.case_id, codes))
 
 
 def to_table(report: Report) -> str:
     rows = []
+    codes = codes_by_case(report)
     for track in report.selected():
-        r = case_row(report, track.case_id)
+        r = case_row(report, track.case_id, codes)
         record = "ok" if report.verified and track.intact else ""
         if track.findings:
             record = r["codes"]
