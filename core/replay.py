@@ -776,7 +776,7 @@ async def read_ordered(
             ack_policy=AckPolicy.NONE,
             deliver_policy=policy,
             opt_start_seq=start_seq,
-            filter_subject=subject,
+            filter_subject=None if subject == ">" else subject,
             mem_storage=True,
             num_replicas=1,
             inactive_threshold=60.0,

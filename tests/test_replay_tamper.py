@@ -310,3 +310,20 @@ async def test_the_cli_exits_0_on_an_intact_record_and_names_each_finding_in_its
     line = next(x for x in out.splitlines() if x.startswith("seq_gap"))
     assert recorded["B"] in line and " 3 " in line
     assert "record NOT intact (seq_gap 1)" in out
+
+
+async def test_a_copy_under_several_subject_prefixes_verifies_by_the_last_subject_token(
+    recorded, nats_client
+):
+    js = nats_client.jetstream()
+    messages = await stored_messages(js)
+    await js.add_stream(
+        StreamConfig(name=COPY, subjects=["audit.a.>", "audit.b.>"], storage=StorageType.FILE)
+    )
+    for i, (case_id, _, body) in enumerate(messages):
+        await js.publish(f"audit.{'ab'[i % 2]}.{case_id}", body, stream=COPY)
+    report = await verify_stream(nats_client, COPY)
+    assert report.ok, [str(f) for f in report.findings]
+    assert report.subject_prefix is None and report.events == len(messages)
+    one = await verify_stream(nats_client, COPY, case_id=recorded["A"])
+    assert one.ok and list(one.cases) == [recorded["A"]]
