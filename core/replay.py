@@ -334,7 +334,6 @@ class Replayer:
         # duplicate event ids: 64-bit fingerprints and stream seqs, bucketed so the final scan is small
         self._ids: list[array[int]] = [array("q") for _ in range(256)]
         self._id_seqs: list[array[int]] = [array("Q") for _ in range(256)]
-        self.id_of: dict[int, tuple[str, int, str]] = {}  # filled by confirm_duplicates
 
     # one stored message ---------------------------------------------------------------------------
 
