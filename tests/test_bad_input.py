@@ -213,11 +213,13 @@ async def test_a_reply_from_the_wrong_department_or_for_another_request_is_count
 
 
 async def test_window_staff_cannot_record_an_answer_from_a_department_that_was_not_asked(
-    broker: Broker, nats_client: Client
+    broker: Broker, builtin_adapters: Any, nats_client: Client
 ) -> None:
     opened = await request(nats_client, "case.open", sample("03", category="hard"))
+    case_id = opened["result"]["case_id"]
+    await wait_for(lambda: broker.state_of(case_id).state == "answered", 30, "renshe answered")
     body = {
-        "case_id": opened["result"]["case_id"],
+        "case_id": case_id,
         "actor": "w-li",
         "department": "chengguan",
         "outcome": "resolved",
