@@ -23,7 +23,6 @@ import nats.js.errors
 import pluggy
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from unstuck.adapters.registry import installed_departments
@@ -171,11 +170,6 @@ class Broker:
         self.rate_limiter = ClientRateLimiter(config.limits.api_requests_per_second, config.limits.api_burst)
         self.stream_ok = False
         self.follow_errors = 0
-        self.rejected_events = Counter(
-            "unstuck_stream_rejected_events",
-            "Stream messages the broker did not apply: not sealed by a broker, out of order or invalid",
-            registry=self.metrics.registry,
-        )
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "case.open": self.api_open,
             "case.get": self.api_get,
@@ -308,7 +302,7 @@ class Broker:
     def _rejected(self) -> None:
         """A stream message that was not applied; `unstuck replay --verify` says what is wrong with it."""
         self.follow_errors += 1
-        self.rejected_events.inc()
+        self.metrics.stream_rejected.inc()
 
     def _apply(self, fields: dict[str, Any], stream_seq: int, data: Any = None) -> lc.CaseState | None:
         """Fold one stored event into its case; ``data`` is its payload model when the caller has it."""
@@ -441,20 +435,39 @@ class Broker:
         self._after(stored)
 
     async def _reload(self, case_id: str) -> None:
+        """Rebuild one case from the stream (after a conflict), with the follower's checks on every event."""
         events = await self.store.read_case(case_id)
-        state = lc.CaseState(case_id=case_id)
         old = self.state_of(case_id)
+        self.states.pop(case_id, None)
+        self.stream_seqs.pop(case_id, None)
         for e in events:
-            data = parse_payload(e.type, e.fields["data"], int(e.fields.get("v", 1)))
-            state = lc.evolve(
-                state,
-                e.type,
-                data,
-                lc.EventMeta(seq=e.seq, at=datetime.fromisoformat(e.fields["at"]), hash=e.hash),
-            )
-            self.stream_seqs[case_id] = e.stream_seq
-        self.states[case_id] = state
-        self._account(old, state, "reload", None)
+            fields, problems = check_body(e.body)
+            if problems:
+                self._rejected()
+                log.error("case %s: stream message %s not applied: %s", case_id, e.stream_seq, "; ".join(problems))
+                continue
+            self._apply_quietly(fields, e.stream_seq)
+        if events:  # appends must name the subject's real last message, applied or not
+            self.stream_seqs[case_id] = events[-1].stream_seq
+        self._account(old, self.state_of(case_id), "reload", None)
+
+    def _apply_quietly(self, fields: dict[str, Any], stream_seq: int) -> None:
+        """Apply without moving the gauges (the caller accounts the whole change once)."""
+        case_id = fields["case_id"]
+        old = self.state_of(case_id)
+        seq = int(fields["seq"])
+        if seq != old.seq + 1 or fields.get("prev_hash") != old.head_hash:
+            self._rejected()
+            return
+        try:
+            data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
+        except EventSchemaError as exc:
+            self._rejected()
+            log.error("case %s: event %s not applied: %s", case_id, seq, exc)
+            return
+        meta = lc.EventMeta(seq=seq, at=datetime.fromisoformat(fields["at"]), hash=fields["hash"])
+        self.states[case_id] = lc.evolve(old, fields["type"], data, meta)
+        self.stream_seqs[case_id] = stream_seq
 
     def _after(self, stored: list[StoredEvent]) -> None:
         """Act on freshly stored events: coordinate, notify, count, tell the plugins."""

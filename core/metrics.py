@@ -290,6 +290,11 @@ class Metrics:
             "unstuck_nats_connected", "1 while the broker is connected to NATS", registry=r
         )
         self.stream_ready = Gauge("unstuck_stream_ready", "1 while the case stream answers", registry=r)
+        self.stream_rejected = Counter(
+            "unstuck_stream_rejected_events",
+            "Stream messages the broker did not apply: not sealed by a broker, out of order or invalid",
+            registry=r,
+        )
         self.calendar_fallback = Counter(
             "unstuck_calendar_fallback", "Working-day lookups that fell back to weekends-only", registry=r
         )
