@@ -36,7 +36,7 @@ fuzz: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy core schemas plugins adapters
 
 clean:
 	rm -rf $(VENV) .unstuck build *.egg-info

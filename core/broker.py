@@ -697,7 +697,11 @@ class Broker:
         await self._api_slots.acquire()
         task = asyncio.create_task(self._serve(msg))
         self._tasks.add(task)
-        task.add_done_callback(lambda t: (self._tasks.discard(t), self._api_slots.release()))
+        task.add_done_callback(self._api_done)
+
+    def _api_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._api_slots.release()
 
     async def _serve(self, msg: Msg) -> None:
         verb = msg.subject[len(API_PREFIX) + 1 :]
@@ -1138,7 +1142,7 @@ class Broker:
         """Departments ranked worst first, from figures kept up to date event by event (no case scan)."""
         now_wall = time.time()
         now = self.clock.now()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for dept in sorted(self.departments):
             stats = self.coordinator.department_stats(dept)
             policy = self.coordinator.policy(dept)
@@ -1222,7 +1226,7 @@ class Broker:
             if not lc.decide(state, tick):
                 continue
             try:
-                count += len(await self.execute(case_id, lambda s, t=tick: t))
+                count += len(await self.execute(case_id, _constant(tick)))
             except (lc.Refused, StoreUnavailable) as exc:
                 log.warning("deadline watcher skipped %s: %s", case_id, exc)
         return count
@@ -1236,6 +1240,15 @@ class Broker:
                 await self.tick()
             except Exception:
                 log.exception("deadline watcher failed")
+
+
+def _constant(command: object) -> Callable[[lc.CaseState], object]:
+    """A command builder that ignores the state (the command was computed beforehand)."""
+
+    def build(_state: lc.CaseState) -> object:
+        return command
+
+    return build
 
 
 def _waiting(state: lc.CaseState) -> dict[str, tuple[str, bool]]:

@@ -150,7 +150,7 @@ async def service_info(nc: Client, code: str, timeout: float) -> list[dict[str, 
     """$SRV.INFO of every instance of ``unstuck-<code>`` that answers within ``timeout``."""
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
-    infos = []
+    infos: list[dict[str, Any]] = []
     try:
         await nc.publish(f"$SRV.INFO.unstuck-{code}", b"", reply=inbox)
         await nc.flush()

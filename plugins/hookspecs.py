@@ -25,6 +25,7 @@ class BrokerSpec:
     @hookspec
     def unstuck_route(self, intake: CaseIntake, category: Category) -> list[str]:
         """Name the departments to coordinate with; the lists of all plugins are merged in order."""
+        return []
 
     @hookspec(firstresult=True)
     def unstuck_deadline_working_days(self, category: Category) -> int | None:

@@ -7,9 +7,9 @@ import logging
 from datetime import date
 
 import pytest
-from conftest import sample
 from pydantic import ValidationError
 
+from conftest import sample
 from unstuck.schemas import CaseIntake, CoordinationReply, Envelope, parse_payload
 from unstuck.schemas.events import EVENT_TYPES, EventSchemaError
 from unstuck.schemas.export import JSON_DIR, render_schemas
