@@ -56,6 +56,7 @@ def summary(runs: list[Run]) -> dict[str, Any]:
         "cases_per_s": statistics.median(rates),
         "all_cases_per_s": rates,
         "server_msgs_per_case": statistics.median(r.server_msgs for r in runs),
+        "cpu_ms_per_case": statistics.median(r.cpu_ms for r in runs),
     }
     if runs and runs[0].in_flight == 1:
         out["p50_ms"] = statistics.median(r.quantile(0.5) * 1000 for r in runs)
@@ -88,9 +89,14 @@ async def coordination(work: Path, plan: Plan) -> dict[str, Any]:
         entry["ratio_bus_raw"] = per_round_ratio(runs["bus"], runs["raw"])
         entry["ratio_bus_faststream"] = per_round_ratio(runs["bus"], runs["faststream"])
         entry["ratio_raw_unbatched_raw"] = per_round_ratio(runs["raw-unbatched"], runs["raw"])
+        entry["ratio_cpu_bus_raw"] = statistics.median(
+            b.cpu_ms / r.cpu_ms for b, r in zip(runs["bus"], runs["raw"], strict=True)
+        )
         if in_flight == 1:
-            entry["ratio_p50_bus_raw"] = entry["bus"]["p50_ms"] / entry["raw"]["p50_ms"]
-            entry["ratio_p99_bus_raw"] = entry["bus"]["p99_ms"] / entry["raw"]["p99_ms"]
+            for q in (0.5, 0.99):
+                entry[f"ratio_p{round(q * 100)}_bus_raw"] = statistics.median(
+                    b.quantile(q) / r.quantile(q) for b, r in zip(runs["bus"], runs["raw"], strict=True)
+                )
         out[f"in_flight_{in_flight}"] = entry
     return out
 

@@ -18,6 +18,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Python {m['python']}, {m['nats_server']}, nats-py {m['nats_py']}, FastStream {m['faststream']}; "
         f"load average {m['load_average_start'][0]:.2f} at start, {m.get('load_average_end', [0])[0]:.2f} at end.",
         "",
+        "Medians over the rounds; a ratio is the median of the per-round ratios.",
+        "",
         "| measure | unstuck | baseline | ratio | target | holds |",
         "|---|---|---|---|---|---|",
     ]
@@ -56,6 +58,14 @@ def markdown(result: dict[str, Any]) -> str:
                 one["ratio_p50_bus_raw"],
                 "<= 1.3",
                 one["ratio_p50_bus_raw"] <= 1.3,
+            ),
+            _row(
+                "CPU of the benchmark process per coordination, 1 in flight (ms)",
+                f"{one['bus']['cpu_ms_per_case']:.2f}",
+                f"raw {one['raw']['cpu_ms_per_case']:.2f}",
+                one["ratio_cpu_bus_raw"],
+                "",
+                None,
             ),
             _row(
                 "latency p99, 1 in flight (ms)",
