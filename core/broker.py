@@ -15,7 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import nats.errors
@@ -40,7 +40,7 @@ from .clock import Clock, local_date
 from .config import Config
 from .coordinator import Coordinator
 from .eventstore import AppendConflict, EventStore, StoredEvent, StoreUnavailable
-from .limits import ClientRateLimiter, cases_opened_on, client_of
+from .limits import ClientRateLimiter, client_of
 from .metrics import Metrics
 from .tasks import cancel_and_wait
 from .workcalendar import WorkingCalendar
@@ -160,6 +160,8 @@ class Broker:
         self.locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_ids: dict[str, tuple[int, int]] = {}  # day prefix -> (counter, revision) written last
         self._own_seqs: set[int] = set()  # appended and applied here: the follower skips them
+        self._opened_on: date | None = None  # the local day _opened_today indexes (for the quota)
+        self._opened_today: dict[str, list[str]] = {}  # applicant id number -> cases opened that day
         self.applied_seq = 0
         self._caught_up = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -364,6 +366,15 @@ class Broker:
             m.waiting.track(dept, rid, since.timestamp() if since else m.now())
         if event_type == "case.opened" and new.intake.get("client_ref"):
             self.by_client_ref[new.intake["client_ref"]] = new.case_id
+        if not old.exists and new.exists and self._opened_on is not None:
+            self._index_opened(new)
+
+    def _index_opened(self, state: lc.CaseState) -> None:
+        if state.opened_at is None or local_date(state.opened_at) != self._opened_on:
+            return
+        id_number = (state.intake.get("applicant") or {}).get("id_number")
+        if isinstance(id_number, str):
+            self._opened_today.setdefault(id_number, []).append(state.case_id)
 
     def _stall_count(self, dept: str, delta: int) -> None:
         self.stalled_counts[dept] += delta
@@ -912,7 +923,12 @@ class Broker:
             return
         id_number = intake.applicant.id_number.get_secret_value()
         today = local_date(self.clock.now())
-        opened = cases_opened_on(self.states.values(), id_number, today, local_date)
+        if self._opened_on != today:  # one scan a day; then each opened case is indexed as it is applied
+            self._opened_on = today
+            self._opened_today = {}
+            for state in self.states.values():
+                self._index_opened(state)
+        opened = sorted(self._opened_today.get(id_number, ()))
         if len(opened) >= limit:
             shown = ", ".join(opened[:3]) + (" ..." if len(opened) > 3 else "")
             raise ApiFailure(
