@@ -47,26 +47,7 @@ from .workcalendar import WorkingCalendar
 
 log = logging.getLogger(__name__)
 
-API_VERBS = (
-    "case.open",
-    "case.get",
-    "case.list",
-    "case.classify",
-    "case.handover",
-    "case.extend",
-    "case.approve_extension",
-    "case.record",
-    "case.guide",
-    "case.close",
-    "case.evaluate",
-    "case.reopen",
-    "case.escalate",
-    "case.rule_bounce",
-    "accountability.record",
-    "accountability.list",
-    "status",
-    "admin.tick",
-)
+API_VERBS = tuple(api.API_REQUESTS)
 
 
 class ApiFailure(Exception):

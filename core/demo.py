@@ -23,6 +23,7 @@ from . import lifecycle as lc
 from .cli.common import seconds, table
 from .clock import CHINA, SimulatedClock, local_date
 from .config import Config, RetryPolicy
+from .metrics import REQUEST_OUTCOMES
 from .runtime import Bus
 
 START = datetime(2026, 9, 28, 9, 0, tzinfo=CHINA)
@@ -48,8 +49,10 @@ def demo_config(base: Config) -> Config:
 
 
 def sample_cases() -> list[tuple[str, dict[str, Any]]]:
-    files = sorted((p for p in resources.files("unstuck.samples").iterdir() if p.name.endswith(".json")),
-                   key=lambda p: p.name)
+    files = sorted(
+        (p for p in resources.files("unstuck.samples").iterdir() if p.name.endswith(".json")),
+        key=lambda p: p.name,
+    )
     return [(p.name.removesuffix(".json"), json.loads(p.read_text(encoding="utf-8"))) for p in files]
 
 
@@ -285,20 +288,7 @@ class Demo:
         m = self.broker.metrics
         for d in sorted(status["departments"], key=lambda r: r["department"]):
             dept = d["department"]
-            requests = sum(
-                m.requests.labels(dept, o)._value.get()
-                for o in (
-                    "resolved",
-                    "accepted",
-                    "cannot",
-                    "not_ours",
-                    "need_materials",
-                    "error",
-                    "timeout",
-                    "no_responders",
-                    "invalid_reply",
-                )
-            )
+            requests = sum(m.requests.labels(dept, o)._value.get() for o in REQUEST_OUTCOMES)
             rows.append(
                 [
                     dept,

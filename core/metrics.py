@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from unstuck.schemas import EVENT_TYPES
+from unstuck.schemas.api import API_ERROR_CODES
 
 from .config import Config
 
@@ -48,17 +49,7 @@ REQUEST_OUTCOMES = (
     "invalid_reply",
 )
 CATEGORIES = ("unclassified", "cannot", "hard", "refused", "guided")
-API_ERROR_REASONS = (
-    "invalid_json",
-    "invalid_request",
-    "payload_too_large",
-    "not_found",
-    "not_allowed",
-    "conflict",
-    "unavailable",
-    "rate_limited",
-    "internal",
-)
+API_ERROR_REASONS = API_ERROR_CODES
 REPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Fractions of each department's reply timeout that get a bucket boundary: a valid reply is never
 # slower than the timeout, so the interesting resolution is just below it.

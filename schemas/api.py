@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
@@ -181,3 +181,29 @@ class ListAccountability(WireModel):
 
     staff: StaffId | None = None
     department: DepartmentCode | None = None
+
+
+API_REQUESTS: dict[str, type[WireModel] | None] = {
+    "case.open": OpenCase,
+    "case.get": GetCase,
+    "case.list": ListCases,
+    "case.classify": Classify,
+    "case.handover": Handover,
+    "case.extend": RequestExtension,
+    "case.approve_extension": ApproveExtension,
+    "case.record": RecordReply,
+    "case.guide": Guide,
+    "case.close": Close,
+    "case.evaluate": Evaluate,
+    "case.reopen": Reopen,
+    "case.escalate": Escalate,
+    "case.rule_bounce": RuleBounce,
+    "accountability.record": RecordAccountability,
+    "accountability.list": ListAccountability,
+    "status": None,
+    "admin.tick": None,
+}
+"""Every API verb (``unstuck.api.<verb>``) and the model of its request body; None takes an empty object."""
+
+API_ERROR_CODES: tuple[str, ...] = get_args(ApiError.model_fields["code"].annotation)
+"""The codes an API error can carry (also the ``reason`` label of ``unstuck_api_errors_total``)."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import api
+from .api import API_REQUESTS
 from .case import CaseIntake
 from .common import CASE_ID_PATTERN, DEPARTMENT_CODE_PATTERN
 from .coordination import AdapterError, CoordinationReply, CoordinationRequest
@@ -36,27 +37,6 @@ CONTRACT_VERSION = "0.1.0"
 REF = "#/components/schemas/{model}"
 NATS_BINDING_VERSION = "0.1.0"
 
-# The broker's API: verb (``unstuck.api.<verb>``) → request body; None is an empty object.
-API_REQUESTS: dict[str, type[BaseModel] | None] = {
-    "case.open": api.OpenCase,
-    "case.get": api.GetCase,
-    "case.list": api.ListCases,
-    "case.classify": api.Classify,
-    "case.handover": api.Handover,
-    "case.extend": api.RequestExtension,
-    "case.approve_extension": api.ApproveExtension,
-    "case.record": api.RecordReply,
-    "case.guide": api.Guide,
-    "case.close": api.Close,
-    "case.evaluate": api.Evaluate,
-    "case.reopen": api.Reopen,
-    "case.escalate": api.Escalate,
-    "case.rule_bounce": api.RuleBounce,
-    "accountability.record": api.RecordAccountability,
-    "accountability.list": api.ListAccountability,
-    "status": None,
-    "admin.tick": None,
-}
 
 NOTIFICATION_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -29,25 +29,9 @@ def contract_models() -> dict[str, type[BaseModel]]:
     }
     for event_type, model in EVENT_TYPES.items():
         models["event." + event_type] = model
-    for name in (
-        "OpenCase",
-        "GetCase",
-        "ListCases",
-        "Classify",
-        "Handover",
-        "RequestExtension",
-        "ApproveExtension",
-        "RecordReply",
-        "Guide",
-        "Close",
-        "Evaluate",
-        "Reopen",
-        "Escalate",
-        "RecordAccountability",
-        "RuleBounce",
-        "ListAccountability",
-    ):
-        models["api." + name] = getattr(api, name)
+    for request in api.API_REQUESTS.values():
+        if request is not None:
+            models["api." + request.__name__] = request
     return models
 
 

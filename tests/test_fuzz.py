@@ -55,24 +55,7 @@ fuzz_settings = settings(
     suppress_health_check=list(HealthCheck),
 )
 
-VERB_MODELS: dict[str, type[Any]] = {
-    "case.open": api.OpenCase,
-    "case.get": api.GetCase,
-    "case.list": api.ListCases,
-    "case.classify": api.Classify,
-    "case.handover": api.Handover,
-    "case.extend": api.RequestExtension,
-    "case.approve_extension": api.ApproveExtension,
-    "case.record": api.RecordReply,
-    "case.guide": api.Guide,
-    "case.close": api.Close,
-    "case.evaluate": api.Evaluate,
-    "case.reopen": api.Reopen,
-    "case.escalate": api.Escalate,
-    "case.rule_bounce": api.RuleBounce,
-    "accountability.record": api.RecordAccountability,
-    "accountability.list": api.ListAccountability,
-}
+VERB_MODELS: dict[str, type[Any]] = {verb: m for verb, m in api.API_REQUESTS.items() if m is not None}
 
 # --- strategies from JSON Schema --------------------------------------------------------------------
 
