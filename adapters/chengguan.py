@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department, Outcome
 
+from .answers import Answers
 from .hookspecs import adapter_hookimpl
 
 SIGN_RULE = "本市戶外招牌設置管理規定：門頭招牌只設於建築物一層，二層及以上不得設置"
@@ -33,16 +34,7 @@ class ChengguanAdapter:
 
     @adapter_hookimpl
     def unstuck_coordinate(self, request: CoordinationRequest) -> CoordinationReply:
-        def reply(outcome: Outcome, message: str, handler: str, **extra: object) -> CoordinationReply:
-            return CoordinationReply(
-                request_id=request.request_id,
-                department="chengguan",
-                outcome=outcome,
-                message=message,
-                handler=handler,
-                **extra,
-            )
-
+        reply = Answers(request, "chengguan")
         f = request.facts
         match request.matter:
             case "shop_sign" | "outdoor_ad":
@@ -66,11 +58,4 @@ class ChengguanAdapter:
                 )
             case "construction_waste":
                 return reply(Outcome.RESOLVED, "運輸車輛和消納場所核驗通過，處置核准已發放", "渣土管理科")
-        if request.matter in ELSEWHERE:
-            return reply(
-                Outcome.NOT_OURS,
-                f"{request.matter_title}不屬城管職責",
-                "辦公室",
-                belongs_to=ELSEWHERE[request.matter],
-            )
-        return reply(Outcome.ACCEPTED, "已轉業務科室研究，按期答覆", "辦公室", expected_date=request.deadline)
+        return reply.elsewhere_or_later(ELSEWHERE, "城管")

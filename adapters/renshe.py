@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department, Outcome
 
+from .answers import Answers
 from .hookspecs import adapter_hookimpl
 
 ELSEWHERE = {
@@ -43,16 +44,7 @@ class RensheAdapter:
 
     @adapter_hookimpl
     def unstuck_coordinate(self, request: CoordinationRequest) -> CoordinationReply:
-        def reply(outcome: Outcome, message: str, handler: str, **extra: object) -> CoordinationReply:
-            return CoordinationReply(
-                request_id=request.request_id,
-                department="renshe",
-                outcome=outcome,
-                message=message,
-                handler=handler,
-                **extra,
-            )
-
+        reply = Answers(request, "renshe")
         f = request.facts
         match request.matter:
             case "pension_transfer":
@@ -95,11 +87,4 @@ class RensheAdapter:
                     "職業能力建設科",
                     expected_date=request.deadline - timedelta(days=1),
                 )
-        if request.matter in ELSEWHERE:
-            return reply(
-                Outcome.NOT_OURS,
-                f"{request.matter_title}不屬人社職責",
-                "辦公室",
-                belongs_to=ELSEWHERE[request.matter],
-            )
-        return reply(Outcome.ACCEPTED, "已轉業務科室研究，按期答覆", "辦公室", expected_date=request.deadline)
+        return reply.elsewhere_or_later(ELSEWHERE, "人社")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department, Outcome
 
+from .answers import Answers
 from .hookspecs import adapter_hookimpl
 
 # New business forms (三新經濟) the provincial bureau has approved wording for.
@@ -34,16 +35,7 @@ class ScjgAdapter:
 
     @adapter_hookimpl
     def unstuck_coordinate(self, request: CoordinationRequest) -> CoordinationReply:
-        def reply(outcome: Outcome, message: str, handler: str, **extra: object) -> CoordinationReply:
-            return CoordinationReply(
-                request_id=request.request_id,
-                department="scjg",
-                outcome=outcome,
-                message=message,
-                handler=handler,
-                **extra,
-            )
-
+        reply = Answers(request, "scjg")
         f = request.facts
         match request.matter:
             case "name_registration" | "business_licence":
@@ -79,11 +71,4 @@ class ScjgAdapter:
                         materials=["經營場所平面圖", "設備布局和工藝流程圖"],
                     )
                 return reply(Outcome.RESOLVED, "現場核查通過，許可證已發放", "食品經營科")
-        if request.matter in ELSEWHERE:
-            return reply(
-                Outcome.NOT_OURS,
-                f"{request.matter_title}不屬市場監管職責",
-                "辦公室",
-                belongs_to=ELSEWHERE[request.matter],
-            )
-        return reply(Outcome.ACCEPTED, "已轉業務科室研究，按期答覆", "辦公室", expected_date=request.deadline)
+        return reply.elsewhere_or_later(ELSEWHERE, "市場監管")
