@@ -61,6 +61,7 @@ def summary(runs: list[Run]) -> dict[str, Any]:
     if runs and runs[0].in_flight == 1:
         out["p50_ms"] = statistics.median(r.quantile(0.5) * 1000 for r in runs)
         out["p99_ms"] = statistics.median(r.quantile(0.99) * 1000 for r in runs)
+        out["all_p50_ms"] = [r.quantile(0.5) * 1000 for r in runs]
     return out
 
 
