@@ -446,6 +446,11 @@ class EventStore:
             self._missed_heads[case_id] = (head.seq, value)
             if self._repairing is None or self._repairing.done():
                 self._repairing = asyncio.create_task(self._repair_heads())
+        else:
+            missed = self._missed_heads.get(case_id)
+            if missed is not None and missed[0] <= head.seq:
+                # a newer head landed: the missed older one must not be written over it later
+                del self._missed_heads[case_id]
 
     async def _put_head(self, case_id: str, seq: int, value: bytes) -> None:
         """Record a head unless a newer one is there: another replica may write the same case, and two
@@ -498,6 +503,8 @@ class EventStore:
         while self._missed_heads:
             await asyncio.sleep(1.0)
             for case_id, (seq, value) in list(self._missed_heads.items()):
+                if self._missed_heads.get(case_id) != (seq, value):
+                    continue  # superseded by a newer head while this round was writing others
                 try:
                     await self._put_head(case_id, seq, value)
                 except Exception as exc:
