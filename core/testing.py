@@ -163,7 +163,7 @@ async def call_adapter(adapter: Any, department: str | None = None, **fields: An
     return reply if isinstance(reply, CoordinationReply) else CoordinationReply.model_validate(reply)
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
+async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
     """Poll ``predicate`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Callable
 from itertools import pairwise
 
 import pytest
@@ -17,19 +15,10 @@ from unstuck import cli
 from unstuck.canonical import canonical_json
 from unstuck.schemas import EVENT_LABELS
 from unstuck.schemas.subjects import case_subject
-from unstuck.testing import api_call
+from unstuck.testing import api_call, wait_for
 
 ID_NUMBER = "92210603MA10C8QX2K"  # the applicant of sample 01
 PHONE = "13904151234"
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture

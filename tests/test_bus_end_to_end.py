@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from conftest import sample
-from unstuck.testing import ApiError, api_call
-
-
-async def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+from unstuck.testing import ApiError, api_call, wait_for
 
 
 async def test_second_floor_shop_sign_is_answered_cannot_with_its_rule(broker, builtin_adapters, nats_client):

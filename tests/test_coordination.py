@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from waiting import wait_for
-
 from conftest import sample
 from unstuck import lifecycle as lc
 from unstuck.adapters.hookspecs import adapter_hookimpl
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department, Outcome
-from unstuck.testing import api_call, send_coordination
+from unstuck.testing import api_call, send_coordination, wait_for
 
 
 def counter(broker, name: str, *labels: str) -> float:

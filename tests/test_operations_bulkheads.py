@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from conftest import sample
 from unstuck.broker import Broker
 from unstuck.config import Config, DepartmentConfig
-from unstuck.testing import api_call, fast_config
+from unstuck.testing import api_call, fast_config, wait_for
 
 LIVE = ("renshe", "scjg", "chengguan")
 SAMPLES = {"renshe": "08", "scjg": "02", "chengguan": "01"}
@@ -38,15 +36,6 @@ def unstuck_config() -> Config:
     )
     config.departments["ziran"] = DepartmentConfig(name="自然資源局", retry={"attempts": 4})
     return config
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def p95(values: list[float]) -> float:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from unstuck.metrics import (
     reply_buckets,
 )
 from unstuck.schemas import EVENT_TYPES
-from unstuck.testing import api_call, fast_config
+from unstuck.testing import api_call, fast_config, wait_for
 from unstuck.workcalendar import WorkingCalendar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,15 +61,6 @@ def documented() -> dict[str, tuple[str, set[str]]]:
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, labels)
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_every_exposed_metric_is_in_the_operations_catalogue_with_its_type_and_labels() -> None:

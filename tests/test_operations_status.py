@@ -8,8 +8,6 @@ import os
 import pty
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from unstuck.cli import main
 from unstuck.cli.status import CLEAR, ERASE_BELOW, HOME
 from unstuck.config import Config, DepartmentConfig
 from unstuck.embedded import EmbeddedNats
-from unstuck.testing import api_call, fast_config
+from unstuck.testing import api_call, fast_config, wait_for
 
 
 @pytest.fixture
@@ -31,15 +29,6 @@ def unstuck_config() -> Config:
         name="住房和城鄉建設局", retry={"attempts": 2, "timeout_seconds": 0.2}
     )
     return config
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import time
-from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -17,18 +15,9 @@ from unstuck import cli
 from unstuck.audit import mask_personal
 from unstuck.clock import CHINA
 from unstuck.replay import replay
-from unstuck.testing import api_call
+from unstuck.testing import api_call, wait_for
 
 A_ID_NUMBER = "92210603MA10C8QX2K"  # the applicant of sample 01
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture

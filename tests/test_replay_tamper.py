@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,21 +18,12 @@ from conftest import sample
 from unstuck import cli
 from unstuck.canonical import canonical_json, seal
 from unstuck.replay import FINDINGS, verify_stream
-from unstuck.testing import api_call
+from unstuck.testing import api_call, wait_for
 
 COPY = "AUDIT_COPY"
 COPY_PREFIX = "audit.copy.case"
 
 Message = tuple[str, dict[str, Any], bytes]  # (case id, parsed fields, exact stored body)
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture

@@ -6,10 +6,6 @@ is lifted by the upcaster in schemas/events.py on its way into ``evolve``.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-
 from ulid import ULID
 
 from conftest import sample
@@ -18,16 +14,7 @@ from unstuck.eventstore import StoredEvent, iso
 from unstuck.replay import parse_data, verify_stream
 from unstuck.schemas import CURRENT_VERSIONS
 from unstuck.schemas.subjects import case_subject
-from unstuck.testing import api_call
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+from unstuck.testing import api_call, wait_for
 
 
 async def append_by_hand(broker, nats_client, case_id: str, event_type: str, version: int, data: dict) -> int:

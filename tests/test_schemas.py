@@ -47,8 +47,15 @@ def test_the_json_record_keeps_the_full_identifier():
     assert json.loads(intake.model_dump_json())["applicant"]["id_number"] == "210602196505123018"
 
 
-@pytest.mark.parametrize(("outcome", "missing"), [("cannot", "legal_basis"), ("not_ours", "belongs_to"),
-                                                 ("accepted", "expected_date"), ("need_materials", "materials")])
+@pytest.mark.parametrize(
+    ("outcome", "missing"),
+    [
+        ("cannot", "legal_basis"),
+        ("not_ours", "belongs_to"),
+        ("accepted", "expected_date"),
+        ("need_materials", "materials"),
+    ],
+)
 def test_a_reply_must_carry_the_field_its_outcome_needs(outcome, missing):
     with pytest.raises(ValidationError, match=missing):
         CoordinationReply(request_id="DD-1-c1", department="scjg", outcome=outcome, message="m", handler="h")
@@ -56,8 +63,14 @@ def test_a_reply_must_carry_the_field_its_outcome_needs(outcome, missing):
 
 def test_not_ours_must_name_another_department():
     with pytest.raises(ValidationError, match="replying department itself"):
-        CoordinationReply(request_id="DD-1-c1", department="scjg", outcome="not_ours", message="m", handler="h",
-                          belongs_to="scjg")
+        CoordinationReply(
+            request_id="DD-1-c1",
+            department="scjg",
+            outcome="not_ours",
+            message="m",
+            handler="h",
+            belongs_to="scjg",
+        )
 
 
 @pytest.mark.parametrize("bad", ["a.b", "a b", "a*", "a>", ""])
@@ -65,12 +78,23 @@ def test_department_codes_and_case_ids_must_be_one_subject_token(bad):
     with pytest.raises(ValidationError):
         CaseIntake.model_validate({**sample("01"), "department": bad})
     with pytest.raises(ValidationError):
-        Envelope(event_id="01JABCDEFGHJKMNPQRSTVWXYZ0", case_id=bad, seq=1, type="case.opened",
-                 at="2026-09-28T01:00:00Z", actor="w", data={}, prev_hash="", hash="")
+        Envelope(
+            event_id="01JABCDEFGHJKMNPQRSTVWXYZ0",
+            case_id=bad,
+            seq=1,
+            type="case.opened",
+            at="2026-09-28T01:00:00Z",
+            actor="w",
+            data={},
+            prev_hash="",
+            hash="",
+        )
 
 
 def test_an_older_case_closed_event_is_upcast_before_use():
-    payload = parse_payload("case.closed", {"outcome": "resolved", "explanation": "x", "closed_by": "w"}, version=1)
+    payload = parse_payload(
+        "case.closed", {"outcome": "resolved", "explanation": "x", "closed_by": "w"}, version=1
+    )
     assert payload.on_time is True
 
 

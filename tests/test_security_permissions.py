@@ -19,7 +19,6 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig
-from waiting import wait_for
 
 from conftest import sample
 from unstuck.adapters.host import AdapterHost
@@ -30,7 +29,7 @@ from unstuck.embedded import EmbeddedNats
 from unstuck.natsconfig import AUDIT_JS_PREFIX, CredentialStore, generate
 from unstuck.replay import read_heads, verify_stream
 from unstuck.runtime import Connection
-from unstuck.testing import DEFAULT_START, ApiError, api_call, fast_config
+from unstuck.testing import DEFAULT_START, ApiError, api_call, fast_config, wait_for
 
 DEPARTMENTS = ["chengguan", "renshe", "scjg"]
 STREAM = "UNSTUCK_CASES"

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from waiting import wait_for
 
 from conftest import sample
 from unstuck import lifecycle as lc
 from unstuck.clock import CHINA
-from unstuck.testing import ApiError, api_call
+from unstuck.testing import ApiError, api_call, wait_for
 
 
 async def open_case(broker, nc, name: str, **changes) -> str:
