@@ -29,9 +29,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import ValidationError
 
-from unstuck.schemas.events import CURRENT_VERSIONS, EVENT_TYPES, UPCASTERS
+from unstuck.schemas.events import parse_payload
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 
 from . import lifecycle as lc
@@ -66,7 +65,6 @@ _TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
 _ACTOR = re.compile(r"[^\s.*>]{1,64}")
 _HASH = re.compile(r"(?:[0-9a-f]{64})?")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_VALIDATORS = {name: model.__pydantic_validator__ for name, model in EVENT_TYPES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,30 +271,6 @@ def envelope_problem(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_data(event_type: str, data: dict[str, Any], version: int) -> Any:
-    """The payload model of an event, upcast from an older version; raises ValueError naming the problem."""
-    validator = _VALIDATORS.get(event_type)
-    if validator is None:
-        raise ValueError(f"type {event_type!r} is not a known event type")
-    current = CURRENT_VERSIONS[event_type]
-    if version > current:
-        raise ValueError(
-            f"{event_type} v{version} is newer than this code knows (v{current}): upgrade unstuck"
-        )
-    while version < current:
-        step = UPCASTERS.get((event_type, version))
-        if step is None:
-            raise ValueError(f"no upcaster for {event_type} v{version}")
-        data = step(data)
-        version += 1
-    try:
-        return validator.validate_python(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "data"
-        raise ValueError(f"{event_type} v{version} data.{where}: {err['msg']}") from exc
-
-
 # --- the replayer (pure: bytes in, states and findings out) ---------------------------------------
 
 
@@ -426,7 +400,7 @@ class Replayer:
         data = None
         if problem is None:
             try:
-                data = parse_data(obj["type"], obj["data"], obj.get("v", 1))
+                data = parse_payload(obj["type"], obj["data"], obj.get("v", 1))
             except ValueError as exc:
                 problem = str(exc)
         if problem is not None:
@@ -574,7 +548,7 @@ class Replayer:
             return
         if data is None:  # not verifying: the payload is validated here, once
             try:
-                data = parse_data(obj["type"], obj["data"], obj.get("v", 1))
+                data = parse_payload(obj["type"], obj["data"], obj.get("v", 1))
             except (ValueError, KeyError, TypeError) as exc:
                 track.frozen = True
                 track.stopped = f"seq {seq}: {exc}"

@@ -324,7 +324,9 @@ def parse_payload(event_type: str, data: dict[str, Any], version: int = ENVELOPE
         raise EventSchemaError(f"type {event_type!r} is not a known event type")
     current = CURRENT_VERSIONS[event_type]
     if version > current:
-        raise EventSchemaError(f"{event_type} v{version} is newer than this code knows (v{current}): upgrade")
+        raise EventSchemaError(
+            f"{event_type} v{version} is newer than this code knows (v{current}): upgrade unstuck"
+        )
     while version < current:
         step = UPCASTERS.get((event_type, version))
         if step is None:
@@ -334,9 +336,9 @@ def parse_payload(event_type: str, data: dict[str, Any], version: int = ENVELOPE
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise EventSchemaError(
-            f"{event_type} data invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-        ) from exc
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "data"
+        raise EventSchemaError(f"{event_type} v{version} data.{where}: {err['msg']}") from exc
 
 
 @upcaster("case.closed", 1)

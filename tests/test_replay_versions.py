@@ -11,8 +11,9 @@ from ulid import ULID
 from conftest import sample
 from unstuck.canonical import seal
 from unstuck.eventstore import StoredEvent, iso
-from unstuck.replay import parse_data, verify_stream
+from unstuck.replay import verify_stream
 from unstuck.schemas import CURRENT_VERSIONS
+from unstuck.schemas.events import parse_payload
 from unstuck.schemas.subjects import case_subject
 from unstuck.testing import api_call, wait_for
 
@@ -47,7 +48,7 @@ async def append_by_hand(broker, nats_client, case_id: str, event_type: str, ver
 
 def test_case_closed_is_at_v2_and_v1_data_is_upcast_with_on_time():
     assert CURRENT_VERSIONS["case.closed"] == 2
-    closed = parse_data(
+    closed = parse_payload(
         "case.closed", {"outcome": "resolved", "explanation": "已說明", "closed_by": "w-li"}, 1
     )
     assert closed.on_time is True
