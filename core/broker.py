@@ -9,6 +9,7 @@ written by another broker replica reach its state too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from unstuck.plugins.loading import LoadReport, load_entry_points, register_chec
 from unstuck.plugins.rules import ConfiguredEscalation, DeadlineRule, FailedWindowRouting, PhraseClassifier
 from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, CoordinationRequest, Envelope, api
 from unstuck.schemas.common import mask_identifier
-from unstuck.schemas.events import EventSchemaError, parse_payload
+from unstuck.schemas.events import AccountabilityRecorded, EventSchemaError, parse_payload
 from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, IDS_BUCKET, notify_subject
 
 from . import lifecycle as lc
@@ -152,6 +153,7 @@ class Broker:
         self._api_slots = asyncio.Semaphore(config.broker.api_concurrency)
         self.rate_limiter = ClientRateLimiter(config.limits.api_requests_per_second, config.limits.api_burst)
         self.stream_ok = False
+        self._ids: Any = None  # the case-id KV bucket, opened on first use
         self.follow_errors = 0
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "case.open": self.api_open,
@@ -807,7 +809,7 @@ class Broker:
         }
 
     async def _ids_bucket(self) -> Any:
-        if not hasattr(self, "_ids"):
+        if self._ids is None:
             try:
                 self._ids = await self.js.key_value(IDS_BUCKET)
             except nats.js.errors.BucketNotFoundError:
@@ -869,7 +871,7 @@ class Broker:
         intake: api.OpenCase = self.parse(api.OpenCase, body)
         self._known_department(intake.department, "department")
         ref = intake.client_ref
-        async with self.locks[f"ref:{ref}"] if ref else _null():
+        async with self.locks[f"ref:{ref}"] if ref else contextlib.nullcontext():
             if ref and ref in self.by_client_ref:
                 return self._opened_before(self.by_client_ref[ref])
             self._check_applicant_quota(intake)
@@ -1103,8 +1105,6 @@ class Broker:
     async def api_record_accountability(self, body: dict[str, Any]) -> dict[str, Any]:
         req: api.RecordAccountability = self.parse(api.RecordAccountability, body)
         self._case(req.case_id)
-        from unstuck.schemas.events import AccountabilityRecorded
-
         data = AccountabilityRecorded(
             staff=req.staff,
             section=req.section,
@@ -1256,17 +1256,7 @@ def _waiting(state: lc.CaseState) -> dict[str, tuple[str, bool]]:
     }
 
 
-class _null:
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
 def mask_applicant(applicant: dict[str, Any]) -> dict[str, Any]:
-    from unstuck.schemas import mask_identifier
-
     out = dict(applicant)
     for key in ("id_number", "phone"):
         if out.get(key):
