@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
@@ -116,8 +117,19 @@ async def send_coordination(
 async def send_raw(
     nc: Client, department: str, payload: bytes, timeout: float = 5.0
 ) -> CoordinationReply | AdapterError:
-    """Send any bytes to a department's subject (a malformed request, say); the reply or the adapter's error."""
-    msg = await nc.request(coordinate_subject(department), payload, timeout=timeout)
+    """Send any bytes to a department's subject (a malformed request, say); the reply or the adapter's error.
+
+    An adapter that has just started may not yet be seen as a responder by a connection opened before
+    it (nats-server answers "no responders" for a moment): that answer is retried for up to a second.
+    """
+    for _ in range(20):
+        try:
+            msg = await nc.request(coordinate_subject(department), payload, timeout=timeout)
+            break
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.05)
+    else:
+        msg = await nc.request(coordinate_subject(department), payload, timeout=timeout)
     headers = msg.headers or {}
     if "Nats-Service-Error-Code" in headers:
         try:
