@@ -49,6 +49,7 @@ from .workcalendar import WorkingCalendar
 log = logging.getLogger(__name__)
 
 API_VERBS = tuple(api.API_REQUESTS)
+UNSURE_HEAD_ROUNDS = 5  # health-watcher rounds (2 s each) a case's head is re-checked after a failed append
 
 
 class ApiFailure(Exception):
@@ -154,6 +155,7 @@ class Broker:
         self.rate_limiter = ClientRateLimiter(config.limits.api_requests_per_second, config.limits.api_burst)
         self.stream_ok = False
         self._ids: Any = None  # the case-id KV bucket, opened on first use
+        self._unsure_heads: dict[str, int] = {}  # cases whose append failed without an answer -> rounds left
         self.follow_errors = 0
         self.handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             "case.open": self.api_open,
@@ -241,7 +243,30 @@ class Broker:
             except Exception:
                 self.stream_ok = False
             self.metrics.stream_ready.set(1 if self.stream_ok else 0)
+            if self.stream_ok and self._unsure_heads:
+                await self._record_unsure_heads()
             await self._pause(2.0)
+
+    async def _record_unsure_heads(self) -> None:
+        """Record the heads of cases whose append failed without an answer, from what the follower applied.
+
+        The follower may apply such events a little later (after a reconnect), so each case is checked
+        for a few rounds of the health watcher; the event store never moves a recorded head backwards.
+        """
+        heads = {
+            case_id: (state.seq, state.head_hash, self.stream_seqs.get(case_id, 0))
+            for case_id in self._unsure_heads
+            if (state := self.states.get(case_id)) is not None and state.seq > 0
+        }
+        try:
+            await self.store.reconcile_heads(heads)
+        except Exception as exc:
+            log.warning("heads of %d case(s) not checked yet: %s", len(heads), exc)
+            return
+        for case_id in list(self._unsure_heads):
+            self._unsure_heads[case_id] -= 1
+            if self._unsure_heads[case_id] <= 0:
+                del self._unsure_heads[case_id]
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when the broker stops (a cancel can be swallowed inside a NATS request)."""
@@ -393,6 +418,11 @@ class Broker:
                     self.metrics.append_conflicts.inc()
                     await self._reload(case_id)
                     continue
+                except StoreUnavailable:
+                    # the events may be stored all the same (an acknowledgement lost on the way back);
+                    # the follower then applies them, and their head is recorded by _record_unsure_heads
+                    self._unsure_heads[case_id] = UNSURE_HEAD_ROUNDS
+                    raise
                 self.metrics.append_seconds.observe(time.perf_counter() - started)
                 for event, decided in zip(stored, new_events, strict=True):
                     # the decided payload is the stored one (validated when built): no re-parse
