@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from unstuck.schemas.common import Category
 from unstuck.schemas.department import LEVEL_NAMES, Level
 
 
@@ -53,8 +54,9 @@ class WindowConfig(Section):
 
 
 class DeadlineConfig(Section):
-    working_days: dict[str, int] = Field(
-        default_factory=lambda: {"guided": 1, "refused": 1, "cannot": 3, "hard": 5}
+    working_days: dict[Category, Annotated[int, Field(ge=1, le=60)]] = Field(
+        default_factory=dict,
+        description="overrides of the 1-3-5 rule by category; the rule itself is plugins.rules.ONE_THREE_FIVE",
     )
     warn_at: list[int] = Field(
         default_factory=lambda: [1, 0], description="warn when this many working days are left"
