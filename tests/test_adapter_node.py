@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
 from unstuck.cli import main
 from unstuck.embedded import EmbeddedNats
 from unstuck.testing import assert_reply, send_coordination
@@ -22,9 +22,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "adapter-node"
 @pytest.fixture
 def node_adapter(nats_server: EmbeddedNats) -> Iterator[subprocess.Popen[str]]:
     """The Node adapter serving gongan on the test's nats-server (npm ci first on a fresh clone)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("node and npm are needed for the JavaScript adapter (Node 20 or newer)")
+    hint = "the JavaScript adapter needs Node 20 or newer with npm"
+    node, npm = require_tool("node", hint), require_tool("npm", hint)
     if not (EXAMPLE / "node_modules" / "nats").is_dir():
         subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--silent"],

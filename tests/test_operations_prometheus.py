@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from conftest import sample
+from conftest import require_tool, sample
 from unstuck.broker import API_VERBS, Broker
 from unstuck.config import Config, DepartmentConfig
 from unstuck.embedded import free_port
@@ -38,10 +38,7 @@ PROMQL_WORDS |= {"bool", "offset", "inf", "nan", "Inf", "NaN"}
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(INSTALL_HINT.format(tool=name))
-    return path
+    return require_tool(name, INSTALL_HINT.format(tool=name))
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
 import stat
 import subprocess
@@ -15,6 +14,7 @@ import nats
 import nats.errors
 import pytest
 
+from conftest import require_tool
 from unstuck.cli import main
 from unstuck.embedded import EmbeddedNats
 from unstuck.natsconfig import (
@@ -104,10 +104,10 @@ async def test_a_component_reads_its_credentials_from_the_environment(
 
 
 def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+    program = require_tool("openssl", "install Debian's openssl package to make test certificates")
+    subprocess.run([program, *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make test certificates")
 async def test_with_certificates_the_server_requires_tls_and_clients_verify_it(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
