@@ -11,14 +11,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import nats.errors
 from nats.aio.client import Client
-from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
 from unstuck.schemas import CoordinationReply, CoordinationRequest
@@ -26,12 +25,10 @@ from unstuck.schemas.subjects import coordinate_subject
 
 from .config import Config, RetryPolicy
 from .metrics import Metrics
+from .replyjudge import judge_reply
 from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-SERVICE_ERROR_HEADER = "Nats-Service-Error"
-SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code"
 
 
 class AttemptFailure(Exception):
@@ -257,35 +254,6 @@ class Coordinator:
         self.department_stats(department).invalid += 1
         log.warning("invalid reply from %s: %s", department, detail)
         return self._failed(department, "invalid_reply", detail)
-
-
-def judge_reply(
-    request: CoordinationRequest, department: str, data: bytes, headers: Mapping[str, str] | None
-) -> tuple[str, CoordinationReply | None, str]:
-    """What a department sent back, judged without side effects: (outcome or failure, reply, detail).
-
-    The failure is ``error`` (the adapter said it failed) or ``invalid_reply`` (the answer does not
-    validate, answers another request, or names another department); only a valid answer to this
-    request from this department comes back as a reply.
-    """
-    headers = headers or {}
-    if SERVICE_ERROR_CODE_HEADER in headers:
-        return (
-            "error",
-            None,
-            f"{headers.get(SERVICE_ERROR_CODE_HEADER)} {headers.get(SERVICE_ERROR_HEADER, '')}",
-        )
-    try:
-        reply = CoordinationReply.model_validate_json(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        return "invalid_reply", None, f"{where}: {err['msg']}"
-    if reply.request_id != request.request_id:
-        return "invalid_reply", None, f"request_id {reply.request_id} answers another request"
-    if reply.department != department:
-        return "invalid_reply", None, f"reply names department {reply.department}"
-    return reply.outcome.value, reply, ""
 
 
 class _Stop(Exception):

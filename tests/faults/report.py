@@ -141,7 +141,7 @@ def fuzz_table(fuzz: dict[str, Any]) -> list[str]:
         return ["No full fuzz run recorded yet: run `make fuzz`."]
     names = {
         "api": "API requests (`Broker.handle`)",
-        "replies": "department replies (`judge_reply`, then `decide`)",
+        "replies": "department replies (`replyjudge.judge_reply`, then `decide`)",
         "stream_messages": "stream messages (the broker's follower)",
     }
     lines = [

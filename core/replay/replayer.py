@@ -1,60 +1,28 @@
-"""Audit replay: rebuild every case from the stream itself and prove the record intact.
+"""The pure replayer: stored bodies in, case states and findings out. No I/O, no clock.
 
-The auditor does not trust the broker: this module reads the JetStream stream directly (an ordered
-consumer from the first message), folds every case with the same ``lifecycle.evolve`` the broker
-uses, and, with ``verify``, checks each event's exact stored bytes (canonical JSON, hash), the chain
-of each case (seq, prev_hash), event ids, schemas, subjects, and each case's head against the one
-the broker recorded outside the stream (the heads KV bucket). docs/audit.md explains every finding.
-
-Memory grows with the number of cases: per case the replayed state and a few numbers (plus, while
-verifying, 16 bytes per event for the duplicate-id index). The event bodies are not kept.
+Fed one stored message at a time (its bytes, subject and stream sequence) by whoever reads the stream,
+it folds every case with the same ``lifecycle.evolve`` the broker uses and, when verifying, checks
+each body's canonical bytes and hash, the chain of each case (seq, prev_hash), event ids, schemas and
+subjects, and finally each case's head against the one the broker recorded outside the stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import hashlib
 import json
 import re
-import time
 from array import array
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import nats.js.errors
-from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
+from unstuck import lifecycle as lc
+from unstuck.canonical import canonical_json
 from unstuck.schemas.events import parse_payload
-from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
+from unstuck.schemas.subjects import STREAM
 
-from . import lifecycle as lc
-from .canonical import canonical_json
-
-# --- findings -------------------------------------------------------------------------------------
-
-FINDINGS: dict[str, str] = {
-    "unreadable": "the stored body is not a JSON object; nothing else can be checked",
-    "not_canonical": "the stored bytes are not the canonical JSON of their content (edited after sealing)",
-    "hash_mismatch": "the event's hash does not match its content: the event was changed",
-    "schema_invalid": "the envelope or the payload does not match the event schema of its type and version",
-    "subject_mismatch": "the event is stored under another case's subject than the case_id in its body",
-    "seq_gap": "sequence numbers are missing in the middle of the case: events were dropped",
-    "seq_repeat": "a sequence number of the case occurs twice: a forged or duplicated event",
-    "seq_out_of_order": "an event is stored after a later event of the same case: events were reordered",
-    "prev_hash_mismatch": "the event's prev_hash is not the hash of the case's previous event: the chain is broken",
-    "duplicate_event_id": "the same event id occurs in more than one stored event",
-    "head_missing": "the broker recorded no head for a case that has events in the stream",
-    "head_mismatch": "the head the broker recorded outside the stream differs from the stream at that seq",
-    "tail_missing": "the stream ends before the head the broker recorded: the case's tail was cut off",
-    "untracked_tail": "the stream has events after the head the broker recorded outside the stream",
-}
-"""Every finding code with its one-line meaning; docs/audit.md gives the step-by-step reading."""
+from .findings import Finding, finding_order
 
 ENVELOPE_KEYS = frozenset(
     {"event_id", "case_id", "seq", "type", "at", "actor", "data", "prev_hash", "hash", "v"}
@@ -65,41 +33,6 @@ _TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
 _ACTOR = re.compile(r"[^\s.*>]{1,64}")
 _HASH = re.compile(r"(?:[0-9a-f]{64})?")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One thing wrong with the record: a stable code, where (case, seq, stream seq) and what."""
-
-    code: str
-    case_id: str | None
-    seq: int | None
-    stream_seq: int | None
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "case_id": self.case_id,
-            "seq": self.seq,
-            "stream_seq": self.stream_seq,
-            "message": self.message,
-        }
-
-    def __str__(self) -> str:
-        where = f"case {self.case_id}" if self.case_id else "stream"
-        if self.seq is not None:
-            where += f" seq {self.seq}"
-        if self.stream_seq is not None:
-            where += f" (stream seq {self.stream_seq})"
-        return f"{self.code}: {where}: {self.message}"
-
-
-class ReplayError(Exception):
-    """The stream could not be read (missing, unreachable); the message says what to do."""
-
-
-# --- per case -------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -269,6 +202,19 @@ def envelope_problem(obj: dict[str, Any]) -> str | None:
     if instant.tzinfo is None:
         return f"at {at!r} has no time zone"
     return None
+
+
+Head = tuple[int, str, int]
+"""A recorded head, compactly: (seq, hash, stream seq); a hundred thousand cases fit in a few MB."""
+
+
+def compact_head(value: Head | Mapping[str, Any]) -> Head:
+    if isinstance(value, tuple):
+        return value
+    try:
+        return int(value.get("seq", -1)), str(value.get("hash", "")), int(value.get("stream_seq", 0))
+    except (TypeError, ValueError):
+        return -1, f"unreadable head value {value!r:.40}", 0
 
 
 # --- the replayer (pure: bytes in, states and findings out) ---------------------------------------
@@ -618,7 +564,7 @@ class Replayer:
                     f"event id {event_id} was already stored at stream seq {first[0]} (case {first[2]} seq {first[3]})",
                 )
         self.check_heads()
-        self.report.findings.sort(key=_finding_order)
+        self.report.findings.sort(key=finding_order)
         return self.report
 
     def check_heads(self, only: set[str] | None = None) -> None:
@@ -677,397 +623,3 @@ class Replayer:
                 f"the stream has seq {head_seq + 1}-{last} after the recorded head seq {head_seq}",
             )
         return None
-
-
-_ORDER = {code: i for i, code in enumerate(FINDINGS)}
-
-
-def _finding_order(f: Finding) -> tuple[str, int, int, int]:
-    return (f.case_id or "", f.seq if f.seq is not None else -1, f.stream_seq or 0, _ORDER.get(f.code, 99))
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The replay keeps many long-lived objects: the cyclic collector would rescan them again and again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-# --- reading the stream ---------------------------------------------------------------------------
-
-
-def _jetstream(target: Client | JetStreamContext) -> JetStreamContext:
-    return target if isinstance(target, JetStreamContext) else target.jetstream()
-
-
-def _ack_fields(reply: str) -> tuple[int, int]:
-    """(stream seq, pending) from a JetStream delivery's reply subject ($JS.ACK...)."""
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[8])
-    return int(tokens[7]), int(tokens[10])
-
-
-class _Restart(Exception):
-    """The delivery skipped a message (a reconnect) or the consumer went away: start a new consumer."""
-
-
-async def read_ordered(
-    js: JetStreamContext,
-    stream: str,
-    subject: str,
-    on_message: Callable[[Any, int], None],
-    end_seq: int | None = None,
-    deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
-    batch: int = 2000,
-    stall_seconds: float = 20.0,
-) -> int:
-    """Deliver every message of ``subject`` in ``stream`` once, in order, to ``on_message(msg, stream_seq)``.
-
-    A pull consumer without acks, read in batches with the next batch asked for while the current
-    one is processed, into a plain subscription whose callback runs ``on_message`` inline: no task
-    per message, and no flow-control pauses when processing is slower than the network. A skipped
-    delivery (a reconnect) starts a new consumer after the last message handed over. Stops at
-    ``end_seq`` or when nothing is pending; returns the number of messages delivered.
-    """
-    nc: Client = js._nc
-    api_prefix: str = getattr(js, "_prefix", "$JS.API")
-    delivered = 0
-    last_sseq = 0
-    restarts = 0
-    while True:
-        policy = deliver_policy
-        start_seq = None
-        if last_sseq and deliver_policy is DeliverPolicy.ALL:
-            policy, start_seq = DeliverPolicy.BY_START_SEQUENCE, last_sseq + 1
-        config = ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=policy,
-            opt_start_seq=start_seq,
-            filter_subject=None if subject == ">" else subject,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=60.0,
-            max_waiting=8,
-        )
-        info = await js.add_consumer(stream, config)
-        if info.num_pending == 0:
-            await _delete_consumer(js, stream, info.name)
-            return delivered
-        try:
-            got, last_sseq = await _pull(
-                nc,
-                js,
-                f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{info.name}",
-                on_message,
-                end_seq,
-                batch,
-                stall_seconds,
-                last_sseq,
-            )
-            delivered += got
-            return delivered
-        except _Restart as restart:
-            got, last_sseq = restart.args
-            delivered += got
-            restarts = 0 if got else restarts + 1
-            if deliver_policy is not DeliverPolicy.ALL or restarts > 3:
-                raise ReplayError(f"stream {stream}: delivery broke off; try again") from None
-        finally:
-            await _delete_consumer(js, stream, info.name)
-
-
-async def _delete_consumer(js: JetStreamContext, stream: str, name: str) -> None:
-    try:
-        await js.delete_consumer(stream, name)
-    except Exception:  # an ephemeral consumer also goes away on its own (inactive_threshold)
-        pass
-
-
-async def _pull(
-    nc: Client,
-    js: JetStreamContext,
-    next_subject: str,
-    on_message: Callable[[Any, int], None],
-    end_seq: int | None,
-    batch: int,
-    stall_seconds: float,
-    last_sseq: int,
-) -> tuple[int, int]:
-    done = asyncio.Event()
-    inbox = nc.new_inbox()
-    request = json.dumps({"batch": batch, "expires": int(stall_seconds * 1e9)}).encode()
-    count = 0
-    cseq = 0
-    failure: list[BaseException] = []
-
-    async def deliver(msg: Any) -> None:
-        nonlocal count, cseq, last_sseq
-        if done.is_set():
-            return
-        if not msg.reply:  # status: 408 request expired, 409 consumer gone or limits, 100 heartbeat
-            status = (msg.headers or {}).get("Status", "")
-            if status == "408":
-                await nc.publish(next_subject, request, reply=inbox)
-            elif status == "409":
-                failure.append(_Restart(count, last_sseq))
-                done.set()
-            return
-        tokens = msg.reply.split(".")
-        if len(tokens) == 9:
-            sseq, dseq, pending = int(tokens[5]), int(tokens[6]), int(tokens[8])
-        else:
-            sseq, dseq, pending = int(tokens[7]), int(tokens[8]), int(tokens[10])
-        if dseq != cseq + 1:
-            failure.append(_Restart(count, last_sseq))
-            done.set()
-            return
-        cseq = dseq
-        try:
-            on_message(msg, sseq)
-        except BaseException as exc:  # surfaced to the caller, not to nats-py's error callback
-            failure.append(exc)
-            done.set()
-            return
-        count += 1
-        last_sseq = sseq
-        if pending == 0 or (end_seq is not None and sseq >= end_seq):
-            done.set()
-        elif count % batch == 0:
-            await nc.publish(next_subject, request, reply=inbox)
-
-    sub = await nc.subscribe(inbox, cb=deliver, pending_msgs_limit=-1, pending_bytes_limit=-1)
-    try:
-        await nc.publish(next_subject, request, reply=inbox)
-        await nc.publish(next_subject, request, reply=inbox)
-        seen = -1
-        while not done.is_set():
-            try:
-                await asyncio.wait_for(done.wait(), timeout=stall_seconds * 1.5)
-            except TimeoutError:
-                if count == seen:
-                    failure.append(_Restart(count, last_sseq))
-                    break
-                seen = count
-    finally:
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
-    if failure:
-        raise failure[0]
-    return count, last_sseq
-
-
-Head = tuple[int, str, int]
-"""A recorded head, compactly: (seq, hash, stream seq); a hundred thousand cases fit in a few MB."""
-
-
-def compact_head(value: Head | Mapping[str, Any]) -> Head:
-    if isinstance(value, tuple):
-        return value
-    try:
-        return int(value.get("seq", -1)), str(value.get("hash", "")), int(value.get("stream_seq", 0))
-    except (TypeError, ValueError):
-        return -1, f"unreadable head value {value!r:.40}", 0
-
-
-async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> dict[str, Head]:
-    """Every case head the broker recorded in the KV bucket, read in one pass over its stream."""
-    heads: dict[str, Head] = {}
-    prefix = f"$KV.{bucket}."
-    try:
-        await js.stream_info(f"KV_{bucket}")
-    except nats.js.errors.NotFoundError:
-        return heads
-
-    def take(msg: Any, sseq: int) -> None:
-        key = msg.subject[len(prefix) :]
-        op = (msg.headers or {}).get("KV-Operation")
-        if op in ("DEL", "PURGE") or not msg.data:
-            heads.pop(key, None)
-            return
-        try:
-            value = json.loads(msg.data)
-        except ValueError:
-            value = None
-        if isinstance(value, dict):
-            heads[key] = compact_head(value)
-        else:
-            heads[key] = (-1, f"unreadable head value {msg.data[:40]!r}", 0)
-
-    await read_ordered(js, f"KV_{bucket}", f"{prefix}>", take, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
-    return heads
-
-
-async def read_head(js: JetStreamContext, bucket: str, case_id: str) -> dict[str, Any] | None:
-    try:
-        kv = await js.key_value(bucket)
-        entry = await kv.get(case_id)
-    except (
-        nats.js.errors.BucketNotFoundError,
-        nats.js.errors.KeyNotFoundError,
-        nats.js.errors.NotFoundError,
-    ):
-        return None
-    if not entry.value:
-        return None
-    value = json.loads(entry.value)
-    return value if isinstance(value, dict) else None
-
-
-def stream_prefix(subjects: list[str] | None) -> str | None:
-    """The case subjects' prefix of a stream that holds ``<prefix>.<case_id>``: ``unstuck.case`` for ``unstuck.case.>``."""
-    if subjects and len(subjects) == 1 and subjects[0].endswith((".>", ".*")):
-        return subjects[0][:-2]
-    return None
-
-
-Progress = Callable[[int, int], None]
-
-
-async def replay(
-    target: Client | JetStreamContext,
-    stream: str = STREAM,
-    *,
-    verify: bool = False,
-    case_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    heads_bucket: str = HEADS_BUCKET,
-    progress: Progress | None = None,
-) -> Report:
-    """Rebuild every case (or one) from ``stream``; with ``verify``, also prove the record intact.
-
-    ``until`` gives the states as they were at that instant; ``since`` narrows the report to cases
-    with events from that instant on. Verification always covers every event read.
-    """
-    js = _jetstream(target)
-    started = time.perf_counter()
-    try:
-        info = await js.stream_info(stream)
-    except nats.js.errors.NotFoundError as exc:
-        raise ReplayError(f"stream {stream} not found: check --stream and the server (NATS_URL)") from exc
-    prefix = stream_prefix(info.config.subjects)
-    heads: dict[str, Head] = {}
-    if verify:
-        if case_id is not None:
-            head = await read_head(js, heads_bucket, case_id)
-            heads = {case_id: compact_head(head)} if head else {}
-        else:
-            heads = await read_heads(js, heads_bucket)
-    info = await js.stream_info(stream)  # after the heads: a head written meanwhile is not ahead of us
-    end_seq = int(info.state.last_seq)
-    first_seq = int(info.state.first_seq)
-    replayer = Replayer(stream, verify, prefix, heads, since, until, case_id)
-    total = max(int(info.state.messages), 0)
-
-    with _collector_paused():
-        if case_id is not None and prefix is not None:
-            await _read_case(js, stream, f"{prefix}.{case_id}", replayer, end_seq)
-        elif total:
-            done = 0
-
-            def take(msg: Any, sseq: int) -> None:
-                nonlocal done
-                replayer.feed(msg.subject, sseq, msg.data)
-                done += 1
-                if progress is not None and not done & 4095:
-                    progress(done, total)
-
-            subject = f"{prefix}.>" if prefix else ">"
-            await read_ordered(js, stream, subject, take, end_seq=end_seq)
-            if progress is not None:
-                progress(done, total)
-    if first_seq and not replayer.report.first_stream_seq:
-        replayer.report.first_stream_seq = first_seq
-    duplicates = await _confirm_duplicates(js, stream, replayer) if verify else None
-    report = replayer.finish(duplicates)
-    if verify:
-        await _recheck_moved_heads(js, heads_bucket, replayer)
-    report.seconds = time.perf_counter() - started
-    return report
-
-
-async def verify_stream(
-    target: Client | JetStreamContext,
-    stream: str = STREAM,
-    *,
-    case_id: str | None = None,
-    heads_bucket: str = HEADS_BUCKET,
-    progress: Progress | None = None,
-) -> Report:
-    """``unstuck replay --verify`` as a function: ``report.ok``, ``report.findings``, ``report.summary()``."""
-    return await replay(
-        target, stream, verify=True, case_id=case_id, heads_bucket=heads_bucket, progress=progress
-    )
-
-
-async def _read_case(
-    js: JetStreamContext, stream: str, subject: str, replayer: Replayer, end_seq: int
-) -> None:
-    """One case's subject, message by message (direct gets: no consumer for a few dozen events)."""
-    seq = 0
-    while seq < end_seq:
-        try:
-            msg = await js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
-        except nats.js.errors.NotFoundError:
-            return
-        seq = int(msg.seq or 0)
-        if seq > end_seq:
-            return
-        replayer.feed(str(msg.subject or subject), seq, bytes(msg.data or b""))
-
-
-async def _confirm_duplicates(
-    js: JetStreamContext, stream: str, replayer: Replayer
-) -> list[list[tuple[int, str, str, int | None]]]:
-    """Fetch the few messages whose id fingerprints collide and keep the groups with truly equal ids."""
-    confirmed: list[list[tuple[int, str, str, int | None]]] = []
-    for group in replayer.duplicate_candidates():
-        by_id: dict[str, list[tuple[int, str, str, int | None]]] = {}
-        for sseq in sorted(group):
-            try:
-                msg = await js.get_msg(stream, seq=sseq)
-                obj = json.loads(bytes(msg.data or b""))
-            except (nats.js.errors.NotFoundError, ValueError):
-                continue
-            seq = obj.get("seq") if type(obj.get("seq")) is int else None
-            event_id = str(obj.get("event_id"))
-            by_id.setdefault(event_id, []).append((sseq, event_id, str(obj.get("case_id")), seq))
-        confirmed += [g for g in by_id.values() if len(g) > 1]
-    return confirmed
-
-
-async def _recheck_moved_heads(js: JetStreamContext, bucket: str, replayer: Replayer) -> None:
-    """A case the broker moved on while we read is not a finding: read its head again and judge by it.
-
-    The fresh head clears the case when it is the last event we read, or lies beyond what we read.
-    """
-    report = replayer.report
-    head_codes = {"head_missing", "head_mismatch", "tail_missing", "untracked_tail"}
-    flagged = {f.case_id for f in report.findings if f.code in head_codes and f.case_id}
-    if not flagged or len(flagged) > 1000:
-        return
-    for case_id in sorted(flagged):
-        fresh = await read_head(js, bucket, case_id)
-        if fresh is None:
-            continue
-        seq, digest, stream_seq = compact_head(fresh)
-        if (seq, digest, stream_seq) == replayer.heads.get(case_id):
-            continue
-        track = replayer.cases.get(case_id)
-        last_seq = track.last_seq if track else 0
-        consistent = track is not None and seq == last_seq and digest == track.last_hash
-        beyond = seq > last_seq and stream_seq > report.last_stream_seq
-        if consistent or beyond:
-            keep = [f for f in report.findings if not (f.case_id == case_id and f.code in head_codes)]
-            if track is not None:
-                track.findings -= len(report.findings) - len(keep)
-            report.findings[:] = keep
-            report.moved_during_replay.append(case_id)

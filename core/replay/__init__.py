@@ -1,0 +1,218 @@
+"""Audit replay: rebuild every case from the stream itself and prove the record intact.
+
+The auditor does not trust the broker: this module reads the JetStream stream directly (an ordered
+consumer from the first message), folds every case with the same ``lifecycle.evolve`` the broker
+uses, and, with ``verify``, checks each event's exact stored bytes (canonical JSON, hash), the chain
+of each case (seq, prev_hash), event ids, schemas, subjects, and each case's head against the one
+the broker recorded outside the stream (the heads KV bucket). docs/audit.md explains every finding.
+
+Memory grows with the number of cases: per case the replayed state and a few numbers (plus, while
+verifying, 16 bytes per event for the duplicate-id index). The event bodies are not kept.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
+
+from .findings import FINDINGS, Finding, ReplayError
+from .reader import jetstream_of, read_head, read_heads, read_ordered, stream_prefix
+from .replayer import (
+    ENVELOPE_KEYS,
+    CaseReplay,
+    Head,
+    Replayer,
+    Report,
+    compact_head,
+    envelope_problem,
+    sealed_ok,
+)
+
+__all__ = [
+    "ENVELOPE_KEYS",
+    "FINDINGS",
+    "CaseReplay",
+    "Finding",
+    "Head",
+    "Progress",
+    "ReplayError",
+    "Replayer",
+    "Report",
+    "compact_head",
+    "envelope_problem",
+    "read_head",
+    "read_heads",
+    "read_ordered",
+    "replay",
+    "sealed_ok",
+    "stream_prefix",
+    "verify_stream",
+]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The replay keeps many long-lived objects: the cyclic collector would rescan them again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+Progress = Callable[[int, int], None]
+
+
+async def replay(
+    target: Client | JetStreamContext,
+    stream: str = STREAM,
+    *,
+    verify: bool = False,
+    case_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    heads_bucket: str = HEADS_BUCKET,
+    progress: Progress | None = None,
+) -> Report:
+    """Rebuild every case (or one) from ``stream``; with ``verify``, also prove the record intact.
+
+    ``until`` gives the states as they were at that instant; ``since`` narrows the report to cases
+    with events from that instant on. Verification always covers every event read.
+    """
+    js = jetstream_of(target)
+    started = time.perf_counter()
+    try:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError as exc:
+        raise ReplayError(f"stream {stream} not found: check --stream and the server (NATS_URL)") from exc
+    prefix = stream_prefix(info.config.subjects)
+    heads: dict[str, Head] = {}
+    if verify:
+        if case_id is not None:
+            head = await read_head(js, heads_bucket, case_id)
+            heads = {case_id: compact_head(head)} if head else {}
+        else:
+            heads = await read_heads(js, heads_bucket)
+    info = await js.stream_info(stream)  # after the heads: a head written meanwhile is not ahead of us
+    end_seq = int(info.state.last_seq)
+    first_seq = int(info.state.first_seq)
+    replayer = Replayer(stream, verify, prefix, heads, since, until, case_id)
+    total = max(int(info.state.messages), 0)
+
+    with _collector_paused():
+        if case_id is not None and prefix is not None:
+            await _read_case(js, stream, f"{prefix}.{case_id}", replayer, end_seq)
+        elif total:
+            done = 0
+
+            def take(msg: Any, sseq: int) -> None:
+                nonlocal done
+                replayer.feed(msg.subject, sseq, msg.data)
+                done += 1
+                if progress is not None and not done & 4095:
+                    progress(done, total)
+
+            subject = f"{prefix}.>" if prefix else ">"
+            await read_ordered(js, stream, subject, take, end_seq=end_seq)
+            if progress is not None:
+                progress(done, total)
+    if first_seq and not replayer.report.first_stream_seq:
+        replayer.report.first_stream_seq = first_seq
+    duplicates = await _confirm_duplicates(js, stream, replayer) if verify else None
+    report = replayer.finish(duplicates)
+    if verify:
+        await _recheck_moved_heads(js, heads_bucket, replayer)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def verify_stream(
+    target: Client | JetStreamContext,
+    stream: str = STREAM,
+    *,
+    case_id: str | None = None,
+    heads_bucket: str = HEADS_BUCKET,
+    progress: Progress | None = None,
+) -> Report:
+    """``unstuck replay --verify`` as a function: ``report.ok``, ``report.findings``, ``report.summary()``."""
+    return await replay(
+        target, stream, verify=True, case_id=case_id, heads_bucket=heads_bucket, progress=progress
+    )
+
+
+async def _read_case(
+    js: JetStreamContext, stream: str, subject: str, replayer: Replayer, end_seq: int
+) -> None:
+    """One case's subject, message by message (direct gets: no consumer for a few dozen events)."""
+    seq = 0
+    while seq < end_seq:
+        try:
+            msg = await js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            return
+        seq = int(msg.seq or 0)
+        if seq > end_seq:
+            return
+        replayer.feed(str(msg.subject or subject), seq, bytes(msg.data or b""))
+
+
+async def _confirm_duplicates(
+    js: JetStreamContext, stream: str, replayer: Replayer
+) -> list[list[tuple[int, str, str, int | None]]]:
+    """Fetch the few messages whose id fingerprints collide and keep the groups with truly equal ids."""
+    confirmed: list[list[tuple[int, str, str, int | None]]] = []
+    for group in replayer.duplicate_candidates():
+        by_id: dict[str, list[tuple[int, str, str, int | None]]] = {}
+        for sseq in sorted(group):
+            try:
+                msg = await js.get_msg(stream, seq=sseq)
+                obj = json.loads(bytes(msg.data or b""))
+            except (nats.js.errors.NotFoundError, ValueError):
+                continue
+            seq = obj.get("seq") if type(obj.get("seq")) is int else None
+            event_id = str(obj.get("event_id"))
+            by_id.setdefault(event_id, []).append((sseq, event_id, str(obj.get("case_id")), seq))
+        confirmed += [g for g in by_id.values() if len(g) > 1]
+    return confirmed
+
+
+async def _recheck_moved_heads(js: JetStreamContext, bucket: str, replayer: Replayer) -> None:
+    """A case the broker moved on while we read is not a finding: read its head again and judge by it.
+
+    The fresh head clears the case when it is the last event we read, or lies beyond what we read.
+    """
+    report = replayer.report
+    head_codes = {"head_missing", "head_mismatch", "tail_missing", "untracked_tail"}
+    flagged = {f.case_id for f in report.findings if f.code in head_codes and f.case_id}
+    if not flagged or len(flagged) > 1000:
+        return
+    for case_id in sorted(flagged):
+        fresh = await read_head(js, bucket, case_id)
+        if fresh is None:
+            continue
+        seq, digest, stream_seq = compact_head(fresh)
+        if (seq, digest, stream_seq) == replayer.heads.get(case_id):
+            continue
+        track = replayer.cases.get(case_id)
+        last_seq = track.last_seq if track else 0
+        consistent = track is not None and seq == last_seq and digest == track.last_hash
+        beyond = seq > last_seq and stream_seq > report.last_stream_seq
+        if consistent or beyond:
+            keep = [f for f in report.findings if not (f.case_id == case_id and f.code in head_codes)]
+            if track is not None:
+                track.findings -= len(report.findings) - len(keep)
+            report.findings[:] = keep
+            report.moved_during_replay.append(case_id)
