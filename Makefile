@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fuzz bench clean
+.PHONY: demo test lint fuzz bench mutate clean
 
 $(STAMP): pyproject.toml examples/adapter-zhujian/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "unstuck needs Python 3.11 or newer" or 0)'
@@ -33,6 +33,15 @@ bench: $(BENCH_STAMP)
 FUZZ_EXAMPLES ?= 10000
 fuzz: $(STAMP)
 	UNSTUCK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+MUTATE_STAMP := $(VENV)/.mutate-installed
+$(MUTATE_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
+	touch $(MUTATE_STAMP)
+
+# make mutate: mutation testing of the pure core (docs/testing.md); MODULES=lifecycle for one module
+mutate: $(MUTATE_STAMP)
+	$(BIN)/python tools/mutate.py $(MODULES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

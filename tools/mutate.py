@@ -42,13 +42,17 @@ LAYOUT = {
 class Target:
     """One module to mutate and the fast tests (no NATS server) that must catch its mutants."""
 
-    source: str  # path in the repository
+    sources: tuple[str, ...]  # paths in the repository
     tests: tuple[str, ...]
 
     @property
-    def staged(self) -> str:
-        folder, _, name = self.source.rpartition("/")
-        return f"{LAYOUT[folder]}/{name}"
+    def staged(self) -> list[str]:
+        """The sources' paths in the staging folder, where each top folder has its import name."""
+        out = []
+        for source in self.sources:
+            top, _, rest = source.partition("/")
+            out.append(f"{LAYOUT[top]}/{rest}")
+        return out
 
 
 MODULES: dict[str, Target] = {
@@ -83,7 +87,7 @@ def stage(name: str, target: Target) -> Path:
         "[tool.mutmut]\n"
         'source_paths = ["unstuck"]\n'
         'also_copy = ["examples", "docs", "schemas"]\n'
-        f'only_mutate = ["{target.staged}"]\n'
+        f"only_mutate = {json.dumps(target.staged)}\n"
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-q"]\n'
         "\n[tool.pytest.ini_options]\n"
@@ -125,7 +129,7 @@ def run(name: str, target: Target, children: int) -> dict[str, object]:
     total = sum(counts.values())
     killed = counts.get("killed", 0) + counts.get("timeout", 0)
     return {
-        "module": target.source,
+        "module": ", ".join(target.sources),
         "mutants": total,
         "killed": killed,
         "score": round(100 * killed / total, 1) if total else None,
@@ -143,9 +147,11 @@ def main() -> int:
     names = args.modules or list(MODULES)
     BUILD.mkdir(parents=True, exist_ok=True)
     scores_file = BUILD / "scores.json"
-    scores = json.loads(scores_file.read_text()) if scores_file.exists() else {}
     for name in names:
-        scores[name] = run(name, MODULES[name], args.children)
+        result = run(name, MODULES[name], args.children)
+        # read again before writing: another module's run may have finished meanwhile
+        scores = json.loads(scores_file.read_text()) if scores_file.exists() else {}
+        scores[name] = result
         scores_file.write_text(json.dumps(scores, indent=2, ensure_ascii=False))
     print(f"\n{'module':<24} {'mutants':>8} {'killed':>7} {'score':>7} {'seconds':>8}")
     for name in names:
