@@ -56,15 +56,18 @@ class Target:
 
 
 MODULES: dict[str, Target] = {
-    "workcalendar": Target("core/workcalendar.py", ("tests/test_calendar.py",)),
-    "rules": Target("plugins/rules.py", ("tests/test_rules.py",)),
-    "canonical": Target("core/canonical.py", ("tests/test_canonical.py", "tests/test_replay_chain.py")),
     "lifecycle": Target(
-        "core/lifecycle.py",
+        ("core/lifecycle.py",),
         ("tests/test_lifecycle.py", "tests/test_lifecycle_properties.py", "tests/test_lifecycle_cases.py"),
     ),
-    "replay": Target("core/replay.py", ("tests/test_replay_chain.py", "tests/test_replay_findings.py")),
-    "judge": Target("core/coordinator.py", ("tests/test_reply_judge.py",)),
+    "workcalendar": Target(("core/workcalendar.py",), ("tests/test_calendar.py",)),
+    "rules": Target(("plugins/rules.py",), ("tests/test_rules.py",)),
+    "canonical": Target(("core/canonical.py",), ("tests/test_canonical.py", "tests/test_replay_chain.py")),
+    "replayer": Target(
+        ("core/replay/replayer.py", "core/replay/findings.py"),
+        ("tests/test_replay_chain.py", "tests/test_replayer.py"),
+    ),
+    "replyjudge": Target(("core/replyjudge.py",), ("tests/test_replyjudge.py",)),
 }
 
 
