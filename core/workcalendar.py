@@ -34,7 +34,6 @@ class WorkingCalendar:
         self._workdays: dict[int, set[date]] = {}
         self._warned: set[int] = set()
         self._on_unknown_year = on_unknown_year
-        self.override_file = override_file
         if override_file is not None:
             self._load_override(override_file)
 

@@ -49,6 +49,8 @@ def test_the_override_file_supplies_a_year_the_library_lacks(tmp_path):
         ('[2031]\nholidays = ["31 Jan"]\n', "write YYYY-MM-DD"),
         ('[2031]\nholidays = ["2030-01-01"]\n', "not in 2031"),
         ("[twenty]\nholidays = []\n", "must be a year"),
+        ("[abcd]\nholidays = []\n", "must be a year"),  # four characters, not digits
+        ("[20311]\nholidays = []\n", "must be a year"),  # digits, not four
         ("[2031]\nholiday = []\n", "use holidays and workdays"),
     ],
 )
@@ -135,7 +137,7 @@ def test_add_working_days_from_hand_counted_starts(start, days, due):
 
 
 def test_add_working_days_refuses_a_negative_count():
-    with pytest.raises(ValueError, match="0 or more"):
+    with pytest.raises(ValueError, match=r"^working_days must be 0 or more$"):
         WorkingCalendar().add_working_days(date(2026, 11, 10), -1)
 
 
@@ -167,8 +169,10 @@ def test_an_unknown_year_warns_once_but_calls_back_every_time(caplog):
     with caplog.at_level(logging.WARNING):
         assert cal.is_working_day(date(2031, 3, 3))  # Monday
         assert not cal.is_working_day(date(2031, 3, 8))  # Saturday
-    assert caplog.text.count("no statutory calendar for 2031") == 1
-    assert "[2031]" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "calendar: no statutory calendar for 2031; counting weekends only. "
+        "Add [2031] with holidays and workdays to the calendar override file."
+    ]
     assert seen == [2031, 2031]
 
 
@@ -180,3 +184,14 @@ def test_an_unreadable_override_file_is_an_error_naming_the_file(tmp_path):
     broken.write_text("[2031\n")
     with pytest.raises(CalendarConfigError, match=r"broken\.toml"):
         WorkingCalendar(broken)
+
+
+def test_an_unknown_key_in_a_year_is_named_with_the_keys_to_use(tmp_path):
+    override = tmp_path / "calendar.toml"
+    override.write_text("[2031]\nholidays = []\nhoilday = []\n")
+    with pytest.raises(CalendarConfigError) as exc:
+        WorkingCalendar(override)
+    assert (
+        str(exc.value)
+        == f"calendar override {override}: [2031] has unknown keys ['hoilday']; use holidays and workdays"
+    )
