@@ -312,7 +312,7 @@ def _other_code(code: str) -> str:
 
 def render(report: ConformanceReport) -> str:
     """The pass/fail table the CLI prints."""
-    from unstuck.cli.common import table
+    from unstuck.texttable import table
 
     rows = [[c.name, "pass" if c.passed else "FAIL", c.detail] for c in report.checks]
     verdict = (

@@ -29,6 +29,7 @@ from unstuck.schemas.subjects import CASE_PREFIX, HEADS_BUCKET, STREAM, case_sub
 
 from .canonical import seal
 from .lifecycle import NewEvent
+from .natsprivate import connection_of
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +355,9 @@ class EventStore:
 
     async def _publish_batch(self, subject: str, messages: list[tuple[bytes, str]], expected: int) -> int:
         """Publish (body, event id) pairs as one atomic batch; returns the stream sequence of the last."""
-        nc = self.js._nc  # batches are plain publishes with headers; the commit answers with a PubAck
+        nc = connection_of(
+            self.js
+        )  # batches are plain publishes with headers; the commit answers with a PubAck
         for attempt in range(5):
             batch_id = str(ULID())
             try:

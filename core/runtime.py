@@ -14,6 +14,7 @@ from nats.aio.client import Client
 
 from .embedded import EmbeddedNats, running_url
 from .natsconfig import Credential, credential_from_env, inbox_prefix
+from .natsprivate import server_requires_auth
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class Bus:
         nc = await self.conn.connect(
             "unstuck-broker", auth=credentials.get("broker") if credentials else None
         )
-        if credentials is not None and not nc._server_info.get("auth_required"):
+        if credentials is not None and not server_requires_auth(nc):
             from .natsconfig import SecurityConfigError
 
             url = self.conn.url

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +14,9 @@ from nats.aio.client import Client
 from unstuck.config import ConfigError, load_config
 from unstuck.runtime import Connection, NoServer, data_dir, require_server
 from unstuck.schemas.subjects import api_subject
+from unstuck.texttable import pad, seconds, table, text_width
+
+__all__ = ["pad", "seconds", "table", "text_width"]  # the commands' text tables, shared with the demo
 
 T = TypeVar("T")
 
@@ -82,8 +84,10 @@ def with_client(args: Any, work: Callable[[Client], Awaitable[T]], name: str = "
         except Exception as exc:
             hint = ""
             if "authorization" in str(exc).lower():
-                hint = ("; the server requires credentials: set UNSTUCK_NATS_AUTH_FILE to your credentials file "
-                        "(see `unstuck nats-config`) or UNSTUCK_NATS_USER and UNSTUCK_NATS_PASSWORD")
+                hint = (
+                    "; the server requires credentials: set UNSTUCK_NATS_AUTH_FILE to your credentials file "
+                    "(see `unstuck nats-config`) or UNSTUCK_NATS_USER and UNSTUCK_NATS_PASSWORD"
+                )
             raise CliError(f"cannot connect to NATS at {url}: {exc}{hint}", exit_code=3) from exc
         try:
             return await work(nc)
@@ -93,39 +97,5 @@ def with_client(args: Any, work: Callable[[Client], Awaitable[T]], name: str = "
     return asyncio.run(run())
 
 
-def text_width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def pad(text: str, width: int, right: bool = False) -> str:
-    gap = " " * max(0, width - text_width(text))
-    return gap + text if right else text + gap
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [text_width(h) for h in headers]
-    for row in cells:
-        for i, v in enumerate(row):
-            widths[i] = max(widths[i], text_width(v))
-    lines = ["  ".join(pad(h, widths[i], i in right) for i, h in enumerate(headers)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in cells:
-        lines.append("  ".join(pad(v, widths[i], i in right) for i, v in enumerate(row)).rstrip())
-    return "\n".join(lines)
-
-
 def print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True))
-
-
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 120:
-        return f"{value:.1f}s"
-    if value < 7200:
-        return f"{value / 60:.0f}m"
-    return f"{value / 3600:.1f}h"

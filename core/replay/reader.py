@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from unstuck.natsprivate import api_prefix_of, connection_of
 from unstuck.schemas.subjects import HEADS_BUCKET
 
 from .findings import ReplayError
@@ -44,8 +45,8 @@ async def read_ordered(
     delivery (a reconnect) starts a new consumer after the last message handed over. Stops at
     ``end_seq`` or when nothing is pending; returns the number of messages delivered.
     """
-    nc: Client = js._nc
-    api_prefix: str = getattr(js, "_prefix", "$JS.API")
+    nc: Client = connection_of(js)
+    api_prefix = api_prefix_of(js)
     delivered = 0
     last_sseq = 0
     restarts = 0
@@ -209,6 +210,7 @@ async def read_head(js: JetStreamContext, bucket: str, case_id: str) -> dict[str
         nats.js.errors.BucketNotFoundError,
         nats.js.errors.KeyNotFoundError,
         nats.js.errors.NotFoundError,
+        nats.js.errors.InvalidKeyError,  # a case id no head can be recorded under (from a forged event)
     ):
         return None
     if not entry.value:
