@@ -2255,3 +2255,563 @@ def test_an_extension_to_an_earlier_date_keeps_an_overdue_case_overdue():
         meta(9),
     )
     assert (no_due.overdue, no_due.due_date) == (False, OCT12)
+
+
+# --- scripted cases: stored events folded one by one, the state written out by hand ----------------------
+
+
+def fold(script: list[tuple[str, object, datetime]]) -> list[lc.CaseState]:
+    """Every state along the script: states[n] is the state after the n-th event (states[0]: nothing)."""
+    states = [lc.CaseState(case_id=CID)]
+    for seq, (event_type, data, when) in enumerate(script, start=1):
+        states.append(lc.evolve(states[-1], event_type, data, meta(seq, when)))
+    return states
+
+
+def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
+    script = [
+        ("case.opened", ev.CaseOpened.model_validate(intake_json("hard")), T0),
+        (
+            "case.classified",
+            ev.CaseClassified(
+                category="hard",
+                reason="新業態",
+                mode="coordinate",
+                working_days=5,
+                due_date=OCT10,
+                duty_leader="leader-gao",
+                departments=["scjg", "chengguan"],
+            ),
+            T0,
+        ),
+        (
+            "coordination.requested",
+            ev.CoordinationRequested(request_id=C1, department="scjg", question=Q_HARD, deadline=OCT10),
+            T0,
+        ),
+        (
+            "coordination.requested",
+            ev.CoordinationRequested(request_id=C2, department="chengguan", question=Q_HARD, deadline=OCT10),
+            T0,
+        ),
+        (
+            "coordination.retried",
+            ev.CoordinationRetried(request_id=C2, department="chengguan", attempt=1, reason="timeout"),
+            at(9, 28, 9, 1),
+        ),
+        (
+            "coordination.replied",
+            ev.CoordinationReplied(
+                request_id=C1,
+                department="scjg",
+                outcome="accepted",
+                message="已受理",
+                handler="登記科",
+                expected_date=OCT9,
+            ),
+            at(9, 28, 10),
+        ),
+        (
+            "coordination.stalled",
+            ev.CoordinationStalled(request_id=C2, department="chengguan", attempts=3, last_reason="timeout"),
+            at(9, 28, 9, 5),
+        ),
+        (
+            "case.escalated",
+            ev.CaseEscalated(
+                department="chengguan",
+                level=1,
+                role="section_head",
+                target="市容科科長",
+                reason="stalled",
+                audience="chengguan_section_head",
+            ),
+            at(9, 28, 9, 5),
+        ),
+        (
+            "case.escalated",
+            ev.CaseEscalated(
+                department="chengguan",
+                level=2,
+                role="leader_in_charge",
+                target="分管副局長",
+                reason="stalled",
+                audience="chengguan_leader_in_charge",
+            ),
+            at(9, 29, 9, 5),
+        ),
+        ("case.deadline_warned", ev.DeadlineWarned(due_date=OCT10, working_days_left=1), at(10, 9)),
+        (
+            "case.extension_requested",
+            ev.ExtensionRequested(working_days=3, reason="等省局回函", proposed_due_date=OCT14),
+            at(10, 9, 10),
+        ),
+        (
+            "case.extended",
+            ev.CaseExtended(working_days=3, due_date=OCT14, approved_by="leader-gao", total_extension_days=3),
+            at(10, 9, 11),
+        ),
+    ]
+    states = fold(script)
+    assert states[12] == lc.CaseState(
+        case_id=CID,
+        seq=12,
+        head_hash="h12",
+        state=lc.COORDINATING,
+        opened_at=T0,
+        last_event_at=at(10, 9, 11),
+        intake=intake_json("hard"),
+        category="hard",
+        mode="coordinate",
+        owner="w-zhang",
+        duty_leader="leader-gao",
+        working_days=5,
+        due_date=OCT14,
+        extension_days=3,
+        pending_extension=None,
+        overdue=False,
+        warned=frozenset(),
+        escalations={"chengguan": (2, at(9, 29, 9, 5))},
+        coordinations={
+            C1: coordination(
+                C1, "scjg", Q_HARD, OCT10, status="answered", attempts=1, outcome="accepted", message="已受理"
+            ),
+            C2: coordination(
+                C2, "chengguan", Q_HARD, OCT10, status="stalled", attempts=3, last_reason="timeout"
+            ),
+        },
+    )
+    assert states[11].pending_extension == {
+        "working_days": 3,
+        "reason": "等省局回函",
+        "proposed_due_date": OCT14,
+    }
+    assert states[11].warned == frozenset({1}) and states[11].due_date == OCT10
+    script += [
+        (
+            "coordination.replied",
+            ev.CoordinationReplied(
+                request_id=C2,
+                department="chengguan",
+                outcome="resolved",
+                message="已同意設置",
+                handler="市容科",
+                attempt=4,
+            ),
+            at(10, 12, 10),
+        ),
+        (
+            "coordination.replied",
+            ev.CoordinationReplied(
+                request_id=C1,
+                department="scjg",
+                outcome="cannot",
+                message="不予登記",
+                handler="登記科",
+                legal_basis="名稱登記管理規定第十一條",
+                recorded_by="w-li",
+            ),
+            at(10, 12, 11),
+        ),
+        (
+            "case.review_requested",
+            ev.ReviewRequested(
+                department="scjg",
+                legal_basis="名稱登記管理規定第十一條",
+                higher_department="省市場監管局",
+                notify_by=date(2026, 10, 15),
+            ),
+            at(10, 12, 11),
+        ),
+        (
+            "case.resolved",
+            ev.CaseResolved(
+                outcome="resolved",
+                summary="scjg: cannot: 不予登記; chengguan: resolved: 已同意設置",
+                departments=["scjg", "chengguan"],
+            ),
+            at(10, 12, 11),
+        ),
+        (
+            "case.closed",
+            ev.CaseClosed(outcome="resolved", explanation="已向申請人說明", closed_by="w-li", on_time=True),
+            at(10, 13, 15),
+        ),
+    ]
+    states = fold(script)
+    review = {
+        "department": "scjg",
+        "legal_basis": "名稱登記管理規定第十一條",
+        "higher_department": "省市場監管局",
+        "notify_by": "2026-10-15",
+    }
+    c1_final = coordination(
+        C1,
+        "scjg",
+        Q_HARD,
+        OCT10,
+        status="answered",
+        attempts=1,
+        outcome="cannot",
+        message="不予登記",
+        legal_basis="名稱登記管理規定第十一條",
+    )
+    c2_final = coordination(
+        C2,
+        "chengguan",
+        Q_HARD,
+        OCT10,
+        status="answered",
+        attempts=4,
+        outcome="resolved",
+        message="已同意設置",
+        last_reason="timeout",
+    )
+    assert states[16].state == lc.ANSWERED
+    assert states[17] == lc.CaseState(
+        case_id=CID,
+        seq=17,
+        head_hash="h17",
+        state=lc.CLOSED,
+        opened_at=T0,
+        last_event_at=at(10, 13, 15),
+        intake=intake_json("hard"),
+        category="hard",
+        mode="coordinate",
+        owner="w-zhang",
+        duty_leader="leader-gao",
+        working_days=5,
+        due_date=OCT14,
+        extension_days=3,
+        escalations={"chengguan": (2, at(9, 29, 9, 5))},
+        coordinations={C1: c1_final, C2: c2_final},
+        resolution={
+            "outcome": "resolved",
+            "summary": "scjg: cannot: 不予登記; chengguan: resolved: 已同意設置",
+            "departments": ["scjg", "chengguan"],
+        },
+        closing={
+            "outcome": "resolved",
+            "explanation": "已向申請人說明",
+            "closed_by": "w-li",
+            "on_time": True,
+            "at": "2026-10-13T15:00:00+08:00",
+        },
+        reviews=(review,),
+    )
+    script += [
+        (
+            "case.evaluated",
+            ev.CaseEvaluated(rating="bad", comment="答覆不清", department_at_fault="chengguan"),
+            at(10, 14),
+        ),
+        (
+            "case.reopened",
+            ev.CaseReopened(
+                reason="差評歸責 chengguan: 答覆不清",
+                departments=["chengguan"],
+                round=2,
+                working_days=5,
+                due_date=date(2026, 10, 21),
+            ),
+            at(10, 14),
+        ),
+        (
+            "coordination.requested",
+            ev.CoordinationRequested(
+                request_id=C3, department="chengguan", question=Q_HARD, deadline=date(2026, 10, 21), round=2
+            ),
+            at(10, 14),
+        ),
+    ]
+    states = fold(script)
+    assert states[18].state == lc.EVALUATED and states[18].closing == states[17].closing
+    assert states[20] == lc.CaseState(
+        case_id=CID,
+        seq=20,
+        head_hash="h20",
+        state=lc.COORDINATING,
+        opened_at=T0,
+        last_event_at=at(10, 14),
+        intake=intake_json("hard"),
+        category="hard",
+        mode="coordinate",
+        owner="w-zhang",
+        duty_leader="leader-gao",
+        working_days=5,
+        due_date=date(2026, 10, 21),
+        extension_days=3,
+        escalations={},
+        coordinations={
+            C1: c1_final,
+            C2: c2_final,
+            C3: coordination(C3, "chengguan", Q_HARD, date(2026, 10, 21), round=2, requested_at=at(10, 14)),
+        },
+        round=2,
+        evaluation={"rating": "bad", "comment": "答覆不清", "department_at_fault": "chengguan"},
+        reviews=(review,),
+    )
+
+
+def test_a_refused_case_handed_over_bounced_twice_ruled_overdue_closed_late_and_rated_good():
+    bounce_note = "2 bounces; the duty leader rules which department handles it"
+    script = [
+        ("case.opened", ev.CaseOpened.model_validate(intake_json("refused")), T0),
+        (
+            "case.classified",
+            ev.CaseClassified(
+                category="refused",
+                reason="態度推諉",
+                mode="coordinate",
+                working_days=1,
+                due_date=SEP29,
+                duty_leader="leader-gao",
+                departments=["chengguan"],
+            ),
+            T0,
+        ),
+        (
+            "coordination.requested",
+            ev.CoordinationRequested(
+                request_id=C1, department="chengguan", question=Q_REFUSED, deadline=SEP29
+            ),
+            T0,
+        ),
+        (
+            "case.owner_assigned",
+            ev.OwnerAssigned(owner="w-li", previous_owner="w-zhang", reason="輪休"),
+            at(9, 28, 10),
+        ),
+        (
+            "coordination.replied",
+            ev.CoordinationReplied(
+                request_id=C1,
+                department="chengguan",
+                outcome="not_ours",
+                message="不屬本局",
+                handler="窗口",
+                belongs_to="renshe",
+            ),
+            at(9, 28, 11),
+        ),
+        (
+            "coordination.requested",
+            ev.CoordinationRequested(
+                request_id=C2,
+                department="renshe",
+                question=Q_REFUSED,
+                deadline=SEP29,
+                rerouted_from="chengguan",
+            ),
+            at(9, 28, 11),
+        ),
+        (
+            "coordination.replied",
+            ev.CoordinationReplied(
+                request_id=C2,
+                department="renshe",
+                outcome="not_ours",
+                message="不屬人社",
+                handler="窗口",
+                belongs_to="chengguan",
+            ),
+            at(9, 28, 14),
+        ),
+        (
+            "case.escalated",
+            ev.CaseEscalated(
+                department="renshe",
+                level=2,
+                role="leader_in_charge",
+                target="leader-gao",
+                reason="bounced",
+                audience="duty_leader",
+                note=bounce_note,
+            ),
+            at(9, 28, 14),
+        ),
+    ]
+    states = fold(script)
+    assert (states[7].bounces, states[7].bounce_ruling_needed, states[7].state) == (2, False, lc.COORDINATING)
+    assert (states[8].bounces, states[8].bounce_ruling_needed) == (2, True)
+    script += [
+        (
+            "case.bounce_ruled",
+            ev.BounceRuled(department="chengguan", ruled_by="leader-gao", bounces=2),
+            at(9, 28, 16),
+        ),
+        (
+            "coordination.requested",
+            ev.CoordinationRequested(
+                request_id=C3, department="chengguan", question=Q_REFUSED, deadline=SEP29
+            ),
+            at(9, 28, 16),
+        ),
+        ("case.deadline_warned", ev.DeadlineWarned(due_date=SEP29, working_days_left=0), at(9, 29)),
+        ("case.overdue", ev.CaseOverdue(due_date=SEP29), at(9, 30)),
+        (
+            "case.escalated",
+            ev.CaseEscalated(
+                department="chengguan",
+                level=1,
+                role="section_head",
+                target="市容科科長",
+                reason="overdue",
+                audience="chengguan_section_head",
+            ),
+            at(9, 30),
+        ),
+        (
+            "coordination.replied",
+            ev.CoordinationReplied(
+                request_id=C3,
+                department="chengguan",
+                outcome="resolved",
+                message="已受理備案",
+                handler="廣告科",
+            ),
+            at(9, 30, 10),
+        ),
+        (
+            "case.resolved",
+            ev.CaseResolved(
+                outcome="resolved", summary="chengguan: resolved: 已受理備案", departments=["chengguan"]
+            ),
+            at(9, 30, 10),
+        ),
+        ("accountability.recorded", accountability(), at(9, 30, 11)),
+        (
+            "case.closed",
+            ev.CaseClosed(outcome="resolved", explanation="已辦結並致歉", closed_by="w-li", on_time=False),
+            at(9, 30, 15),
+        ),
+        ("case.evaluated", ev.CaseEvaluated(rating="good", comment="終於辦成"), at(10, 8)),
+    ]
+    states = fold(script)
+    assert states[18] == lc.CaseState(
+        case_id=CID,
+        seq=18,
+        head_hash="h18",
+        state=lc.EVALUATED,
+        opened_at=T0,
+        last_event_at=at(10, 8),
+        intake=intake_json("refused"),
+        category="refused",
+        mode="coordinate",
+        owner="w-li",
+        duty_leader="leader-gao",
+        working_days=1,
+        due_date=SEP29,
+        overdue=True,
+        warned=frozenset({0}),
+        escalations={"renshe": (2, at(9, 28, 14)), "chengguan": (1, at(9, 30))},
+        coordinations={
+            C1: coordination(
+                C1,
+                "chengguan",
+                Q_REFUSED,
+                SEP29,
+                status="bounced",
+                attempts=1,
+                outcome="not_ours",
+                message="不屬本局",
+            ),
+            C2: coordination(
+                C2,
+                "renshe",
+                Q_REFUSED,
+                SEP29,
+                status="bounced",
+                attempts=1,
+                outcome="not_ours",
+                message="不屬人社",
+                rerouted_from="chengguan",
+                requested_at=at(9, 28, 11),
+            ),
+            C3: coordination(
+                C3,
+                "chengguan",
+                Q_REFUSED,
+                SEP29,
+                status="answered",
+                attempts=1,
+                outcome="resolved",
+                message="已受理備案",
+                requested_at=at(9, 28, 16),
+            ),
+        },
+        bounces=2,
+        bounce_ruling_needed=False,
+        ruled_department="chengguan",
+        resolution={
+            "outcome": "resolved",
+            "summary": "chengguan: resolved: 已受理備案",
+            "departments": ["chengguan"],
+        },
+        closing={
+            "outcome": "resolved",
+            "explanation": "已辦結並致歉",
+            "closed_by": "w-li",
+            "on_time": False,
+            "at": "2026-09-30T15:00:00+08:00",
+        },
+        evaluation={"rating": "good", "comment": "終於辦成", "department_at_fault": None},
+        accountability=(
+            {
+                "staff": "chengguan-clerk-07",
+                "section": "戶外廣告科",
+                "leader_in_charge": "分管副局長",
+                "finding": "以領導不在為由推諉",
+                "measures": ["interview", "criticism"],
+                "fault_tolerance": False,
+                "at": "2026-09-30T11:00:00+08:00",
+            },
+        ),
+    )
+
+
+def test_a_guided_case_closed_at_the_regular_window():
+    script = [
+        ("case.opened", ev.CaseOpened.model_validate(intake_json("guided")), T0),
+        (
+            "case.classified",
+            ev.CaseClassified(
+                category="guided", reason="材料不全", mode="guide", working_days=1, due_date=SEP29
+            ),
+            T0,
+        ),
+        (
+            "case.guided",
+            ev.CaseGuided(window="城管局戶外廣告審批窗口", instructions="補交外立面效果圖"),
+            at(9, 28, 10),
+        ),
+        (
+            "case.closed",
+            ev.CaseClosed(
+                outcome="guided", explanation="補交外立面效果圖", closed_by="w-zhang", on_time=True
+            ),
+            at(9, 28, 10),
+        ),
+    ]
+    assert fold(script)[4] == lc.CaseState(
+        case_id=CID,
+        seq=4,
+        head_hash="h4",
+        state=lc.CLOSED,
+        opened_at=T0,
+        last_event_at=at(9, 28, 10),
+        intake=intake_json("guided"),
+        category="guided",
+        mode="guide",
+        owner="w-zhang",
+        working_days=1,
+        due_date=SEP29,
+        resolution={"outcome": "guided", "window": "城管局戶外廣告審批窗口"},
+        closing={
+            "outcome": "guided",
+            "explanation": "補交外立面效果圖",
+            "closed_by": "w-zhang",
+            "on_time": True,
+            "at": "2026-09-28T10:00:00+08:00",
+        },
+    )
