@@ -964,6 +964,13 @@ class Broker:
 
     async def api_list(self, body: dict[str, Any]) -> dict[str, Any]:
         req: api.ListCases = self.parse(api.ListCases, body)
+        if req.state is not None and req.state not in lc.STATES:  # a typo would list nothing, silently
+            raise ApiFailure(
+                "invalid_request",
+                f"state: unknown state {req.state!r}",
+                field="state",
+                fix=f"use one of {', '.join(lc.STATES)}",
+            )
         rows = []
         for s in self.states.values():
             if req.state and s.state != req.state:
@@ -1032,8 +1039,19 @@ class Broker:
         req: api.ApproveExtension = self.parse(api.ApproveExtension, body)
         self._case(req.case_id)
         return self._events_reply(
-            await self.execute(req.case_id, lambda s: lc.ApproveExtension(req.actor, self._actor(req.actor)))
+            await self.execute(
+                req.case_id,
+                lambda s: lc.ApproveExtension(req.actor, self._actor(req.actor), self._extended(s)),
+            )
         )
+
+    def _extended(self, state: lc.CaseState) -> date | None:
+        """The due date moved by the pending extension, from the due date as it is now: a case reclassified
+        since the request has a new deadline, and the extension is added to that one."""
+        pending = state.pending_extension
+        if not pending or state.due_date is None:
+            return None
+        return self.calendar.add_working_days(state.due_date, int(pending["working_days"]))
 
     async def api_record(self, body: dict[str, Any]) -> dict[str, Any]:
         req: api.RecordReply = self.parse(api.RecordReply, body)

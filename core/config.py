@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unstuck.schemas.common import Category
 from unstuck.schemas.department import LEVEL_NAMES, Level
+from unstuck.workcalendar import CalendarConfigError, WorkingCalendar
 
 
 class Section(BaseModel):
@@ -62,7 +63,8 @@ class DeadlineConfig(Section):
         default_factory=lambda: [1, 0], description="warn when this many working days are left"
     )
     escalation_period_hours: float = Field(default=24.0, gt=0)
-    max_extension_days: int = Field(default=10, ge=1, le=30)
+    # at most 10: a committee decision may take up to 10 working days, and case.extended records no more
+    max_extension_days: int = Field(default=10, ge=1, le=10)
     max_bounces: int = Field(default=2, ge=1, le=10)
     review_notify_days: int = Field(default=3, ge=1, le=10)
     calendar_override: Path | None = None
@@ -173,7 +175,20 @@ def load_config(path: Path | None = None) -> Config:
                     f"configuration {path}: [departments.{code}.chain] has {role!r}; "
                     f"use {', '.join(LEVEL_NAMES.values())}"
                 )
+    roles = ", ".join(LEVEL_NAMES.values())
+    for role in config.window.chain:
+        if role not in LEVEL_NAMES.values():
+            raise ConfigError(f"configuration {path}: [window.chain] has {role!r}; use {roles}")
+    for staff_id, role in config.staff.items():
+        # a misspelt role would silently make a leader a clerk
+        if role not in LEVEL_NAMES.values():
+            raise ConfigError(f"configuration {path}: [staff] {staff_id!r} = {role!r}; use one of {roles}")
     override = config.deadlines.calendar_override
     if override is not None and not override.is_absolute():
         config.deadlines.calendar_override = Path(path).parent / override
+    if config.deadlines.calendar_override is not None:
+        try:  # read it now: a bad file found by the broker would stop it after NATS has started
+            WorkingCalendar(config.deadlines.calendar_override)
+        except CalendarConfigError as exc:
+            raise ConfigError(f"configuration {path}: [deadlines] calendar_override: {exc}") from exc
     return config.model_copy(update={"source": Path(path)})

@@ -294,6 +294,9 @@ class RequestExtension:
 class ApproveExtension:
     actor: str
     actor_rank: int
+    due_date: date | None = None
+    """The due date as it stands, moved by the pending extension; None: the date proposed with the request
+    (the two differ when the case was reclassified in between)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,7 +591,7 @@ def decide(state: CaseState, command: object) -> list[NewEvent]:
                     actor,
                     ev.CaseExtended(
                         working_days=p["working_days"],
-                        due_date=p["proposed_due_date"],
+                        due_date=command.due_date or p["proposed_due_date"],
                         approved_by=actor,
                         total_extension_days=state.extension_days + p["working_days"],
                     ),
