@@ -1,14 +1,18 @@
 """The documentation keeps up with the code (datasette's test_docs pattern): every adapter hook has a
-heading in docs/adapters.md, every broker hook in docs/plugins.md, each hook has a test of its own,
-the kit's fixtures and helpers are documented, and the complete example in docs/adapters.md works."""
+heading in docs/adapters.md, every broker hook in docs/plugins.md, each hook has a test of its own
+that fails when the hook's implementation in that test is not called, the kit's fixtures and helpers
+are documented, and the complete example in docs/adapters.md works."""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
 import sys
 import types
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -32,15 +36,17 @@ def python_blocks(doc: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.S)
 
 
-def suite_names() -> set[str]:
-    """File names and test function names of the suite."""
-    names = set()
-    for path in (ROOT / "tests").glob("test_*.py"):
-        names.add(path.stem)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+def named_after(hook: str) -> list[str]:
+    """Node ids of the suite's test functions whose name contains ``hook``."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        if path.name == Path(__file__).name:
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
-                names.add(node.name)
-    return names
+                if hook in node.name:
+                    found.append(f"tests/{path.name}::{node.name}")
+    return found
 
 
 def kit_fixtures() -> list[str]:
@@ -73,11 +79,93 @@ def test_broker_hook_is_documented_with_an_example(hook):
     assert section.count("```python") >= 2, f"docs/plugins.md: give {hook} its signature and an example"
 
 
+CUT_PLUGIN = '''
+"""Loaded into a pytest run by tests/test_docs.py. With UNSTUCK_CUT_HOOKS=1, each test named after a
+hook runs with every implementation of that hook defined outside the unstuck package (the test's
+own plugin or adapter) left unregistered, so the hook never calls it; built-in ones stay."""
+import os
+
+import pluggy
+import pytest
+
+import unstuck.testing
+
+HOOKS = os.environ["UNSTUCK_HOOKS"].split(",")
+CUTTING = os.environ.get("UNSTUCK_CUT_HOOKS") == "1"
+cut = None
+parse = pluggy.PluginManager.parse_hookimpl_opts
+
+
+def parse_hookimpl_opts(self, plugin, name):
+    opts = parse(self, plugin, name)
+    if opts is not None and name == cut and self.project_name.startswith("unstuck"):
+        if not (getattr(getattr(plugin, name), "__module__", None) or "").startswith("unstuck"):
+            return None
+    return opts
+
+
+pluggy.PluginManager.parse_hookimpl_opts = parse_hookimpl_opts
+# a test waiting for a hook's effect that never comes fails in 5 s instead of 20 (both runs)
+unstuck.testing.wait_for.__defaults__ = (5.0, "condition")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    global cut
+    cut = next((hook for hook in HOOKS if hook in item.name), None) if CUTTING else None
+'''
+
+
+def junit_outcomes(xml: Path) -> dict[str, str]:
+    """Node id -> passed / failed / error / skipped, from a junit XML report."""
+    outcomes = {}
+    for case in ElementTree.parse(xml).iter("testcase"):
+        node = f"tests/{case.get('classname', '').rsplit('.', 1)[-1]}.py::{case.get('name')}"
+        kinds = {child.tag for child in case}
+        outcomes[node] = next((k for k in ("failure", "error", "skipped") if k in kinds), "passed")
+    return {k: v.replace("failure", "failed") for k, v in outcomes.items()}
+
+
+@pytest.fixture(scope="module")
+def hook_test_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """The tests named after a hook, run twice in pytest processes of their own: as they are
+    ("whole") and with each test's hook implementation cut off ("cut")."""
+    hooks = ADAPTER_HOOKS + BROKER_HOOKS
+    nodes = sorted({node for hook in hooks for node in named_after(hook)})
+    work = tmp_path_factory.mktemp("hook-cut")
+    (work / "unstuck_cut_hooks.py").write_text(CUT_PLUGIN, encoding="utf-8")
+    runs = {}
+    for run in ("whole", "cut"):
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(work), os.environ.get("PYTHONPATH")])),
+            "UNSTUCK_HOOKS": ",".join(hooks),
+            "UNSTUCK_CUT_HOOKS": "1" if run == "cut" else "0",
+        }
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "unstuck_cut_hooks", "-p", "no:cacheprovider"]
+        command += [f"--junitxml={work / run}.xml", *nodes]
+        runs[run] = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+    outcomes = {}
+    for run, process in runs.items():
+        out, _ = process.communicate(timeout=300)
+        assert (work / f"{run}.xml").exists(), out.decode(errors="replace")[-3000:]
+        outcomes[run] = junit_outcomes(work / f"{run}.xml")
+        assert set(outcomes[run]) == set(nodes), out.decode(errors="replace")[-3000:]
+    return outcomes
+
+
 @pytest.mark.parametrize("hook", ADAPTER_HOOKS + BROKER_HOOKS)
-def test_hook_has_a_test_of_its_own(hook):
-    assert any(hook in name for name in suite_names()), (
-        f"no test file or test function is named after {hook}: add test_{hook}_..."
-    )
+def test_hook_has_a_test_that_fails_when_the_hook_is_not_called(hook, hook_test_runs):
+    named = named_after(hook)
+    assert named, f"no test function is named after {hook}: add test_{hook}_... that asserts its effect"
+    for node in named:
+        assert hook_test_runs["whole"][node] == "passed", f"{node} does not pass as it is"
+        assert hook_test_runs["cut"][node] == "failed", (
+            f"{node} still {hook_test_runs['cut'][node]} when its own {hook} implementation is never "
+            "called: it does not assert the hook's effect"
+        )
 
 
 @pytest.mark.parametrize("doc", [ADAPTERS_DOC, PLUGINS_DOC], ids=["adapters", "plugins"])

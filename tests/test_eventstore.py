@@ -51,20 +51,46 @@ async def test_events_are_chained_and_stored_as_canonical_bytes(store):
         assert fields["hash"] == event_hash({k: v for k, v in fields.items() if k != "hash"})
 
 
-async def test_a_retried_append_with_the_same_event_id_is_stored_once(store, nats_client):
-    fields = envelope_fields("DD-20260928-0002", 1, owner_event(1), AT, "")
-    from unstuck.canonical import seal
+async def append_twice(store: EventStore, case_id: str, events: int) -> tuple[list, list]:
+    """Append a decision, then append it again exactly as a writer whose acknowledgement was lost
+    would: the same event ids, from the same head it decided on (it never learned the first try
+    was stored)."""
+    decision = [owner_event(n) for n in range(1, events + 1)]
+    ids = [f"01RETRIEDAPPEND{events}EVENT{n:05d}" for n in range(1, events + 1)]
+    first = await store.append(case_id, 0, "", 0, decision, AT, event_ids=ids)
+    again = await store.append(case_id, 0, "", 0, decision, AT, event_ids=ids)
+    return first, again
 
-    body, _ = seal(fields)
-    js = nats_client.jetstream()
-    first = await js.publish(
-        "unstuck.case.DD-20260928-0002", body, headers={"Nats-Msg-Id": fields["event_id"]}
-    )
-    again = await js.publish(
-        "unstuck.case.DD-20260928-0002", body, headers={"Nats-Msg-Id": fields["event_id"]}
-    )
-    assert not first.duplicate and again.duplicate and again.seq == first.seq
-    assert len(await store.read_case("DD-20260928-0002")) == 1
+
+async def test_a_retried_decision_with_the_same_event_ids_is_stored_once(store):
+    assert store.atomic  # a two-event decision goes as one atomic batch
+    first, again = await append_twice(store, "DD-20260928-0012", 2)
+    assert [(e.body, e.stream_seq) for e in again] == [(e.body, e.stream_seq) for e in first]
+    stored = await store.read_case("DD-20260928-0012")
+    assert [e.fields["event_id"] for e in stored] == [
+        "01RETRIEDAPPEND2EVENT00001",
+        "01RETRIEDAPPEND2EVENT00002",
+    ]
+    assert [e.seq for e in stored] == [1, 2]
+    assert await store.last_seq() == 2
+    assert (await store.read_heads())["DD-20260928-0012"]["seq"] == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AppendConflict,
+    reason=(
+        "product bug: nats-server 2.15 checks Nats-Expected-Last-Subject-Sequence before the "
+        "Nats-Msg-Id duplicate window for a single publish, so the retry is refused with 10071 and "
+        "EventStore._publish reports AppendConflict instead of returning the stored event"
+    ),
+)
+async def test_a_retried_single_event_with_the_same_event_id_is_stored_once(store):
+    first, again = await append_twice(store, "DD-20260928-0011", 1)
+    assert [(e.body, e.stream_seq) for e in again] == [(e.body, e.stream_seq) for e in first]
+    stored = await store.read_case("DD-20260928-0011")
+    assert [e.fields["event_id"] for e in stored] == ["01RETRIEDAPPEND1EVENT00001"]
+    assert await store.last_seq() == 1
 
 
 async def test_two_writers_cannot_fork_a_case(store):

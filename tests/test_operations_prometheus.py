@@ -127,22 +127,6 @@ def alert_expressions() -> dict[str, str]:
     return rules
 
 
-def test_promql_name_parser_keeps_metrics_and_drops_the_rest() -> None:
-    expr = (
-        "histogram_quantile(0.95, sum by (department, le) (rate(unstuck_coordination_reply_seconds_bucket"
-        '{department=~"$department"}[$__rate_interval]))) > 0.5 * max by (department) '
-        '(unstuck_department_reply_timeout_seconds) or up{job="unstuck"} == 0 offset 5m'
-    )
-    assert metric_names(expr) == {
-        "unstuck_coordination_reply_seconds_bucket",
-        "unstuck_department_reply_timeout_seconds",
-        "up",
-    }
-    assert metric_names("label_values(unstuck_department_stalled, department)") == {
-        "unstuck_department_stalled"
-    }
-
-
 def test_grafana_dashboard_names_only_metrics_of_the_catalogue() -> None:
     exposed, documented = exposed_names(), catalogue_names()
     used: set[str] = set()
