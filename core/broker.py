@@ -33,13 +33,14 @@ from unstuck.plugins.rules import ConfiguredEscalation, DeadlineRule, FailedWind
 from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, CoordinationRequest, Envelope, api
 from unstuck.schemas.common import mask_identifier
 from unstuck.schemas.events import AccountabilityRecorded, EventSchemaError, parse_payload
-from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, IDS_BUCKET, notify_subject
+from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, IDS_BUCKET, case_subject, notify_subject
 
 from . import lifecycle as lc
 from .canonical import check_body
 from .clock import Clock, local_date
 from .config import Config
 from .coordinator import Coordinator
+from .envelope import envelope_problem
 from .eventstore import AppendConflict, EventStore, StoredEvent, StoreUnavailable
 from .limits import ClientRateLimiter, client_of
 from .metrics import Metrics
@@ -291,8 +292,12 @@ class Broker:
     def state_of(self, case_id: str) -> lc.CaseState:
         return self.states.get(case_id) or lc.CaseState(case_id=case_id)
 
-    async def _on_stored(self, stream_seq: int, body: bytes) -> None:
-        """The follower: apply events in stream order (ours were applied already; the seq check skips them)."""
+    async def _on_stored(self, stream_seq: int, subject: str, body: bytes) -> None:
+        """The follower: apply events in stream order (ours were applied already; the seq check skips them).
+
+        An event is applied only when `unstuck replay --verify` would find nothing wrong with it on its
+        own: sealed bytes, a valid envelope, stored under its own case's subject.
+        """
         if stream_seq in self._own_seqs:
             # appended and applied by this broker already: no need to parse and check it again
             self._own_seqs.discard(stream_seq)
@@ -301,6 +306,11 @@ class Broker:
                 fields, problems = check_body(body)
                 if problems:  # not sealed by a broker (written into the stream by something else)
                     raise ValueError("; ".join(problems))
+                problem = envelope_problem(fields)
+                if problem is not None:
+                    raise ValueError(f"envelope: {problem}")
+                if subject != case_subject(fields["case_id"]):
+                    raise ValueError(f"stored under {subject}, not its case's subject")
                 self._apply(fields, stream_seq)
             except Exception as exc:
                 self._rejected()

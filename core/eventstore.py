@@ -211,9 +211,14 @@ class EventStore:
                 "Nats-Msg-Id": fields["event_id"],
                 "Nats-Expected-Last-Subject-Sequence": str(expected),
             }
-            ack = await self._publish(subject, body, headers)
-            stored.append(StoredEvent(body=body, fields={**fields, "hash": digest}, stream_seq=ack.seq))
-            expected = ack.seq
+            try:
+                stream_seq = int((await self._publish(subject, body, headers)).seq)
+            except AppendConflict:
+                # nats-server checks the expected sequence before the duplicate window: a retry of an
+                # append whose acknowledgement was lost is refused as a conflict, though it is stored
+                stream_seq = await self._stored_last(subject, fields["event_id"])
+            stored.append(StoredEvent(body=body, fields={**fields, "hash": digest}, stream_seq=stream_seq))
+            expected = stream_seq
             prev_hash = digest
         if stored:
             await self.record_head(case_id, stored[-1])
@@ -402,6 +407,18 @@ class EventStore:
             raise StoreUnavailable(f"JetStream refused the append: {description}")
         raise StoreUnavailable("unreachable")
 
+    async def _stored_last(self, subject: str, event_id: str) -> int:
+        """The stream sequence of ``event_id`` when it is the last event on ``subject``; else AppendConflict."""
+        try:
+            last = await self.js.get_msg(self.stream, subject=subject)
+        except nats.js.errors.NotFoundError as exc:
+            raise AppendConflict(f"nothing stored on {subject}") from exc
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot read the last event on {subject}: {exc}") from exc
+        if json.loads(bytes(last.data or b"{}")).get("event_id") != event_id:
+            raise AppendConflict(f"another writer appended to {subject} first")
+        return int(last.seq or 0)
+
     async def _find_stored(self, case_id: str, event_ids: list[str]) -> list[StoredEvent]:
         """The events of an append whose acknowledgement was lost, as the stream holds them."""
         wanted = set(event_ids)
@@ -547,15 +564,17 @@ class EventStore:
         info = await self.js.stream_info(self.stream)
         return int(info.state.last_seq)
 
-    async def follow(self, on_message: Callable[[int, bytes], Awaitable[None]], start_seq: int = 1) -> Any:
+    async def follow(
+        self, on_message: Callable[[int, str, bytes], Awaitable[None]], start_seq: int = 1
+    ) -> Any:
         """Deliver every message from ``start_seq`` on, in order, then new ones as they arrive.
 
         An ordered consumer: it survives reconnects and restarts itself on a gap. Returns the
-        subscription; ``on_message(stream_seq, body)`` is awaited for each message in turn.
+        subscription; ``on_message(stream_seq, subject, body)`` is awaited for each message in turn.
         """
 
         async def deliver(msg: Any) -> None:
-            await on_message(msg.metadata.sequence.stream, msg.data)
+            await on_message(msg.metadata.sequence.stream, msg.subject, msg.data)
 
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1)

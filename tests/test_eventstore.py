@@ -76,15 +76,8 @@ async def test_a_retried_decision_with_the_same_event_ids_is_stored_once(store):
     assert (await store.read_heads())["DD-20260928-0012"]["seq"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AppendConflict,
-    reason=(
-        "product bug: nats-server 2.15 checks Nats-Expected-Last-Subject-Sequence before the "
-        "Nats-Msg-Id duplicate window for a single publish, so the retry is refused with 10071 and "
-        "EventStore._publish reports AppendConflict instead of returning the stored event"
-    ),
-)
+# nats-server checks the expected subject sequence before the duplicate window for a single
+# publish: EventStore recognises its own event as the subject's last instead of reporting a conflict
 async def test_a_retried_single_event_with_the_same_event_id_is_stored_once(store):
     first, again = await append_twice(store, "DD-20260928-0011", 1)
     assert [(e.body, e.stream_seq) for e in again] == [(e.body, e.stream_seq) for e in first]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,20 +18,11 @@ from typing import Any
 
 from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json
+from unstuck.envelope import ENVELOPE_KEYS, HEX64, envelope_problem
 from unstuck.schemas.events import parse_payload
 from unstuck.schemas.subjects import STREAM
 
 from .findings import Finding, finding_order
-
-ENVELOPE_KEYS = frozenset(
-    {"event_id", "case_id", "seq", "type", "at", "actor", "data", "prev_hash", "hash", "v"}
-)
-_EVENT_ID = re.compile(r"[0-9A-Za-z_-]{16,64}")
-_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
-_ACTOR = re.compile(r"[^\s.*>]{1,64}")
-_HASH = re.compile(r"(?:[0-9a-f]{64})?")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(slots=True)
@@ -148,7 +138,7 @@ def sealed_ok(body: bytes, obj: dict[str, Any]) -> tuple[bool, bool]:
         and type(obj.get("type", "")) is str
         and type(obj.get("seq", 0)) is int
         and type(obj.get("v", 0)) is int
-        and _HEX64.fullmatch(stored)
+        and HEX64.fullmatch(stored)
     ):
         member = b',"hash":"' + stored.encode() + b'"'
         at = body.rfind(member)
@@ -157,51 +147,6 @@ def sealed_ok(body: bytes, obj: dict[str, Any]) -> tuple[bool, bool]:
             return True, digest == stored
     rest = {k: v for k, v in obj.items() if k != "hash"}
     return canonical, hashlib.sha256(canonical_json(rest)).hexdigest() == stored
-
-
-def envelope_problem(obj: dict[str, Any]) -> str | None:
-    """What is wrong with the envelope fields (not the payload), or None."""
-    keys = obj.keys()
-    if keys != ENVELOPE_KEYS:
-        missing = sorted(ENVELOPE_KEYS - keys - {"v"})
-        extra = sorted(keys - ENVELOPE_KEYS)
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing field(s) {', '.join(missing)}")
-            if extra:
-                parts.append(f"unknown field(s) {', '.join(extra)}")
-            return "; ".join(parts)
-    checks = (
-        ("event_id", _EVENT_ID),
-        ("case_id", _CASE_ID),
-        ("type", _TYPE),
-        ("actor", _ACTOR),
-        ("prev_hash", _HASH),
-        ("hash", _HASH),
-    )
-    for name, pattern in checks:
-        value = obj[name]
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            return f"{name} {value!r} is not valid"
-    seq = obj["seq"]
-    if type(seq) is not int or seq < 1:
-        return f"seq {seq!r} is not a positive integer"
-    v = obj.get("v", 1)
-    if type(v) is not int or v < 1:
-        return f"v {v!r} is not a positive integer"
-    if not isinstance(obj["data"], dict):
-        return "data is not an object"
-    at = obj["at"]
-    if not isinstance(at, str):
-        return f"at {at!r} is not a timestamp"
-    try:
-        instant = datetime.fromisoformat(at)
-    except ValueError:
-        return f"at {at!r} is not an ISO 8601 timestamp"
-    if instant.tzinfo is None:
-        return f"at {at!r} has no time zone"
-    return None
 
 
 Head = tuple[int, str, int]
@@ -283,6 +228,16 @@ class Replayer:
         if not isinstance(case_id, str) or not case_id:
             case_id = subject.rpartition(".")[2]
         if self.case_filter and case_id != self.case_filter:
+            if self.verify and subject.rpartition(".")[2] == self.case_filter:
+                # another case's event stored under the case asked about: the record of this case holds it
+                seq = obj.get("seq")
+                self._find(
+                    "subject_mismatch",
+                    case_id,
+                    seq if type(seq) is int else None,
+                    stream_seq,
+                    f"stored on {subject}, but the body belongs to case {case_id}",
+                )
             return
         report.events += 1
         track = self.cases.get(case_id)

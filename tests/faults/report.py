@@ -140,7 +140,7 @@ def fuzz_table(fuzz: dict[str, Any]) -> list[str]:
     if not fuzz:
         return ["No full fuzz run recorded yet: run `make fuzz`."]
     names = {
-        "api": "API requests (`Broker.handle`)",
+        "api": "API requests over NATS to the running broker (`unstuck.api.<verb>`)",
         "replies": "department replies (`replyjudge.judge_reply`, then `decide`)",
         "stream_messages": "stream messages (the broker's follower)",
     }
