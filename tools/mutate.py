@@ -64,7 +64,7 @@ MODULES: dict[str, Target] = {
     "rules": Target(("plugins/rules.py",), ("tests/test_rules.py",)),
     "canonical": Target(("core/canonical.py",), ("tests/test_canonical.py", "tests/test_replay_chain.py")),
     "replayer": Target(
-        ("core/replay/replayer.py", "core/replay/findings.py"),
+        ("core/replay/replayer.py", "core/replay/findings.py", "core/envelope.py"),
         ("tests/test_replay_chain.py", "tests/test_replayer.py"),
     ),
     "replyjudge": Target(("core/replyjudge.py",), ("tests/test_replyjudge.py",)),
