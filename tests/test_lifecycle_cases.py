@@ -2353,6 +2353,7 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
         ),
     ]
     states = fold(script)
+    assert (states[1].state, states[2].state, states[2].coordinations) == (lc.INTAKE, lc.COORDINATING, {})
     assert states[12] == lc.CaseState(
         case_id=CID,
         seq=12,
@@ -2526,6 +2527,12 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
     ]
     states = fold(script)
     assert states[18].state == lc.EVALUATED and states[18].closing == states[17].closing
+    assert (states[19].state, states[19].round, states[19].closing, states[19].coordinations) == (
+        lc.COORDINATING,
+        2,
+        None,
+        {C1: c1_final, C2: c2_final},
+    )
     assert states[20] == lc.CaseState(
         case_id=CID,
         seq=20,
@@ -2815,3 +2822,209 @@ def test_a_guided_case_closed_at_the_regular_window():
             "at": "2026-09-28T10:00:00+08:00",
         },
     )
+
+
+def test_a_reopening_clears_the_closed_rounds_overdue_warnings_escalations_bounces_and_ruling():
+    s = opened("cannot")
+    s, _ = step(s, answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1), at(9, 29))
+    s, _ = step(s, lc.RuleBounce("leader-gao", LEADER, "scjg"), at(9, 30))
+    s, _ = step(s, tick(OCT8, 0), at(10, 8))  # warning
+    s, _ = step(s, tick(OCT9, 0), at(10, 9))  # overdue: scjg owes the answer
+    s, _ = step(s, answer(C2, "scjg", "resolved"), at(10, 9, 10))
+    s, events = step(s, lc.Close("w-zhang", CLERK, "resolved", "已辦結", OCT9), at(10, 9, 11))
+    assert events[0].data.on_time is False
+    assert (s.state, s.overdue, s.warned, s.bounces, s.ruled_department, s.seq) == (
+        lc.CLOSED,
+        True,
+        frozenset({1}),
+        1,
+        "scjg",
+        13,
+    )
+    assert s.escalations == {"chengguan": (2, at(9, 29)), "scjg": (1, at(10, 9))}
+    # 5 working days from Fri 9 Oct: Sat 10 (make-up day), Mon 12, Tue 13, Wed 14, Thu 15
+    oct15 = date(2026, 10, 15)
+    s, events = step(s, lc.Reopen("leader-gao", LEADER, "督查發現問題", 5, oct15), at(10, 9, 14))
+    assert events == [
+        lc.NewEvent(
+            "case.reopened",
+            "leader-gao",
+            ev.CaseReopened(
+                reason="督查發現問題",
+                departments=["chengguan", "scjg"],
+                round=2,
+                working_days=5,
+                due_date=oct15,
+            ),
+        ),
+        requested(C3, "chengguan", Q_CANNOT, oct15, round_=2),
+        requested(C4, "scjg", Q_CANNOT, oct15, round_=2),
+    ]
+    assert s == lc.CaseState(
+        case_id=CID,
+        seq=16,
+        head_hash="h16",
+        state=lc.COORDINATING,
+        opened_at=T0,
+        last_event_at=at(10, 9, 14),
+        intake=intake_json("cannot"),
+        category="cannot",
+        mode="coordinate",
+        owner="w-zhang",
+        duty_leader="leader-gao",
+        working_days=5,
+        due_date=oct15,
+        overdue=False,
+        warned=frozenset(),
+        escalations={},
+        coordinations={
+            C1: coordination(
+                C1, "chengguan", status="bounced", attempts=1, outcome="not_ours", message="答覆"
+            ),
+            C2: coordination(
+                C2,
+                "scjg",
+                status="answered",
+                attempts=1,
+                outcome="resolved",
+                message="答覆",
+                requested_at=at(9, 30),
+            ),
+            C3: coordination(C3, "chengguan", Q_CANNOT, oct15, round=2, requested_at=at(10, 9, 14)),
+            C4: coordination(C4, "scjg", Q_CANNOT, oct15, round=2, requested_at=at(10, 9, 14)),
+        },
+        round=2,
+        bounces=0,
+        bounce_ruling_needed=False,
+        ruled_department=None,
+        resolution=None,
+        closing=None,
+    )
+
+
+def test_a_case_withdrawn_while_a_ruling_waited_is_reopened_without_it():
+    s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
+    s, _ = step(s, lc.Close("w-zhang", CLERK, "withdrawn", "申請人撤回", SEP29))
+    assert (s.state, s.bounce_ruling_needed, s.bounces) == (lc.CLOSED, True, 1)
+    s = lc.evolve(
+        s,
+        "case.reopened",
+        ev.CaseReopened(
+            reason="申請人再次申請", departments=["chengguan"], round=2, working_days=3, due_date=OCT13
+        ),
+        meta(7, at(10, 8)),
+    )
+    assert (
+        s.state,
+        s.round,
+        s.working_days,
+        s.due_date,
+        s.bounce_ruling_needed,
+        s.bounces,
+        s.escalations,
+    ) == (
+        lc.COORDINATING,
+        2,
+        3,
+        OCT13,
+        False,
+        0,
+        {},
+    )
+
+
+def test_a_classification_alone_sets_the_state_its_mode_names():
+    s = opened(None)
+    coordinate = lc.evolve(
+        s,
+        "case.classified",
+        ev.CaseClassified(
+            category="hard",
+            reason="r",
+            mode="coordinate",
+            working_days=5,
+            due_date=OCT10,
+            departments=["scjg"],
+        ),
+        meta(2),
+    )
+    assert (coordinate.state, coordinate.coordinations, coordinate.duty_leader) == (lc.COORDINATING, {}, None)
+    guide = lc.evolve(
+        s,
+        "case.classified",
+        ev.CaseClassified(category="guided", reason="r", mode="guide", working_days=1, due_date=SEP29),
+        meta(2),
+    )
+    assert guide.state == lc.GUIDING
+
+
+def test_a_reclassification_alone_moves_a_guided_case_to_coordinating():
+    s = opened("guided")
+    after = lc.evolve(
+        s,
+        "case.reclassified",
+        ev.CaseReclassified(previous="guided", category="hard", reason="r", working_days=5, due_date=OCT10),
+        meta(3),
+    )
+    assert (after.state, after.mode, after.coordinations) == (lc.COORDINATING, "coordinate", {})
+    refusal = lc.evolve(
+        s,
+        "case.reclassified",
+        ev.CaseReclassified(
+            previous="guided", category="refused", reason="r", working_days=1, due_date=SEP29
+        ),
+        meta(3),
+    )
+    assert (refusal.state, refusal.category) == (lc.COORDINATING, "refused")
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (lc.INTAKE, lc.COORDINATING),
+        (lc.GUIDING, lc.COORDINATING),
+        (lc.COORDINATING, lc.COORDINATING),
+        (lc.ANSWERED, lc.COORDINATING),
+        (lc.CLOSED, lc.COORDINATING),
+        (lc.EVALUATED, lc.COORDINATING),
+        ("", ""),  # a request stored before any case.opened: the auditor's findings name it
+    ],
+)
+def test_a_stored_request_puts_an_open_case_back_to_coordinating(before, after):
+    s = lc.CaseState(case_id=CID, seq=5, state=before)
+    folded = lc.evolve(
+        s,
+        "coordination.requested",
+        ev.CoordinationRequested(request_id=C1, department="scjg", question="問", deadline=OCT8),
+        meta(6),
+    )
+    assert folded.state == after
+    assert folded.coordinations == {C1: coordination(C1, "scjg", "問", OCT8)}
+
+
+def test_the_interned_applicant_kind_is_shared():
+    fresh = "".join(["enter", "prise"])
+    assert fresh is not sys.intern("enterprise")
+    out = lc._shared_vocabulary({"applicant": {"kind": fresh, "name": "店"}})
+    assert out == {"applicant": {"kind": "enterprise", "name": "店"}}
+    assert out["applicant"]["kind"] is sys.intern("enterprise")
+
+
+def plain_json(value: object) -> bool:
+    """Only the types JSON has: what a stored event's data holds, and what to_dict hands a reader."""
+    if isinstance(value, dict):
+        return all(type(k) is str and plain_json(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(plain_json(v) for v in value)
+    return type(value) in (str, int, bool, float, type(None))
+
+
+def test_the_resolution_closing_evaluation_reviews_and_accountability_are_kept_as_plain_json():
+    s = opened("refused")
+    s, _ = step(s, answer(C1, "chengguan", "cannot", legal_basis="條例"))
+    s, _ = step(s, lc.RecordAccountability("leader-gao", accountability()))
+    s, _ = step(s, lc.Close("w-zhang", CLERK, "cannot", "已說明", SEP29))
+    s, _ = step(s, lc.Evaluate("w-zhang", "bad", "不滿", None, 1, SEP30))
+    for part in (s.resolution, s.closing, s.evaluation, s.reviews, s.accountability, s.intake):
+        assert part is not None and plain_json(part), part
+    assert type(s.resolution["outcome"]) is str and s.resolution["outcome"] == "cannot"
