@@ -902,10 +902,17 @@ def test_a_failed_attempt_without_detail_records_an_empty_detail():
     )
 
 
-def test_an_attempt_on_an_unknown_request_is_not_found():
+def test_an_attempt_or_a_stall_on_an_unknown_request_is_not_found():
     refused(
         opened("cannot"),
         lc.AttemptFailed(f"{CID}-c9", 1, "timeout"),
+        f"request_id '{CID}-c9' is not a coordination of case {CID}",
+        "request_id",
+        "not_found",
+    )
+    refused(
+        opened("cannot"),
+        lc.Stall(f"{CID}-c9", 3, "timeout", {}),
         f"request_id '{CID}-c9' is not a coordination of case {CID}",
         "request_id",
         "not_found",
