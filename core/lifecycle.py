@@ -799,17 +799,13 @@ def _reply(state: CaseState, cmd: Reply) -> list[NewEvent]:
     after = evolve_many(state, out, _placeholder_meta(state))
     if r.outcome is Outcome.NOT_OURS:
         target = r.belongs_to or ""
-        if target not in cmd.known_departments:
-            out.append(
-                _escalation(
-                    r.department,
-                    1,
-                    {},
-                    "bounced",
-                    note=f"{r.department} says it belongs to unknown department {target}",
-                )
+        unknown = target not in cmd.known_departments
+        if unknown or state.ruled_department == r.department or state.bounces + 1 >= cmd.max_bounces:
+            why = (
+                f"{r.department} says it belongs to unknown department {target}"
+                if unknown
+                else f"{state.bounces + 1} bounces"
             )
-        elif state.ruled_department == r.department or state.bounces + 1 >= cmd.max_bounces:
             out.append(
                 NewEvent(
                     "case.escalated",
@@ -821,7 +817,7 @@ def _reply(state: CaseState, cmd: Reply) -> list[NewEvent]:
                         target=state.duty_leader or "duty leader",
                         reason="bounced",
                         audience="duty_leader",
-                        note=f"{state.bounces + 1} bounces; the duty leader rules which department handles it",
+                        note=f"{why}; the duty leader rules which department handles it",
                     ),
                 )
             )

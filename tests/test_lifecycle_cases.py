@@ -1262,24 +1262,22 @@ def test_a_department_not_ruled_on_that_bounces_below_the_limit_is_rerouted():
     ]
 
 
-def test_a_bounce_to_an_unknown_department_escalates_to_the_bouncing_departments_section_head():
-    # docs/lifecycle.md says the duty leader is asked to rule here; the code escalates to the section
-    # head instead and sets no ruling, so the case waits with nothing open (reported as a product bug)
+def test_a_bounce_to_an_unknown_department_asks_the_duty_leader_to_rule():
     s, events = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="zhujian"), at(9, 29))
     assert events == [
         replied(C1, "chengguan", "not_ours", belongs_to="zhujian"),
         escalated(
             "chengguan",
-            1,
-            "section_head",
-            "chengguan section_head",
+            2,
+            "leader_in_charge",
+            "leader-gao",
             "bounced",
-            "chengguan_section_head",
-            note="chengguan says it belongs to unknown department zhujian",
+            "duty_leader",
+            note="chengguan says it belongs to unknown department zhujian; "
+            "the duty leader rules which department handles it",
         ),
     ]
-    assert s.bounces == 1 and s.bounce_ruling_needed is False and s.state == lc.COORDINATING
-    assert s.escalations == {"chengguan": (1, at(9, 29))}
+    assert s.bounces == 1 and s.bounce_ruling_needed is True and s.state == lc.COORDINATING
     assert s.resolution is None
 
 
