@@ -34,10 +34,10 @@ from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import discover
 from unstuck.broker import API_VERBS, Broker
 from unstuck.clock import SimulatedClock
-from unstuck.coordinator import SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER, judge_reply
 from unstuck.embedded import EmbeddedNats
 from unstuck.lifecycle import CaseState, Refused, Reply, decide
 from unstuck.replay import verify_stream
+from unstuck.replyjudge import SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER, judge_reply
 from unstuck.schemas import CoordinationReply, CoordinationRequest, api
 from unstuck.schemas.events import parse_payload
 from unstuck.testing import DEFAULT_START, fast_config
