@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -37,7 +36,7 @@ from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, IDS_BUCKET, notif
 
 from . import lifecycle as lc
 from .canonical import check_body
-from .clock import Clock, local_date
+from .clock import WALL, Clock, WallClock, local_date
 from .config import Config
 from .coordinator import Coordinator
 from .eventstore import AppendConflict, EventStore, StoredEvent, StoreUnavailable
@@ -115,11 +114,14 @@ class Broker:
         plugins: pluggy.PluginManager | None = None,
         known_departments: dict[str, str] | None = None,
         discover_departments: bool = True,
+        wall: WallClock = WALL,
     ) -> None:
+        """``clock`` is the case clock (the record's times), ``wall`` the wall clock (latencies, last good reply)."""
         self.nc = nc
         self.js = nc.jetstream()
         self.config = config
         self.clock = clock
+        self.wall = wall
         self.departments = dict(known_departments or {})
         if discover_departments:
             # a department whose adapter package is installed is known without a line of configuration
@@ -135,7 +137,7 @@ class Broker:
         self.pm = plugins or make_plugin_manager(config)
         self.store = EventStore(self.js, stream=config.broker.stream, replicas=config.broker.replicas)
         self.store.on_completed = self._on_completed
-        self.coordinator = Coordinator(nc, config, self.metrics, self)
+        self.coordinator = Coordinator(nc, config, self.metrics, self, wall)
         self.states: dict[str, lc.CaseState] = {}
         self.stream_seqs: dict[str, int] = {}
         self.by_client_ref: dict[str, str] = {}
@@ -404,7 +406,7 @@ class Broker:
                 new_events = lc.decide(state, command)
                 if not new_events:
                     return []
-                started = time.perf_counter()
+                started = self.wall.counter()
                 try:
                     stored = await self.store.append(
                         case_id,
@@ -423,7 +425,7 @@ class Broker:
                     # the follower then applies them, and their head is recorded by _record_unsure_heads
                     self._unsure_heads[case_id] = UNSURE_HEAD_ROUNDS
                     raise
-                self.metrics.append_seconds.observe(time.perf_counter() - started)
+                self.metrics.append_seconds.observe(self.wall.counter() - started)
                 for event, decided in zip(stored, new_events, strict=True):
                     # the decided payload is the stored one (validated when built): no re-parse
                     applied = self._apply(event.fields, event.stream_seq, decided.data)
@@ -1166,8 +1168,12 @@ class Broker:
         return {"events": await self.tick()}
 
     def status(self) -> dict[str, Any]:
-        """Departments ranked worst first, from figures kept up to date event by event (no case scan)."""
-        now_wall = time.time()
+        """Departments ranked worst first, from figures kept up to date event by event (no case scan).
+
+        Pending ages and ``at`` are case time (coordinations wait since a time the record gives); the
+        last good reply is wall time (the coordinator stamps replies as they arrive).
+        """
+        now_wall = self.wall.unix()
         now = self.clock.now()
         rows: list[dict[str, Any]] = []
         for dept in sorted(self.departments):
