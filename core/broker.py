@@ -26,9 +26,7 @@ from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
 from unstuck.adapters.registry import installed_departments
-from unstuck.plugins import BrokerSpec
-from unstuck.plugins.loading import LoadReport, load_entry_points, register_checked
-from unstuck.plugins.rules import ConfiguredEscalation, DeadlineRule, FailedWindowRouting, PhraseClassifier
+from unstuck.plugins.manager import make_plugin_manager
 from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, CoordinationRequest, Envelope, api
 from unstuck.schemas.common import mask_identifier
 from unstuck.schemas.events import AccountabilityRecorded, EventSchemaError, parse_payload
@@ -55,31 +53,6 @@ class ApiFailure(Exception):
     def __init__(self, code: str, message: str, field: str | None = None, fix: str | None = None) -> None:
         super().__init__(message)
         self.error = api.ApiError(code=code, message=message, field=field, fix=fix)
-
-
-def make_plugin_manager(config: Config, report: LoadReport | None = None) -> pluggy.PluginManager:
-    """Built-in rules first, then outside plugins (called first, so they override)."""
-    report = report if report is not None else LoadReport()
-    pm = pluggy.PluginManager("unstuck")
-    pm.add_hookspecs(BrokerSpec)
-    chains = {code: config.department(code).chain for code in config.department_codes()}
-    chains["window"] = dict(config.window.chain)
-    builtins: list[tuple[str, object]] = [
-        ("builtin-deadlines", DeadlineRule(config.deadlines.working_days)),
-        ("builtin-classifier", PhraseClassifier()),
-        ("builtin-routing", FailedWindowRouting()),
-        ("builtin-escalation", ConfiguredEscalation(chains)),
-    ]
-    for name, plugin in builtins:
-        register_checked(pm, plugin, name, report)
-    for name, obj in load_entry_points("unstuck.plugins", report):
-        try:
-            plugin = obj() if isinstance(obj, type) else obj
-        except Exception as exc:
-            report.broken[name] = f"{type(exc).__name__}: {exc}"
-            continue
-        register_checked(pm, plugin, name, report)
-    return pm
 
 
 PERSONAL_FIELDS = frozenset({"id_number", "phone"})
@@ -134,7 +107,7 @@ class Broker:
         self.calendar = calendar or WorkingCalendar(
             config.deadlines.calendar_override, on_unknown_year=self.metrics.on_unknown_year
         )
-        self.pm = plugins or make_plugin_manager(config)
+        self.pm = plugins or make_plugin_manager(config.deadlines.working_days, config.escalation_chains())
         self.store = EventStore(self.js, stream=config.broker.stream, replicas=config.broker.replicas)
         self.store.on_completed = self._on_completed
         self.coordinator = Coordinator(nc, config, self.metrics, self, wall)
@@ -1333,4 +1306,4 @@ def summary(s: lc.CaseState) -> dict[str, Any]:
     }
 
 
-__all__ = ["API_VERBS", "ApiFailure", "Broker", "EventSchemaError", "make_plugin_manager"]
+__all__ = ["API_VERBS", "ApiFailure", "Broker", "EventSchemaError"]
