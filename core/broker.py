@@ -25,7 +25,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
-from unstuck.adapters.registry import installed_departments
 from unstuck.plugins.manager import make_plugin_manager
 from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, CoordinationRequest, Envelope, api
 from unstuck.schemas.common import mask_identifier
@@ -85,21 +84,18 @@ class Broker:
         calendar: WorkingCalendar | None = None,
         metrics: Metrics | None = None,
         plugins: pluggy.PluginManager | None = None,
-        known_departments: dict[str, str] | None = None,
-        discover_departments: bool = True,
+        departments: dict[str, str] | None = None,
         wall: WallClock = WALL,
     ) -> None:
-        """``clock`` is the case clock (the record's times), ``wall`` the wall clock (latencies, last good reply)."""
+        """``departments``: code -> name of the departments the caller knows of (e.g. the installed adapters,
+        ``unstuck.adapters.registry.installed_departments()``); every configured department is added.
+        ``clock`` is the case clock (the record's times), ``wall`` the wall clock (latencies, last good reply)."""
         self.nc = nc
         self.js = nc.jetstream()
         self.config = config
         self.clock = clock
         self.wall = wall
-        self.departments = dict(known_departments or {})
-        if discover_departments:
-            # a department whose adapter package is installed is known without a line of configuration
-            for code, name in installed_departments().items():
-                self.departments.setdefault(code, name)
+        self.departments = dict(departments or {})
         for code in config.department_codes():
             self.departments.setdefault(code, config.department(code).name or code)
         self.metrics = metrics or Metrics(self.departments, API_VERBS, policy=config.retry_policy)

@@ -31,7 +31,7 @@ from nats.aio.client import Client
 
 from conftest import sample
 from unstuck.adapters.host import AdapterHost
-from unstuck.adapters.registry import discover
+from unstuck.adapters.registry import discover, installed_departments
 from unstuck.broker import API_VERBS, Broker
 from unstuck.clock import SimulatedClock
 from unstuck.embedded import EmbeddedNats
@@ -174,7 +174,7 @@ def fuzz_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzBus]:
     adapters_nc = loop.run_until_complete(nats.connect(server.url))
     config = fast_config()
     config.staff.update({"w-li": "clerk"})
-    broker = Broker(nc, config, SimulatedClock(DEFAULT_START))
+    broker = Broker(nc, config, SimulatedClock(DEFAULT_START), departments=installed_departments())
     host = AdapterHost(adapters_nc, list(discover().values()))
     loop.run_until_complete(broker.start(serve_api=False))
     loop.run_until_complete(host.start())
