@@ -240,7 +240,7 @@ class Bus:
             self.host = AdapterHost(adapter_nc, self.adapters, slow=self.slow)
             await self.host.start()
         if self.ticker:
-            self.broker._spawn(self.broker.run_ticker(self.config.broker.tick_seconds))
+            self.broker.start_ticker(self.config.broker.tick_seconds)
         return self
 
     @property
