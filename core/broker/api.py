@@ -1,14 +1,15 @@
-"""The API: one table of the verbs of ``unstuck.api.<verb>`` and what each does.
+"""The API: one table of the verbs of ``unstuck.api.<verb>``, what each does, and how staff call it.
 
 A case command builds a lifecycle command from its request (the model is ``API_REQUESTS[verb]``)
-and the case; the runner decides and appends it. A query reads. Replies mask id and phone numbers
-unless the request asks to reveal them.
+and the case; the runner decides and appends it. A query reads. ``cli`` and ``help`` word a case
+command for ``unstuck case <name>``, which the CLI generates from this table. Replies mask id and
+phone numbers unless the request asks to reveal them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,6 +33,8 @@ Build = Callable[[Any, Rules, lc.CaseState], object]
 class Verb:
     command: Build | None = None
     query: Callable[[Api, Any], Awaitable[dict[str, Any]]] | None = None
+    cli: str = ""  # a case command's one-line summary for `unstuck case <name> --help`
+    help: Mapping[str, str] = field(default_factory=dict)  # request field -> what to give
 
 
 def classify(req: api.Classify, rules: Rules, state: lc.CaseState) -> object:
@@ -177,33 +180,97 @@ VERBS: dict[str, Verb] = {
     "case.open": Verb(query=lambda a, req: a.open_case(req)),
     "case.get": Verb(query=get_case),
     "case.list": Verb(query=list_cases),
-    "case.classify": Verb(classify),
+    "case.classify": Verb(
+        classify,
+        cli="classify, or reclassify with a reason",
+        help={
+            "category": "cannot | hard | refused | guided",
+            "reason": "why this category",
+            "departments": "department to ask (repeat)",
+        },
+    ),
     "case.handover": Verb(
-        lambda req, rules, state: lc.Handover(req.actor, rules.rank(req.actor), req.owner, req.reason)
+        lambda req, rules, state: lc.Handover(req.actor, rules.rank(req.actor), req.owner, req.reason),
+        cli="hand the case to a new owner",
+        help={"owner": "the new owner's staff id", "reason": "why"},
     ),
-    "case.extend": Verb(extend),
+    "case.extend": Verb(
+        extend,
+        cli="request an extension (延期)",
+        help={"working_days": "extra working days", "reason": "why (延期理由)"},
+    ),
     "case.approve_extension": Verb(
-        lambda req, rules, state: lc.ApproveExtension(req.actor, rules.rank(req.actor))
+        lambda req, rules, state: lc.ApproveExtension(req.actor, rules.rank(req.actor)),
+        cli="approve the pending extension (leaders)",
     ),
-    "case.record": Verb(record),
+    "case.record": Verb(
+        record,
+        cli="record a department's answer given outside the bus",
+        help={
+            "department": "department code",
+            "outcome": "resolved | accepted | cannot | not_ours | need_materials",
+            "message": "the department's answer",
+            "handler": "who answered",
+            "legal_basis": "with cannot",
+            "belongs_to": "with not_ours",
+            "expected_date": "with accepted",
+            "materials": "with need_materials (repeat)",
+        },
+    ),
     "case.guide": Verb(
         lambda req, rules, state: lc.Guide(
             req.actor, rules.rank(req.actor), req.window, req.instructions, rules.today()
         ),
+        cli="guide the applicant to a regular window and close",
+        help={"window": "the regular window to go to", "instructions": "what to bring, what to say"},
     ),
     "case.close": Verb(
         lambda req, rules, state: lc.Close(
             req.actor, rules.rank(req.actor), req.outcome, req.explanation, rules.today()
         ),
+        cli="close the case (銷號)",
+        help={
+            "outcome": "resolved | cannot | guided | need_materials | withdrawn",
+            "explanation": "what the applicant was told",
+        },
     ),
-    "case.evaluate": Verb(evaluate),
-    "case.reopen": Verb(reopen),
-    "case.escalate": Verb(escalate),
-    "case.rule_bounce": Verb(rule_bounce),
+    "case.evaluate": Verb(
+        evaluate,
+        cli="record the applicant's evaluation (好差評)",
+        help={
+            "rating": "good | bad",
+            "comment": "the applicant's words",
+            "department_at_fault": "a bad rating caused by this department reopens the case",
+        },
+    ),
+    "case.reopen": Verb(reopen, cli="reopen (leaders)", help={"reason": "why (重辦)"}),
+    "case.escalate": Verb(
+        escalate,
+        cli="address any level of a department directly",
+        help={
+            "department": "department code or window",
+            "level": "clerk | section_head | leader_in_charge | director",
+            "note": "what you ask of them",
+        },
+    ),
+    "case.rule_bounce": Verb(
+        rule_bounce,
+        cli="duty leader: decide which department handles a bounced case",
+        help={"department": "who must handle it"},
+    ),
     "accountability.record": Verb(
         lambda req, rules, state: lc.RecordAccountability(
             req.actor, AccountabilityRecorded(**req.model_dump(exclude={"case_id", "actor"}))
         ),
+        cli="record accountability in a refused (不給辦) case",
+        help={
+            "staff": "who refused",
+            "section": "their section",
+            "leader_in_charge": "分管領導",
+            "finding": "what happened",
+            "measures": "interview | performance_review | criticism | none (repeat)",
+            "fault_tolerance": "容錯免責: acted in good faith",
+        },
     ),
     "accountability.list": Verb(query=list_accountability),
     "status": Verb(query=status),
