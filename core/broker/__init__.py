@@ -1,4 +1,4 @@
-"""The broker: the thin shell around the pure lifecycle, in parts (docs/architecture.md, "The broker").
+"""The broker: the thin shell around the pure lifecycle, in parts (docs/architecture.md, "The broker's parts").
 
 It follows the stream into the case book, serves the API on ``unstuck.api.>``, runs each command
 through the pure ``decide``, appends the events, folds them in with ``evolve``, and acts on them:
