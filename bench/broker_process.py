@@ -15,6 +15,7 @@ import time
 
 import nats
 
+from unstuck.adapters.registry import installed_departments
 from unstuck.broker import API_VERBS, Broker
 from unstuck.clock import SystemClock
 from unstuck.metrics import Metrics
@@ -26,7 +27,13 @@ async def main(url: str) -> None:
     codes = list(BENCH_DEPARTMENTS)
     nc = await nats.connect(url, name="bench-broker-rss")
     started = time.perf_counter()
-    broker = Broker(nc, bench_config(codes), SystemClock(), metrics=Metrics(codes, API_VERBS))
+    broker = Broker(
+        nc,
+        bench_config(codes),
+        SystemClock(),
+        departments=installed_departments(),
+        metrics=Metrics(codes, API_VERBS),
+    )
     await broker.start(serve_api=False)
     seconds = time.perf_counter() - started
     print(

@@ -123,7 +123,7 @@ async def bus_run(
     client = await connect(server.url, "bench-window")
     metrics = Metrics(codes, API_VERBS)
     broker = Broker(
-        broker_nc, config, SystemClock(), metrics=metrics, known_departments={c: c for c in codes}
+        broker_nc, config, SystemClock(), metrics=metrics, departments={c: c for c in codes}
     )
     await broker.start()
     host = AdapterHost(adapters_nc, bench_adapters(codes), concurrency=256)

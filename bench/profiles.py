@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nats
 
+from unstuck.adapters.registry import installed_departments
 from unstuck.broker import API_VERBS, Broker
 from unstuck.clock import SystemClock
 from unstuck.metrics import Metrics
@@ -78,7 +79,13 @@ async def rebuild_profile(work: Path, cases: int) -> str:
         try:
             await generate(nc, cases * len(OPEN_CASE), OPEN_CASE, departments=BENCH_DEPARTMENTS)
             codes = list(BENCH_DEPARTMENTS)
-            broker = Broker(nc, bench_config(codes), SystemClock(), metrics=Metrics(codes, API_VERBS))
+            broker = Broker(
+                nc,
+                bench_config(codes),
+                SystemClock(),
+                departments=installed_departments(),
+                metrics=Metrics(codes, API_VERBS),
+            )
             profile = cProfile.Profile()
             profile.enable()
             await broker.start(serve_api=False)

@@ -1,7 +1,14 @@
-"""The one clock every rule reads: system time in production, simulated time in tests and the demo."""
+"""The two clocks, never mixed in one figure.
+
+The case clock (``Clock``) is the one every rule reads and the record is stamped with: system time in
+production, simulated time in tests and the demo. The wall clock (``WallClock``) is for operators
+only: reply latencies, a department's last good reply, how long an append took, the time an adapter
+must answer by. Nothing read from the wall clock is written into a case's record.
+"""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Protocol
 
@@ -38,6 +45,23 @@ class SimulatedClock:
 
     def set(self, instant: datetime) -> datetime:
         return self.advance(instant.astimezone(UTC) - self._now)
+
+
+class WallClock:
+    """The process's real time (see the module docstring), whatever the case clock says."""
+
+    def unix(self) -> float:
+        return time.time()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def counter(self) -> float:
+        """Seconds on a monotonic counter, for durations."""
+        return time.perf_counter()
+
+
+WALL = WallClock()
 
 
 def local_date(instant: datetime) -> date:

@@ -120,6 +120,13 @@ class Config(Section):
         merged = {**base, **(own.model_dump(exclude_unset=True) if own else {})}
         return DepartmentConfig(**merged)
 
+    def escalation_chains(self) -> dict[str, dict[str, str]]:
+        """Every department's escalation chain, and the window's own (for the built-in escalation rule)."""
+        return {
+            **{code: self.department(code).chain for code in self.department_codes()},
+            "window": dict(self.window.chain),
+        }
+
     def retry_policy(self, code: str) -> RetryPolicy:
         overrides = self.department(code).retry
         try:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import nats.errors
@@ -23,6 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from unstuck.schemas import CoordinationReply, CoordinationRequest
 from unstuck.schemas.subjects import coordinate_subject
 
+from .clock import WALL, WallClock
 from .config import Config, RetryPolicy
 from .metrics import Metrics
 from .replyjudge import judge_reply
@@ -63,7 +63,7 @@ class DepartmentStats:
     errors: int = 0
     invalid: int = 0
     no_responders: int = 0
-    last_good_reply: float | None = None
+    last_good_reply: float | None = None  # unix time on the wall clock
 
     def p(self, q: float) -> float | None:
         if not self.latencies:
@@ -76,11 +76,14 @@ RequestBuilder = Callable[[int, datetime], CoordinationRequest]
 
 
 class Coordinator:
-    def __init__(self, nc: Client, config: Config, metrics: Metrics, sink: CoordinationSink) -> None:
+    def __init__(
+        self, nc: Client, config: Config, metrics: Metrics, sink: CoordinationSink, wall: WallClock = WALL
+    ) -> None:
         self.nc = nc
         self.config = config
         self.metrics = metrics
         self.sink = sink
+        self.wall = wall  # reply times, the last good reply, the time an adapter must answer by
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.bulkheads: dict[str, asyncio.Semaphore] = {}
         self.policies: dict[str, RetryPolicy] = {}
@@ -195,7 +198,7 @@ class Coordinator:
         """One attempt. True when answered; raises AttemptFailure to retry; _Stop when the case moved on."""
         if not self._awaiting(case_id, request_id):
             raise _Stop
-        request = build(attempt, datetime.now(UTC) + timedelta(seconds=policy.timeout_seconds))
+        request = build(attempt, self.wall.now() + timedelta(seconds=policy.timeout_seconds))
         reason, reply, detail = await self.ask(department, request, policy)
         if reply is not None:
             if not await self.sink.replied(case_id, reply, attempt):
@@ -218,7 +221,7 @@ class Coordinator:
         async with sem:
             self.metrics.in_flight.labels(department).inc()
             stats.attempts += 1
-            started = time.perf_counter()
+            started = self.wall.counter()
             try:
                 msg = await self.nc.request(
                     coordinate_subject(department), payload, timeout=policy.timeout_seconds
@@ -231,7 +234,7 @@ class Coordinator:
                 return self._failed(department, "timeout", f"no reply within {policy.timeout_seconds}s")
             finally:
                 self.metrics.in_flight.labels(department).dec()
-            elapsed = time.perf_counter() - started
+            elapsed = self.wall.counter() - started
         reason, reply, detail = judge_reply(request, department, msg.data, msg.headers)
         if reply is None:
             if reason == "error":
@@ -240,9 +243,9 @@ class Coordinator:
             return self._invalid(department, detail)
         self.metrics.requests.labels(department, reply.outcome.value).inc()
         self.metrics.reply_seconds.labels(department).observe(elapsed)
-        self.metrics.last_good_reply.labels(department).set(time.time())
+        stats.last_good_reply = self.wall.unix()
+        self.metrics.last_good_reply.labels(department).set(stats.last_good_reply)
         stats.latencies.append(elapsed)
-        stats.last_good_reply = time.time()
         return reply.outcome.value, reply, ""
 
     def _failed(self, department: str, reason: str, detail: str) -> tuple[str, None, str]:

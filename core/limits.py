@@ -1,4 +1,4 @@
-"""Abuse limits of the API: a token bucket per client, and a daily quota of cases per applicant.
+"""Abuse limits of the API: a token bucket per client (the daily quota per applicant: unstuck.broker.quota).
 
 Who is a client: the ``Unstuck-Client`` header when the caller sends one (a front end that
 serves many staff over one connection names the staff member), else the caller's response inbox
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
 
 CLIENT_HEADER = "Unstuck-Client"
 
@@ -76,14 +74,3 @@ class ClientRateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
-
-def cases_opened_on(states: Iterable[Any], id_number: str, day: date, local_date: Any) -> list[str]:
-    """Case ids opened on ``day`` (local date) for the applicant with ``id_number``, from the broker's state."""
-    out = []
-    for state in states:
-        applicant = state.intake.get("applicant") or {}
-        if applicant.get("id_number") != id_number or state.opened_at is None:
-            continue
-        if local_date(state.opened_at) == day:
-            out.append(state.case_id)
-    return sorted(out)

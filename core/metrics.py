@@ -11,7 +11,6 @@ import heapq
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
@@ -30,6 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from unstuck.schemas import EVENT_TYPES
 from unstuck.schemas.api import API_ERROR_CODES
 
+from .clock import WALL
 from .config import Config
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class Metrics:
         self.departments: set[str] = set()
         self.policy: Callable[[str], DepartmentPolicy] = policy or Config().retry_policy
         self.waiting = PendingCoordinations()
-        self.now: Callable[[], float] = time.time
+        self.now: Callable[[], float] = WALL.unix  # the broker sets the case clock (use_clock)
         timeouts = [self.policy(d).timeout_seconds for d in departments] or [Config().retry.timeout_seconds]
         r = self.registry
         self.requests = Counter(
@@ -310,7 +310,7 @@ class Metrics:
         self.escalations.labels("window", "section_head")
 
     def use_clock(self, now: Callable[[], float]) -> None:
-        """Measure pending ages on the bus clock (unix seconds), the clock that stamps the events."""
+        """Measure pending ages on the case clock (unix seconds), the clock that stamps the events."""
         self.now = now
 
     def add_department(self, dept: str) -> None:

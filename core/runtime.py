@@ -180,6 +180,7 @@ class Bus:
 
     async def start(self) -> Bus:
         from unstuck.adapters.host import AdapterHost
+        from unstuck.adapters.registry import installed_departments
 
         from .broker import API_VERBS, Broker
         from .metrics import Metrics, MetricsServer
@@ -217,7 +218,9 @@ class Bus:
             API_VERBS,
             policy=self.config.retry_policy,
         )
-        self.broker = Broker(nc, self.config, self.clock, metrics=metrics, known_departments=known)
+        # a department whose adapter package is installed is known without a line of configuration
+        installed = {code: name for code, name in installed_departments().items() if code not in known}
+        self.broker = Broker(nc, self.config, self.clock, metrics=metrics, departments=known | installed)
         await self.broker.start()
         try:
             self.metrics_server = MetricsServer(metrics, self.metrics_address, self.broker.health).start()
@@ -238,7 +241,7 @@ class Bus:
             self.host = AdapterHost(adapter_nc, self.adapters, slow=self.slow)
             await self.host.start()
         if self.ticker:
-            self.broker._spawn(self.broker.run_ticker(self.config.broker.tick_seconds))
+            self.broker.start_ticker(self.config.broker.tick_seconds)
         return self
 
     @property

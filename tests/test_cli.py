@@ -168,3 +168,20 @@ def test_demo_runs_the_script_prints_the_table_and_exits_0(tmp_path):
     )  # retries and stalls on the slow department
     assert "/metrics" in text
     assert not (tmp_path / ".unstuck" / "nats.url").exists()  # the embedded server was stopped
+
+
+def test_case_commands_are_generated_from_the_api_table_with_a_flag_per_request_field():
+    from unstuck.broker.api import VERBS
+    from unstuck.cli import build_parser
+    from unstuck.cli.case import case_commands
+
+    commands = {name: (verb, model) for name, verb, _, model in case_commands()}
+    assert list(commands) == [
+        *("classify", "handover", "extend", "approve-extension", "record", "guide", "close"),
+        *("evaluate", "reopen", "escalate", "rule-bounce", "accountability"),
+    ]
+    assert {verb for verb, _ in commands.values()} == {v for v, entry in VERBS.items() if entry.command}
+    given = "case record X --department scjg --outcome accepted --message m --handler h"
+    args = build_parser().parse_args([*given.split(), "--material", "a", "--material", "b"])
+    assert args.fields == [f for f in commands["record"][1].model_fields if f != "case_id"]
+    assert (args.verb, args.materials, args.expected_date) == ("case.record", ["a", "b"], None)

@@ -23,10 +23,11 @@ import pytest
 from nats.aio.client import Client
 
 from conftest import sample
-from unstuck.broker import Broker, make_plugin_manager
+from unstuck.broker import Broker
 from unstuck.clock import SimulatedClock
 from unstuck.config import Config, ConfigError, load_config
 from unstuck.embedded import EmbeddedNats
+from unstuck.plugins.manager import make_plugin_manager
 from unstuck.runtime import close_client
 from unstuck.schemas import Category
 from unstuck.testing import ApiError, api_call, wait_for
@@ -84,7 +85,7 @@ def write(tmp_path: Path, text: str, name: str = "unstuck.toml") -> Path:
 
 def deadline_days(config: Config) -> dict[str, int]:
     """Working days per category as the broker's plugins answer them for this configuration."""
-    pm = make_plugin_manager(config)
+    pm = make_plugin_manager(config.deadlines.working_days, config.escalation_chains())
     return {c.value: pm.hook.unstuck_deadline_working_days(category=c) for c in Category}
 
 

@@ -43,7 +43,7 @@ from ulid import ULID
 
 from conftest import sample
 from unstuck.adapters.host import AdapterHost
-from unstuck.adapters.registry import discover
+from unstuck.adapters.registry import discover, installed_departments
 from unstuck.broker import API_VERBS, Broker
 from unstuck.canonical import canonical_json, seal
 from unstuck.clock import SimulatedClock
@@ -201,7 +201,7 @@ def fuzz_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzBus]:
     config.staff.update({"w-li": "clerk"})
     config.limits.api_requests_per_second = 0  # the fuzzer is one client sending as fast as it can
     config.limits.cases_per_applicant_per_day = 0
-    broker = Broker(nc, config, SimulatedClock(DEFAULT_START))
+    broker = Broker(nc, config, SimulatedClock(DEFAULT_START), departments=installed_departments())
     host = AdapterHost(adapters_nc, list(discover().values()))
     loop.run_until_complete(broker.start())
     loop.run_until_complete(host.start())

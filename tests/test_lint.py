@@ -25,3 +25,9 @@ def test_mypy_finds_nothing_in_the_packages():
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_import_contracts_hold():
+    """The contracts in pyproject's [tool.importlinter] (the broker's parts stay in layers, no cycles)."""
+    out = subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr

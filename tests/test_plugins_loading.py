@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from unstuck.adapters.registry import discover
-from unstuck.broker import make_plugin_manager
 from unstuck.cli import main
 from unstuck.plugins.loading import LoadReport
+from unstuck.plugins.manager import make_plugin_manager
 from unstuck.schemas import Category
 from unstuck.testing import fast_config
 
@@ -207,7 +207,8 @@ def test_broker_plugins_load_each_on_their_own_and_misspelled_hooks_are_rejected
         {"city_rules": CITY_RULES_WITH_A_TYPO},
     )
     report = LoadReport()
-    pm = make_plugin_manager(fast_config(), report)
+    config = fast_config()
+    pm = make_plugin_manager(config.deadlines.working_days, config.escalation_chains(), report)
     assert "stricter" in report.loaded
     assert "unstuck_deadline_workingdays" in report.broken["typo"]
     assert "case" in report.broken["wrong-args"]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from conftest import sample
 from unstuck import lifecycle as lc
 from unstuck.adapters.host import AdapterHost
-from unstuck.adapters.registry import discover
+from unstuck.adapters.registry import discover, installed_departments
 from unstuck.broker import Broker
 from unstuck.clock import SimulatedClock
 from unstuck.replay import replay
@@ -170,7 +170,7 @@ async def run_workload(url: str, workload: list[tuple[Any, ...]]) -> None:
     config = fast_config()
     # the examples share one stream and the samples one applicant: the daily quota is not under test
     config.limits.cases_per_applicant_per_day = 0
-    broker = Broker(nc, config, clock)
+    broker = Broker(nc, config, clock, departments=installed_departments())
     await broker.start()
     found = discover()
     host = AdapterHost(hnc, [found[c] for c in DEPARTMENTS])

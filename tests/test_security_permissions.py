@@ -22,7 +22,7 @@ from nats.js.api import ConsumerConfig
 
 from conftest import sample
 from unstuck.adapters.host import AdapterHost
-from unstuck.adapters.registry import discover
+from unstuck.adapters.registry import discover, installed_departments
 from unstuck.broker import Broker
 from unstuck.clock import SimulatedClock
 from unstuck.embedded import EmbeddedNats
@@ -101,7 +101,7 @@ async def connect(secure_server: EmbeddedNats, secure_dir: Path) -> AsyncIterato
 @pytest_asyncio.fixture
 async def secure_broker(connect: Any) -> AsyncIterator[Broker]:
     nc, _ = await connect("broker")
-    broker = Broker(nc, fast_config(), SimulatedClock(DEFAULT_START))
+    broker = Broker(nc, fast_config(), SimulatedClock(DEFAULT_START), departments=installed_departments())
     await broker.start()
     yield broker
     await broker.stop()

@@ -4,131 +4,45 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
+from unstuck.broker.api import VERBS, Verb
 from unstuck.schemas import EVENT_LABELS
+from unstuck.schemas.api import API_REQUESTS
 
 from .common import CliError, add_connection_args, call, print_json, table, with_client
 
-# command name → (API verb, [(flag, field, type, required, help)], summary)
-Arg = tuple[str, str, Any, bool, str]
-ACTOR: Arg = ("--actor", "actor", str, False, "your staff id (default $UNSTUCK_STAFF)")
-COMMANDS: dict[str, tuple[str, list[Arg], str]] = {
-    "classify": (
-        "case.classify",
-        [
-            ACTOR,
-            ("--category", "category", str, True, "cannot | hard | refused | guided"),
-            ("--reason", "reason", str, True, "why this category"),
-            ("--department", "departments", "list", False, "department to ask (repeat)"),
-        ],
-        "classify, or reclassify with a reason",
-    ),
-    "handover": (
-        "case.handover",
-        [
-            ACTOR,
-            ("--to", "owner", str, True, "the new owner's staff id"),
-            ("--reason", "reason", str, True, "why"),
-        ],
-        "hand the case to a new owner",
-    ),
-    "extend": (
-        "case.extend",
-        [
-            ACTOR,
-            ("--working-days", "working_days", int, True, "extra working days"),
-            ("--reason", "reason", str, True, "why (延期理由)"),
-        ],
-        "request an extension (延期)",
-    ),
-    "approve-extension": ("case.approve_extension", [ACTOR], "approve the pending extension (leaders)"),
-    "record": (
-        "case.record",
-        [
-            ACTOR,
-            ("--department", "department", str, True, "department code"),
-            ("--outcome", "outcome", str, True, "resolved | accepted | cannot | not_ours | need_materials"),
-            ("--message", "message", str, True, "the department's answer"),
-            ("--handler", "handler", str, True, "who answered"),
-            ("--legal-basis", "legal_basis", str, False, "with cannot"),
-            ("--belongs-to", "belongs_to", str, False, "with not_ours"),
-            ("--expected-date", "expected_date", str, False, "with accepted"),
-            ("--material", "materials", "list", False, "with need_materials (repeat)"),
-        ],
-        "record a department's answer given outside the bus",
-    ),
-    "guide": (
-        "case.guide",
-        [
-            ACTOR,
-            ("--window", "window", str, True, "the regular window to go to"),
-            ("--instructions", "instructions", str, True, "what to bring, what to say"),
-        ],
-        "guide the applicant to a regular window and close",
-    ),
-    "close": (
-        "case.close",
-        [
-            ACTOR,
-            ("--outcome", "outcome", str, True, "resolved | cannot | guided | need_materials | withdrawn"),
-            ("--explanation", "explanation", str, True, "what the applicant was told"),
-        ],
-        "close the case (銷號)",
-    ),
-    "evaluate": (
-        "case.evaluate",
-        [
-            ACTOR,
-            ("--rating", "rating", str, True, "good | bad"),
-            ("--comment", "comment", str, False, "the applicant's words"),
-            (
-                "--department-at-fault",
-                "department_at_fault",
-                str,
-                False,
-                "a bad rating caused by this department reopens the case",
-            ),
-        ],
-        "record the applicant's evaluation (好差評)",
-    ),
-    "reopen": ("case.reopen", [ACTOR, ("--reason", "reason", str, True, "why (重辦)")], "reopen (leaders)"),
-    "escalate": (
-        "case.escalate",
-        [
-            ACTOR,
-            ("--department", "department", str, True, "department code or window"),
-            ("--level", "level", str, True, "clerk | section_head | leader_in_charge | director"),
-            ("--note", "note", str, True, "what you ask of them"),
-        ],
-        "address any level of a department directly",
-    ),
-    "rule-bounce": (
-        "case.rule_bounce",
-        [ACTOR, ("--department", "department", str, True, "who must handle it")],
-        "duty leader: decide which department handles a bounced case",
-    ),
-    "accountability": (
-        "accountability.record",
-        [
-            ACTOR,
-            ("--staff", "staff", str, True, "who refused"),
-            ("--section", "section", str, True, "their section"),
-            ("--leader-in-charge", "leader_in_charge", str, True, "分管領導"),
-            ("--finding", "finding", str, True, "what happened"),
-            (
-                "--measure",
-                "measures",
-                "list",
-                True,
-                "interview | performance_review | criticism | none (repeat)",
-            ),
-            ("--fault-tolerance", "fault_tolerance", bool, False, "容錯免責: acted in good faith"),
-        ],
-        "record accountability in a refused (不給辦) case",
-    ),
-}
+ACTOR_HELP = "your staff id (default $UNSTUCK_STAFF)"
+
+
+def case_commands() -> Iterator[tuple[str, str, Verb, type[Any]]]:
+    """``unstuck case <name>``, one for each case command of the API table: (name, verb, entry, request model)."""
+    for verb, entry in VERBS.items():
+        if entry.command is not None:
+            yield verb.removeprefix("case.").split(".")[0].replace("_", "-"), verb, entry, API_REQUESTS[verb]
+
+
+def add_field(parser: Any, name: str, info: Any, help_: str) -> None:
+    """A request field as a flag: a list repeats (``--department`` for departments), a bool is a switch."""
+    union = get_origin(info.annotation) in (Union, UnionType)
+    kind = next(
+        t for t in (get_args(info.annotation) if union else (info.annotation,)) if t is not type(None)
+    )
+    flag = "--to" if name == "owner" else "--" + name.replace("_", "-")
+    if get_origin(kind) is list:
+        parser.add_argument(
+            flag.removesuffix("s"), dest=name, action="append", required=info.is_required(), help=help_
+        )
+    elif kind is bool:
+        parser.add_argument(flag, dest=name, action="store_true", help=help_)
+    else:
+        kind = kind if kind is int else str
+        parser.add_argument(
+            flag, dest=name, type=kind, required=info.is_required() and name != "actor", help=help_
+        )
 
 
 EXTRA_CASE_ACTIONS: list[Any] = []
@@ -166,19 +80,17 @@ def register(sub: Any) -> None:
     add_connection_args(ls)
     ls.set_defaults(func=run_list)
 
-    for name, (verb, args, summary) in COMMANDS.items():
-        c = s.add_parser(name, help=summary)
+    for name, verb, entry, model in case_commands():
+        c = s.add_parser(name, help=entry.cli)
         c.add_argument("case_id")
-        for flag, field, kind, required, help_ in args:
-            if kind == "list":
-                c.add_argument(flag, dest=field, action="append", required=required, help=help_)
-            elif kind is bool:
-                c.add_argument(flag, dest=field, action="store_true", help=help_)
-            else:
-                c.add_argument(flag, dest=field, type=kind, required=required, help=help_)
+        fields = [f for f in model.model_fields if f != "case_id"]
+        for field in fields:
+            add_field(
+                c, field, model.model_fields[field], ACTOR_HELP if field == "actor" else entry.help[field]
+            )
         c.add_argument("--json", action="store_true")
         add_connection_args(c)
-        c.set_defaults(func=run_command, verb=verb, fields=[a[1] for a in args])
+        c.set_defaults(func=run_command, verb=verb, fields=fields)
 
     a = sub.add_parser("accountability", help="不給辦 accountability records")
     asub = a.add_subparsers(dest="acc_command", metavar="ACTION", required=True)
@@ -200,13 +112,9 @@ def _staff(args: Any) -> str:
 def run_command(args: Any) -> int:
     body: dict[str, Any] = {"case_id": args.case_id}
     for field in args.fields:
-        value = getattr(args, field, None)
-        if field == "actor":
-            value = _staff(args)
-        if value is not None and value is not False:
+        value = _staff(args) if field == "actor" else getattr(args, field, None)
+        if value is not None:  # a switch not given is sent as false
             body[field] = value
-        elif value is False and field == "fault_tolerance":
-            body[field] = False
     result = with_client(args, lambda nc: call(nc, args.verb, body))
     if args.json:
         print_json(result)

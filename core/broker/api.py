@@ -1,0 +1,321 @@
+"""The API: one table of the verbs of ``unstuck.api.<verb>``, what each does, and how staff call it.
+
+A case command builds a lifecycle command from its request (the model is ``API_REQUESTS[verb]``)
+and the case; the runner decides and appends it. A query reads. ``cli`` and ``help`` word a case
+command for ``unstuck case <name>``, which the CLI generates from this table. Replies mask id and
+phone numbers unless the request asks to reveal them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from unstuck import lifecycle as lc
+from unstuck.clock import local_date
+from unstuck.eventstore import StoredEvent
+from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, Level, api, mask_identifier
+from unstuck.schemas.events import AccountabilityRecorded
+
+from .casebook import CaseBook
+from .commands import CommandRunner, constant
+from .errors import ApiFailure, no_such_case, parse, validation_failure
+from .rules import Rules
+
+Build = Callable[[Any, Rules, lc.CaseState], object]
+"""(request, rules, the case) -> the lifecycle command; raises ApiFailure to refuse."""
+
+
+@dataclass(frozen=True)
+class Verb:
+    command: Build | None = None
+    query: Callable[[Api, Any], Awaitable[dict[str, Any]]] | None = None
+    cli: str = ""  # a case command's one-line summary for `unstuck case <name> --help`
+    help: Mapping[str, str] = field(default_factory=dict)  # request field -> what to give
+
+
+def classify(req: api.Classify, rules: Rules, state: lc.CaseState) -> object:
+    start = state.opened_at or rules.clock.now()
+    intake = api.OpenCase.model_validate(state.intake)
+    c = rules.classification(intake, req.category, req.reason, req.departments, start)
+    assert c is not None
+    if state.state != lc.INTAKE:  # reclassification keeps the extensions already granted
+        days, _ = rules.deadline(req.category, start)
+        due = rules.calendar.add_working_days(local_date(start), days + state.extension_days)
+        c = lc.Classification(c.category, req.reason, days, due, c.departments, c.duty_leader)
+    return lc.Classify(req.actor, c)
+
+
+def extend(req: api.RequestExtension, rules: Rules, state: lc.CaseState) -> object:
+    today = rules.today()
+    due = rules.calendar.add_working_days(state.due_date or today, req.working_days)
+    limit = rules.config.deadlines.max_extension_days
+    return lc.RequestExtension(req.actor, req.working_days, req.reason, today, due, limit)
+
+
+def record(req: api.RecordReply, rules: Rules, state: lc.CaseState) -> object:
+    asked = [c for c in state.current() if c.department == req.department and c.open]
+    if not asked:
+        raise ApiFailure(
+            "not_allowed",
+            f"case {req.case_id} has no open coordination with {req.department}",
+            field="department",
+            fix="see `unstuck case show` for the departments asked",
+        )
+    try:
+        reply = CoordinationReply(
+            request_id=asked[0].request_id, **req.model_dump(exclude={"case_id", "actor"})
+        )
+    except ValidationError as exc:
+        raise validation_failure(exc, api.RecordReply) from exc
+    return rules.reply(reply, asked[0].attempts or 1, req.actor)
+
+
+def evaluate(req: api.Evaluate, rules: Rules, state: lc.CaseState) -> object:
+    days, due = rules.deadline(Category(state.category or "hard"), rules.clock.now())
+    return lc.Evaluate(req.actor, req.rating, req.comment, req.department_at_fault, days, due)
+
+
+def reopen(req: api.Reopen, rules: Rules, state: lc.CaseState) -> object:
+    days, due = rules.deadline(Category(state.category or "hard"), rules.clock.now())
+    return lc.Reopen(req.actor, rules.rank(req.actor), req.reason, days, due)
+
+
+def escalate(req: api.Escalate, rules: Rules, state: lc.CaseState) -> object:
+    if req.department != "window":
+        rules.known_department(req.department, "department")
+    level = int(Level[req.level.upper()])
+    return lc.Escalate(req.actor, req.department, level, req.note, rules.chain(req.department))
+
+
+def rule_bounce(req: api.RuleBounce, rules: Rules, state: lc.CaseState) -> object:
+    rules.known_department(req.department, "department")
+    return lc.RuleBounce(req.actor, rules.rank(req.actor), req.department)
+
+
+def mask_applicant(applicant: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: mask_identifier(str(v)) if k in ("id_number", "phone") and v else v for k, v in applicant.items()
+    }
+
+
+def mask(record: dict[str, Any], key: str, reveal: bool) -> dict[str, Any]:
+    """``record`` with the applicant in ``record[key]`` masked (a state's intake, an event's data)."""
+    inner = record.get(key, {})
+    if reveal or "applicant" not in inner:
+        return record
+    return {**record, key: {**inner, "applicant": mask_applicant(inner["applicant"])}}
+
+
+async def get_case(a: Api, req: api.GetCase) -> dict[str, Any]:
+    out: dict[str, Any] = {"state": mask(a.case(req.case_id).to_dict(), "intake", req.reveal)}
+    if req.events:
+        out["events"] = [mask(e.fields, "data", req.reveal) for e in await a.read_case(req.case_id)]
+    return out
+
+
+async def list_cases(a: Api, req: api.ListCases) -> dict[str, Any]:
+    if req.state is not None and req.state not in lc.STATES:  # a typo would list nothing, silently
+        raise ApiFailure(
+            "invalid_request",
+            f"state: unknown state {req.state!r}",
+            field="state",
+            fix=f"use one of {', '.join(lc.STATES)}",
+        )
+    rows = []
+    for s in a.book.states.values():
+        if req.state and s.state != req.state:
+            continue
+        if req.category and s.category != req.category.value:
+            continue
+        if (
+            req.department
+            and req.department not in s.departments
+            and s.intake.get("department") != req.department
+        ):
+            continue
+        if req.overdue is not None and s.overdue != req.overdue:
+            continue
+        rows.append(ledger_row(s))
+        if len(rows) >= req.limit:
+            break
+    return {"cases": rows, "count": len(rows)}
+
+
+def ledger_row(s: lc.CaseState) -> dict[str, Any]:
+    masked = mask_applicant(s.intake.get("applicant", {}))
+    return {
+        "case_id": s.case_id,
+        "opened_at": s.opened_at.isoformat() if s.opened_at else None,
+        "state": s.state,
+        "category": s.category,
+        "category_label": CATEGORY_LABELS.get(Category(s.category)) if s.category else None,
+        "department": s.intake.get("department"),
+        "departments": s.departments,
+        "owner": s.owner,
+        "matter_title": s.intake.get("matter_title"),
+        "applicant": f"{masked.get('name', '')} {masked.get('id_number', '')}".strip(),
+        "due_date": s.due_date.isoformat() if s.due_date else None,
+        "overdue": s.overdue,
+        "escalation_level": max((lv for lv, _ in s.escalations.values()), default=0),
+    }
+
+
+async def list_accountability(a: Api, req: api.ListAccountability) -> dict[str, Any]:
+    rows = [
+        {"case_id": s.case_id, "department": s.intake.get("department"), **entry}
+        for s in a.book.states.values()
+        if not req.department or s.intake.get("department") == req.department
+        for entry in s.accountability
+        if not req.staff or entry["staff"] == req.staff
+    ]
+    return {"records": rows, "count": len(rows)}
+
+
+async def status(a: Api, req: None) -> dict[str, Any]:
+    return a.status()
+
+
+async def tick(a: Api, req: None) -> dict[str, Any]:
+    return {"events": await a.tick()}
+
+
+VERBS: dict[str, Verb] = {
+    "case.open": Verb(query=lambda a, req: a.open_case(req)),
+    "case.get": Verb(query=get_case),
+    "case.list": Verb(query=list_cases),
+    "case.classify": Verb(
+        classify,
+        cli="classify, or reclassify with a reason",
+        help={
+            "category": "cannot | hard | refused | guided",
+            "reason": "why this category",
+            "departments": "department to ask (repeat)",
+        },
+    ),
+    "case.handover": Verb(
+        lambda req, rules, state: lc.Handover(req.actor, rules.rank(req.actor), req.owner, req.reason),
+        cli="hand the case to a new owner",
+        help={"owner": "the new owner's staff id", "reason": "why"},
+    ),
+    "case.extend": Verb(
+        extend,
+        cli="request an extension (延期)",
+        help={"working_days": "extra working days", "reason": "why (延期理由)"},
+    ),
+    "case.approve_extension": Verb(
+        lambda req, rules, state: lc.ApproveExtension(
+            req.actor, rules.rank(req.actor), rules.extended_due_date(state)
+        ),
+        cli="approve the pending extension (leaders)",
+    ),
+    "case.record": Verb(
+        record,
+        cli="record a department's answer given outside the bus",
+        help={
+            "department": "department code",
+            "outcome": "resolved | accepted | cannot | not_ours | need_materials",
+            "message": "the department's answer",
+            "handler": "who answered",
+            "legal_basis": "with cannot",
+            "belongs_to": "with not_ours",
+            "expected_date": "with accepted",
+            "materials": "with need_materials (repeat)",
+        },
+    ),
+    "case.guide": Verb(
+        lambda req, rules, state: lc.Guide(
+            req.actor, rules.rank(req.actor), req.window, req.instructions, rules.today()
+        ),
+        cli="guide the applicant to a regular window and close",
+        help={"window": "the regular window to go to", "instructions": "what to bring, what to say"},
+    ),
+    "case.close": Verb(
+        lambda req, rules, state: lc.Close(
+            req.actor, rules.rank(req.actor), req.outcome, req.explanation, rules.today()
+        ),
+        cli="close the case (銷號)",
+        help={
+            "outcome": "resolved | cannot | guided | need_materials | withdrawn",
+            "explanation": "what the applicant was told",
+        },
+    ),
+    "case.evaluate": Verb(
+        evaluate,
+        cli="record the applicant's evaluation (好差評)",
+        help={
+            "rating": "good | bad",
+            "comment": "the applicant's words",
+            "department_at_fault": "a bad rating caused by this department reopens the case",
+        },
+    ),
+    "case.reopen": Verb(reopen, cli="reopen (leaders)", help={"reason": "why (重辦)"}),
+    "case.escalate": Verb(
+        escalate,
+        cli="address any level of a department directly",
+        help={
+            "department": "department code or window",
+            "level": "clerk | section_head | leader_in_charge | director",
+            "note": "what you ask of them",
+        },
+    ),
+    "case.rule_bounce": Verb(
+        rule_bounce,
+        cli="duty leader: decide which department handles a bounced case",
+        help={"department": "who must handle it"},
+    ),
+    "accountability.record": Verb(
+        lambda req, rules, state: lc.RecordAccountability(
+            req.actor, AccountabilityRecorded(**req.model_dump(exclude={"case_id", "actor"}))
+        ),
+        cli="record accountability in a refused (不給辦) case",
+        help={
+            "staff": "who refused",
+            "section": "their section",
+            "leader_in_charge": "分管領導",
+            "finding": "what happened",
+            "measures": "interview | performance_review | criticism | none (repeat)",
+            "fault_tolerance": "容錯免責: acted in good faith",
+        },
+    ),
+    "accountability.list": Verb(query=list_accountability),
+    "status": Verb(query=status),
+    "admin.tick": Verb(query=tick),
+}
+assert list(VERBS) == list(api.API_REQUESTS), "the verbs of the wire contract, in its order, and no other"
+
+
+@dataclass(eq=False)
+class Api:
+    """Serves the verbs of the table with the broker's parts; ``handlers`` is what the transport calls."""
+
+    book: CaseBook
+    runner: CommandRunner
+    rules: Rules
+    read_case: Callable[[str], Awaitable[list[StoredEvent]]]
+    open_case: Callable[[api.OpenCase], Awaitable[dict[str, Any]]]
+    status: Callable[[], dict[str, Any]]
+    tick: Callable[[], Awaitable[int]]
+
+    def __post_init__(self) -> None:
+        self.handlers = {verb: self._handler(api.API_REQUESTS[verb], spec) for verb, spec in VERBS.items()}
+
+    def case(self, case_id: str) -> lc.CaseState:
+        state = self.book.states.get(case_id)
+        if state is None:
+            raise no_such_case(case_id)
+        return state
+
+    def _handler(self, model: type[Any] | None, spec: Verb) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        async def handle(body: dict[str, Any]) -> dict[str, Any]:
+            req: Any = parse(model, body) if model is not None else None
+            if spec.query is not None:
+                return await spec.query(self, req)
+            assert spec.command is not None
+            command = spec.command(req, self.rules, self.case(req.case_id))
+            return self.runner.reply(await self.runner.execute(req.case_id, constant(command)))
+
+        return handle

@@ -1,0 +1,90 @@
+"""The command runner: decide under the case's lock, append, fold in, then react.
+
+On a conflict (another writer appended first) the case is rebuilt from the stream and decided again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from unstuck import lifecycle as lc
+from unstuck.clock import Clock, WallClock
+from unstuck.eventstore import AppendConflict, EventStore, StoredEvent, StoreUnavailable
+from unstuck.metrics import Metrics
+
+from .casebook import CaseBook
+from .errors import ApiFailure
+
+Build = Callable[[lc.CaseState], object]
+"""Builds the lifecycle command from the case's state."""
+
+
+@dataclass(eq=False)
+class CommandRunner:
+    book: CaseBook
+    store: EventStore
+    clock: Clock  # stamps the events
+    wall: WallClock  # times the appends
+    metrics: Metrics
+    react: Callable[[list[StoredEvent]], None]  # acts on stored events: coordinate, notify, count
+    unsure: Callable[[str], None]  # told of a case whose append went unanswered (its head is checked later)
+    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    async def execute(self, case_id: str, build: Build) -> list[StoredEvent]:
+        async with self.locks[case_id]:
+            for _ in range(5):
+                state = self.book.state_of(case_id)
+                new_events = lc.decide(state, build(state))
+                if not new_events:
+                    return []
+                started = self.wall.counter()
+                try:
+                    stored = await self.store.append(
+                        case_id,
+                        state.seq,
+                        state.head_hash,
+                        self.book.stream_seqs.get(case_id, 0),
+                        new_events,
+                        self.clock.now(),
+                    )
+                except AppendConflict:
+                    self.metrics.append_conflicts.inc()
+                    await self.book.reload(case_id)
+                    continue
+                except StoreUnavailable:
+                    # the events may be stored all the same (an acknowledgement lost on the way back):
+                    # the follower then applies them, and their head is recorded later
+                    self.unsure(case_id)
+                    raise
+                self.metrics.append_seconds.observe(self.wall.counter() - started)
+                for event, decided in zip(stored, new_events, strict=True):
+                    self.book.apply_own(event, decided.data)  # the decided payload is the stored one
+                    self.metrics.events.labels(event.type).inc()
+                self.react(stored)
+                return stored
+            raise ApiFailure("conflict", f"case {case_id} kept changing under concurrent writers; try again")
+
+    def completed(self, stored: list[StoredEvent]) -> None:
+        """A half-written decision the event store completed later: fold it in and act on it."""
+        for event in stored:
+            self.book.apply(event.fields, event.stream_seq)
+        self.react(stored)
+
+    def reply(self, stored: list[StoredEvent]) -> dict[str, Any]:
+        """What the API answers to a command: the case, its state now, the events appended."""
+        case_id = stored[0].case_id if stored else None
+        state = self.book.states.get(case_id) if case_id else None
+        return {
+            "case_id": case_id,
+            "state": state.state if state else None,
+            "events": [{"seq": e.seq, "type": e.type, "hash": e.hash} for e in stored],
+        }
+
+
+def constant(command: object) -> Build:
+    """A builder that ignores the state (the command was computed beforehand)."""
+    return lambda _state: command

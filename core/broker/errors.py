@@ -1,0 +1,53 @@
+"""How the API refuses a request: an error code, the field at fault and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from unstuck.schemas import api
+from unstuck.schemas.common import mask_identifier
+
+PERSONAL_FIELDS = frozenset({"id_number", "phone"})
+
+
+class ApiFailure(Exception):
+    def __init__(self, code: str, message: str, field: str | None = None, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.error = api.ApiError(code=code, message=message, field=field, fix=fix)
+
+
+def validation_failure(exc: ValidationError, model: type[BaseModel]) -> ApiFailure:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    problem = err["msg"]
+    given = err.get("input")
+    if given is not None and any(str(p) in PERSONAL_FIELDS for p in err["loc"]):
+        given = mask_identifier(str(given))  # an id number or phone is never echoed, even a wrong one
+    shown = "" if isinstance(given, dict | list) or given is None else f" (got {str(given)[:40]!r})"
+    count = len(exc.errors())
+    more = f"; {count - 1} more problem(s)" if count > 1 else ""
+    return ApiFailure(
+        "invalid_request",
+        f"{where}: {problem}{shown}{more}",
+        field=where,
+        fix=f"send a body matching schemas/json/api.{model.__name__}.json",
+    )
+
+
+def parse(model: type[Any], body: dict[str, Any]) -> Any:
+    """The request ``body`` as ``model``, or the ApiFailure naming the first problem."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_failure(exc, model) from exc
+
+
+def no_such_case(case_id: str) -> ApiFailure:
+    return ApiFailure(
+        "not_found",
+        f"case {case_id} does not exist",
+        field="case_id",
+        fix="check the id with `unstuck case list`",
+    )

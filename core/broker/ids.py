@@ -1,0 +1,100 @@
+"""Case ids and client refs, both kept in the ids KV bucket so every broker replica agrees.
+
+A case id is ``<prefix>-<yyyymmdd>-<n>``, n from a counter per local day. A client_ref (the
+requester's own key for an open) is reserved for the first case opened with it, so a retried open
+finds that case whichever replica it reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.js.errors
+
+from unstuck import lifecycle as lc
+from unstuck.clock import Clock, local_date
+from unstuck.schemas.subjects import IDS_BUCKET
+
+from .errors import ApiFailure
+
+
+@dataclass(eq=False)
+class CaseIds:
+    js: Any
+    prefix: str
+    replicas: int
+    clock: Clock
+    _bucket: Any = None  # opened on first use
+    # day prefix -> (counter, revision) written last
+    _last: dict[str, tuple[int, int]] = field(default_factory=dict)
+    _locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+
+    async def bucket(self) -> Any:
+        if self._bucket is None:
+            try:
+                self._bucket = await self.js.key_value(IDS_BUCKET)
+            except nats.js.errors.BucketNotFoundError:
+                self._bucket = await self.js.create_key_value(
+                    bucket=IDS_BUCKET, history=1, replicas=self.replicas
+                )
+        return self._bucket
+
+    async def allocate(self) -> str:
+        day = local_date(self.clock.now()).strftime("%Y%m%d")
+        prefix = f"{self.prefix}-{day}"
+        ids = await self.bucket()
+        # One allocation at a time in this broker: concurrent opens would race each other on the same
+        # key and run out of tries. The counter this broker wrote last is tried first (one round trip);
+        # another replica's write makes that fail, and the counter is read again.
+        async with self._locks[prefix]:
+            known = self._last.get(prefix)
+            for _ in range(50):
+                try:
+                    if known is None:
+                        entry = await ids.get(prefix)
+                        known = (int(entry.value or b"0"), int(entry.revision or 0))
+                    n = known[0] + 1
+                    revision = await ids.update(prefix, str(n).encode(), last=known[1])
+                except nats.js.errors.KeyNotFoundError:
+                    n = 1
+                    try:
+                        revision = await ids.create(prefix, b"1")
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        continue
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    known = None
+                    continue
+                self._last = {prefix: (n, revision)}
+                return f"{prefix}-{n:04d}"
+        raise ApiFailure("conflict", "could not allocate a case id under contention; try again")
+
+    async def ref_holder(self, ref: str, candidate: str | None) -> str | None:
+        """The case that holds a client_ref: reserved earlier (by any replica or try), else ``candidate``."""
+        key = "ref." + hashlib.sha256(ref.encode()).hexdigest()[:40]
+        ids = await self.bucket()
+        if candidate is not None:
+            try:
+                await ids.create(key, candidate.encode())
+                return candidate
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass
+        try:
+            entry = await ids.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return (entry.value or b"").decode() or None
+
+
+@dataclass(eq=False)
+class ClientRefs:
+    """client_ref -> case id of the cases this broker has seen opened (the bucket answers the rest)."""
+
+    cases: dict[str, str] = field(default_factory=dict)
+
+    def observe(self, old: lc.CaseState, new: lc.CaseState, event_type: str) -> None:
+        if event_type == "case.opened" and new.intake.get("client_ref"):
+            self.cases[new.intake["client_ref"]] = new.case_id

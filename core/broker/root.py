@@ -1,0 +1,141 @@
+"""The composition root: builds the broker's parts, wires them, starts and stops them.
+
+No part imports this module. Callers (the runtime, tests, the benchmarks) use ``Broker`` as the
+facade: it keeps the names they use and forwards to the part that does the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pluggy
+from nats.aio.client import Client
+
+from unstuck.clock import WALL, Clock, WallClock
+from unstuck.config import Config
+from unstuck.coordinator import Coordinator
+from unstuck.eventstore import EventStore
+from unstuck.metrics import Metrics
+from unstuck.plugins.manager import make_plugin_manager
+from unstuck.workcalendar import WorkingCalendar
+
+from .api import Api
+from .background import Background
+from .casebook import CaseBook
+from .commands import CommandRunner
+from .coordination import Outcomes, Requests
+from .deadlines import DeadlineTicker
+from .gauges import CaseGauges
+from .health import HeadKeeper, HealthWatcher
+from .ids import CaseIds, ClientRefs
+from .notifier import Notifier
+from .opening import CaseOpener
+from .quota import ApplicantQuota
+from .reactions import Reactions
+from .rules import Rules
+from .status import StatusReport
+from .transport import API_VERBS, ApiTransport
+
+
+class Broker:
+    def __init__(
+        self,
+        nc: Client,
+        config: Config,
+        clock: Clock,
+        departments: Mapping[str, str] | None = None,
+        calendar: WorkingCalendar | None = None,
+        metrics: Metrics | None = None,
+        plugins: pluggy.PluginManager | None = None,
+        wall: WallClock = WALL,
+    ) -> None:
+        """``departments``: code -> name of the departments the caller knows of (installed adapters);
+        every configured department is added. ``clock`` is the case clock, ``wall`` the wall clock."""
+        self.nc, self.js, self.config, self.clock = nc, nc.jetstream(), config, clock
+        self.departments = dict(departments or {})
+        for code in config.department_codes():
+            self.departments.setdefault(code, config.department(code).name or code)
+        self.metrics = metrics or Metrics(self.departments, API_VERBS, policy=config.retry_policy)
+        self.metrics.use_clock(lambda: clock.now().timestamp())
+        self.calendar = calendar or WorkingCalendar(
+            config.deadlines.calendar_override, on_unknown_year=self.metrics.on_unknown_year
+        )
+        pm = plugins or make_plugin_manager(config.deadlines.working_days, config.escalation_chains())
+        self.store = store = EventStore(self.js, stream=config.broker.stream, replicas=config.broker.replicas)
+        self.background = background = Background()
+        self.book = book = CaseBook(store, self.metrics.stream_rejected.inc)
+        self.gauges, refs = CaseGauges(self.metrics), ClientRefs()
+        quota = ApplicantQuota(config.limits, clock, book.states)
+        book.observers += [self.gauges.account, refs.observe, quota.observe]
+        rules = Rules(pm, self.calendar, config, clock, self.departments)
+        self.heads = HeadKeeper(book, store)
+        runner = CommandRunner(
+            book, store, clock, wall, self.metrics, react=lambda _: None, unsure=self.heads.mark_unsure
+        )
+        self.coordinator = Coordinator(
+            nc, config, self.metrics, Outcomes(book.state_of, runner.execute, rules, pm), wall
+        )
+        self.requests = Requests(book.state_of, self.coordinator.ensure)
+        notifier = Notifier(nc, background.spawn)
+        # bound last: what follows an event reaches the runner again (through the coordinator)
+        runner.react = Reactions(
+            book.state_of, self.requests.ask, notifier.notify, self.metrics, self.calendar, clock, pm
+        ).after
+        store.on_completed = runner.completed
+        self.ticker = DeadlineTicker(book.states, rules, runner, background)
+        self.report = StatusReport(
+            self.departments,
+            self.coordinator,
+            self.metrics.waiting,
+            self.gauges.stalled_counts,
+            book.states,
+            clock,
+            wall,
+        )
+        ids = CaseIds(self.js, config.broker.case_prefix, config.broker.replicas, clock)
+        opener = CaseOpener(book, runner, store, ids, refs, quota, rules)
+        api = Api(book, runner, rules, store.read_case, opener.open, self.report.status, self.ticker.tick)
+        self.transport = ApiTransport(nc, api.handlers, config, self.metrics, background)
+        self.watcher = HealthWatcher(nc, self.js, book, self.heads, self.metrics, background)
+        self._subs: list[Any] = []
+        # the facade: the names callers use, each answered by its part
+        self.states, self.stream_seqs, self.state_of = book.states, book.stream_seqs, book.state_of
+        self.stalled_counts, self._on_stored = self.gauges.stalled_counts, book.on_stored
+        self.handle, self.health = self.transport.handle, self.watcher.health
+        self.status, self.tick = self.report.status, self.ticker.tick
+
+    async def start(self, serve_api: bool = True) -> None:
+        await self.store.ensure()
+        self.watcher.stream_ok = True
+        self._subs.append(await self.book.follow())
+        await self.book.wait_caught_up()
+        for code in self.departments:
+            self.metrics.add_department(code)
+        self.metrics.nats_connected.set(1)
+        self.metrics.stream_ready.set(1)
+        self.requests.resume(self.book.states.values())
+        if serve_api:
+            self._subs.append(await self.transport.subscribe())
+        self.background.spawn(self.watcher.watch())
+        self.background.spawn(self.heads.reconcile_recent())
+        await self.nc.flush()
+
+    def start_ticker(self, interval: float) -> None:
+        """Run the deadline watcher every ``interval`` seconds until the broker stops."""
+        self.background.spawn(self.ticker.run(interval))
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+        self._subs.clear()
+        self.background.stopping.set()
+        await self.coordinator.stop()
+        await self.background.stop()
+
+    @property
+    def applied_seq(self) -> int:
+        return self.book.applied_seq

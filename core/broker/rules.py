@@ -1,0 +1,107 @@
+"""What the pure lifecycle needs worked out first: deadlines on the working calendar, classification
+and routing from the plugins, escalation chains, staff ranks, the departments the bus knows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pluggy
+
+from unstuck import lifecycle as lc
+from unstuck.clock import Clock, local_date
+from unstuck.config import Config
+from unstuck.schemas import Category, CoordinationReply
+from unstuck.workcalendar import WorkingCalendar
+
+from .errors import ApiFailure
+
+
+@dataclass(eq=False)
+class Rules:
+    pm: pluggy.PluginManager
+    calendar: WorkingCalendar
+    config: Config
+    clock: Clock  # the case clock
+    departments: Mapping[str, str]
+
+    def today(self) -> date:
+        return local_date(self.clock.now())
+
+    def rank(self, actor: str) -> int:
+        return self.config.rank(actor)
+
+    def chain(self, department: str) -> dict[str, str]:
+        return self.pm.hook.unstuck_escalation_chain(department=department) or {}
+
+    def extended_due_date(self, state: lc.CaseState) -> date | None:
+        """The due date moved by the pending extension, from the due date as it is now: a case reclassified
+        since the request has a new deadline, and the extension is added to that one."""
+        pending = state.pending_extension
+        if not pending or state.due_date is None:
+            return None
+        return self.calendar.add_working_days(state.due_date, int(pending["working_days"]))
+
+    def deadline(self, category: Category, start: datetime) -> tuple[int, Any]:
+        days = self.pm.hook.unstuck_deadline_working_days(category=category)
+        if days is None:
+            raise ApiFailure("internal", f"no plugin gives a deadline for category {category.value}")
+        return days, self.calendar.add_working_days(local_date(start), days)
+
+    def classification(
+        self,
+        intake: Any,
+        category: Category | None,
+        reason: str | None,
+        departments: list[str] | None,
+        start: datetime,
+    ) -> lc.Classification | None:
+        if category is None:
+            suggestion = self.pm.hook.unstuck_classify(intake=intake)
+            if suggestion is None:
+                return None
+            category, reason = suggestion
+        if departments is None:
+            routed: list[str] = []
+            for result in reversed(self.pm.hook.unstuck_route(intake=intake, category=category)):
+                for code in result or []:
+                    if code not in routed:
+                        routed.append(code)
+            departments = routed
+        for code in departments:
+            self.known_department(code, "departments")
+        days, due = self.deadline(category, start)
+        return lc.Classification(
+            category=category,
+            reason=reason or "classified",
+            working_days=days,
+            due_date=due,
+            departments=tuple(departments),
+            duty_leader=self.config.window.duty_leader,
+        )
+
+    def known_department(self, code: str, field: str) -> None:
+        if code not in self.departments:
+            raise ApiFailure(
+                "invalid_request",
+                f"{field}: unknown department {code!r}",
+                field=field,
+                fix=f"use one of {', '.join(sorted(self.departments))}, or configure [departments.{code}]",
+            )
+
+    def reply(self, reply: CoordinationReply, attempt: int, recorded_by: str | None) -> lc.Reply:
+        """The command that records a department's answer (from the bus, or recorded by staff)."""
+        today = self.today()
+        return lc.Reply(
+            reply=reply,
+            attempt=attempt,
+            today=today,
+            review_notify_by=self.calendar.add_working_days(today, self.config.deadlines.review_notify_days),
+            higher_department=self.config.department(reply.department).higher
+            or f"{reply.department}的上級主管部門",
+            max_bounces=self.config.deadlines.max_bounces,
+            known_departments=frozenset(self.departments),
+            recorded_by=recorded_by,
+        )
