@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -28,6 +28,7 @@ from unstuck.schemas import CURRENT_VERSIONS
 from unstuck.schemas.subjects import CASE_PREFIX, HEADS_BUCKET, STREAM, case_subject
 
 from .canonical import seal
+from .heads import HeadBook
 from .lifecycle import NewEvent
 from .natsprivate import connection_of
 
@@ -45,6 +46,20 @@ class AppendConflict(Exception):
 
 class StoreUnavailable(Exception):
     """JetStream did not accept the append (down, out of storage); nothing was acknowledged."""
+
+
+class _Busy(Exception):
+    """JetStream asked to send the batch again (another batch in process, too many in flight)."""
+
+
+_NO_ACKNOWLEDGEMENT = (
+    nats.errors.TimeoutError,
+    nats.js.errors.NoStreamResponseError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoRespondersError,
+    nats.errors.OutboundBufferLimitError,
+)
+T = TypeVar("T")
 
 
 class _AlreadyStored(Exception):
@@ -74,6 +89,16 @@ class StoredEvent:
     @property
     def hash(self) -> str:
         return str(self.fields["hash"])
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedHead:
+    """Where the writer believes the case ends: its last seq and hash, and that event's stream sequence
+    (0, "" and 0 for a case with no events). An append after any other head is an AppendConflict."""
+
+    seq: int = 0
+    hash: str = ""
+    stream_seq: int = 0
 
 
 def _reseal(events: list[tuple[bytes, str]], prev_hash: str) -> list[tuple[bytes, str]]:
@@ -122,11 +147,8 @@ class EventStore:
         self.replicas = replicas
         self.heads_bucket = heads_bucket
         self.timeout = timeout
-        self.heads: Any = None
+        self.heads = HeadBook(js, heads_bucket, replicas)
         self.atomic = False  # the stream stores a multi-event decision as one atomic batch
-        self._missed_heads: dict[str, tuple[int, bytes]] = {}
-        self._head_revisions: dict[str, int] = {}  # the KV revision of each head this store wrote last
-        self._repairing: asyncio.Task[None] | None = None
         self._incomplete: dict[str, list[tuple[bytes, str]]] = {}  # half-written decisions to complete
         self._completing: asyncio.Task[None] | None = None
         self.on_completed: Callable[[list[StoredEvent]], None] | None = None
@@ -171,24 +193,20 @@ class EventStore:
                 "nats-server does not support atomic batch publish: a crash between the events of one "
                 "decision can leave it half-written; upgrade to nats-server 2.12 or newer"
             )
-        try:
-            self.heads = await self.js.key_value(self.heads_bucket)
-        except nats.js.errors.BucketNotFoundError:
-            self.heads = await self.js.create_key_value(
-                bucket=self.heads_bucket, history=5, replicas=self.replicas, description="case heads"
-            )
+        await self.heads.ensure()
 
     async def append(
         self,
         case_id: str,
-        last_seq: int,
-        prev_hash: str,
-        last_stream_seq: int,
+        head: ExpectedHead,
         events: Sequence[NewEvent],
         at: datetime,
         event_ids: Sequence[str] | None = None,
     ) -> list[StoredEvent]:
-        """Append ``events`` after the case's current head; raises AppendConflict or StoreUnavailable."""
+        """Append ``events`` after ``head``; raises AppendConflict or StoreUnavailable.
+
+        ``event_ids`` (default: new ULIDs) make a retried append idempotent: the same ids are stored once.
+        """
         if case_id in self._incomplete:
             if not await self._complete(case_id):
                 raise StoreUnavailable(
@@ -196,15 +214,13 @@ class EventStore:
                 )
             raise AppendConflict(f"an earlier decision on {case_id} was completed first")
         if len(events) > 1 and self.atomic:
-            return await self._append_atomic(
-                case_id, last_seq, prev_hash, last_stream_seq, events, at, event_ids
-            )
+            return await self._append_atomic(case_id, head, events, at, event_ids)
         stored: list[StoredEvent] = []
         subject = case_subject(case_id)
-        expected = last_stream_seq
+        expected, prev_hash = head.stream_seq, head.hash
         for i, event in enumerate(events):
             fields = envelope_fields(
-                case_id, last_seq + 1 + i, event, at, prev_hash, event_ids[i] if event_ids else None
+                case_id, head.seq + 1 + i, event, at, prev_hash, event_ids[i] if event_ids else None
             )
             body, digest = seal(fields)
             headers = {
@@ -221,15 +237,13 @@ class EventStore:
             expected = stream_seq
             prev_hash = digest
         if stored:
-            await self.record_head(case_id, stored[-1])
+            await self.heads.record(case_id, stored[-1])
         return stored
 
     async def _append_atomic(
         self,
         case_id: str,
-        last_seq: int,
-        prev_hash: str,
-        last_stream_seq: int,
+        head: ExpectedHead,
         events: Sequence[NewEvent],
         at: datetime,
         event_ids: Sequence[str] | None,
@@ -237,16 +251,17 @@ class EventStore:
         """One decision, one atomic batch: the expected subject sequence is checked on its first event."""
         subject = case_subject(case_id)
         sealed: list[tuple[dict[str, Any], bytes]] = []
+        prev_hash = head.hash
         for i, event in enumerate(events):
             fields = envelope_fields(
-                case_id, last_seq + 1 + i, event, at, prev_hash, event_ids[i] if event_ids else None
+                case_id, head.seq + 1 + i, event, at, prev_hash, event_ids[i] if event_ids else None
             )
             body, digest = seal(fields)
             sealed.append(({**fields, "hash": digest}, body))
             prev_hash = digest
         try:
             last_stream = await self._publish_batch(
-                subject, [(body, fields["event_id"]) for fields, body in sealed], last_stream_seq
+                subject, [(body, fields["event_id"]) for fields, body in sealed], head.stream_seq
             )
             first = last_stream - len(sealed) + 1  # a batch is stored at consecutive sequences
             stored = [
@@ -266,7 +281,7 @@ class EventStore:
             stored = []
         if not stored:
             stored = await self._find_stored(case_id, [fields["event_id"] for fields, _ in sealed])
-        await self.record_head(case_id, stored[-1])
+        await self.heads.record(case_id, stored[-1])
         return stored
 
     async def _complete(self, case_id: str, notify: bool = True) -> bool:
@@ -341,7 +356,7 @@ class EventStore:
             for i, (body, _) in enumerate(decision)
         ]
         if notify:
-            await self.record_head(case_id, events[-1])
+            await self.heads.record(case_id, events[-1])
             if self.on_completed is not None:
                 self.on_completed(events)
 
@@ -363,36 +378,21 @@ class EventStore:
         nc = connection_of(
             self.js
         )  # batches are plain publishes with headers; the commit answers with a PubAck
-        for attempt in range(5):
-            batch_id = str(ULID())
-            try:
-                for i, (body, event_id) in enumerate(messages, start=1):
-                    headers = {
-                        "Nats-Msg-Id": event_id,
-                        "Nats-Batch-Id": batch_id,
-                        "Nats-Batch-Sequence": str(i),
-                    }
-                    if i == 1:
-                        headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
-                    if i < len(messages):
-                        await nc.publish(subject, body, headers=headers)
-                        continue
+
+        async def send() -> int:
+            batch_id = str(ULID())  # a new batch per try; the same Nats-Msg-Ids keep the retry safe
+            msg = None
+            for i, (body, event_id) in enumerate(messages, start=1):
+                headers = {"Nats-Msg-Id": event_id, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)}
+                if i == 1:
+                    headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+                if i < len(messages):
+                    await nc.publish(subject, body, headers=headers)
+                else:
                     headers["Nats-Batch-Commit"] = "1"
                     msg = await nc.request(subject, body, timeout=self.timeout, headers=headers)
-                reply = json.loads(msg.data)
-            except (
-                nats.errors.TimeoutError,
-                nats.errors.NoRespondersError,
-                nats.errors.ConnectionClosedError,
-                nats.errors.OutboundBufferLimitError,
-            ) as exc:
-                # the same Nats-Msg-Ids make a retry safe: a stored batch is refused as a duplicate
-                if attempt == 4:
-                    raise StoreUnavailable(
-                        f"JetStream did not acknowledge the append: {type(exc).__name__}"
-                    ) from exc
-                await asyncio.sleep(0.2 * (attempt + 1))
-                continue
+            assert msg is not None
+            reply = json.loads(msg.data)
             error = reply.get("error")
             if not error:
                 return int(reply["seq"])
@@ -401,11 +401,11 @@ class EventStore:
                 raise AppendConflict(description)
             if code == BATCH_DUPLICATE_MSG_ID:
                 raise _AlreadyStored(description)
-            if attempt < 4 and any(text in description for text in BATCH_RETRY_ERRORS):
-                await asyncio.sleep(0.05 * (attempt + 1))
-                continue
+            if any(text in description for text in BATCH_RETRY_ERRORS):
+                raise _Busy(description)
             raise StoreUnavailable(f"JetStream refused the append: {description}")
-        raise StoreUnavailable("unreachable")
+
+        return await self._retrying(send, attempts=5)
 
     async def _stored_last(self, subject: str, event_id: str) -> int:
         """The stream sequence of ``event_id`` when it is the last event on ``subject``; else AppendConflict."""
@@ -432,119 +432,37 @@ class EventStore:
         return [found[i] for i in event_ids]
 
     async def _publish(self, subject: str, body: bytes, headers: dict[str, str]) -> Any:
-        for attempt in range(3):
+        """Publish one message to the stream; returns its PubAck."""
+
+        async def send() -> Any:
             try:
-                ack = await self.js.publish(
+                return await self.js.publish(
                     subject, body, timeout=self.timeout, stream=self.stream, headers=headers
                 )
             except nats.js.errors.APIError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     raise AppendConflict(str(exc.description)) from exc
                 raise StoreUnavailable(f"JetStream refused the append: {exc.description}") from exc
-            except (
-                nats.errors.TimeoutError,
-                nats.js.errors.NoStreamResponseError,
-                nats.errors.ConnectionClosedError,
-                nats.errors.NoRespondersError,
-            ) as exc:
-                # the same Nats-Msg-Id makes a retry safe: JetStream stores it once
-                if attempt == 2:
+
+        return await self._retrying(send, attempts=3)
+
+    async def _retrying(self, send: Callable[[], Awaitable[T]], attempts: int) -> T:
+        """The one publish-and-retry loop: ``send`` again while no acknowledgement came back or the server
+        was busy; the same ``Nats-Msg-Id`` makes each retry safe (JetStream stores an id once)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await send()
+            except _Busy as exc:
+                if attempt == attempts:
+                    raise StoreUnavailable(f"JetStream refused the append: {exc}") from exc
+                await asyncio.sleep(0.05 * attempt)
+            except _NO_ACKNOWLEDGEMENT as exc:
+                if attempt == attempts:
                     raise StoreUnavailable(
                         f"JetStream did not acknowledge the append: {type(exc).__name__}"
                     ) from exc
-                await asyncio.sleep(0.2 * (attempt + 1))
-                continue
-            return ack
-        raise StoreUnavailable("unreachable")
-
-    async def record_head(self, case_id: str, head: StoredEvent) -> None:
-        value = json.dumps({"seq": head.seq, "hash": head.hash, "stream_seq": head.stream_seq}).encode()
-        try:
-            await self._put_head(case_id, head.seq, value)
-        except Exception as exc:  # the stream holds the record; the head is written again until it lands
-            log.warning("head of %s not recorded: %s; retrying in the background", case_id, exc)
-            self._missed_heads[case_id] = (head.seq, value)
-            if self._repairing is None or self._repairing.done():
-                self._repairing = asyncio.create_task(self._repair_heads())
-        else:
-            missed = self._missed_heads.get(case_id)
-            if missed is not None and missed[0] <= head.seq:
-                # a newer head landed: the missed older one must not be written over it later
-                del self._missed_heads[case_id]
-
-    async def _put_head(self, case_id: str, seq: int, value: bytes) -> None:
-        """Record a head unless a newer one is there: another replica may write the same case, and two
-        plain puts could land in the wrong order and move the recorded head backwards."""
-        revision = self._head_revisions.get(case_id)
-        for _ in range(10):
-            try:
-                if revision is None:
-                    written = await self.heads.create(case_id, value)
-                else:
-                    written = await self.heads.update(case_id, value, last=revision)
-                self._head_revisions[case_id] = int(written)
-                return
-            except nats.js.errors.KeyWrongLastSequenceError:
-                try:
-                    entry = await self.heads.get(case_id)
-                except nats.js.errors.KeyNotFoundError:
-                    revision = None
-                    continue
-                revision = int(entry.revision or 0)
-                if int(json.loads(entry.value or b"{}").get("seq", 0)) >= seq:
-                    self._head_revisions[case_id] = revision
-                    return
-        raise StoreUnavailable(f"the head of {case_id} kept changing")
-
-    async def reconcile_heads(self, heads: dict[str, tuple[int, str, int]]) -> int:
-        """Record the heads a crashed writer appended but did not record: case -> (seq, hash, stream seq).
-
-        A broker records a case's head right after its append; a crash in between leaves the head
-        behind the stream (``untracked_tail``) until the case's next append. Returns how many were behind.
-        """
-        behind = 0
-        for case_id, (seq, digest, stream_seq) in heads.items():
-            try:
-                entry = await self.heads.get(case_id)
-                if int(json.loads(entry.value or b"{}").get("seq", 0)) >= seq:
-                    continue
-            except nats.js.errors.KeyNotFoundError:
-                pass
-            except Exception as exc:
-                log.debug("head of %s not checked: %s", case_id, exc)
-                continue
-            behind += 1
-            fields = {"case_id": case_id, "seq": seq, "hash": digest}
-            await self.record_head(case_id, StoredEvent(body=b"", fields=fields, stream_seq=stream_seq))
-        return behind
-
-    async def _repair_heads(self) -> None:
-        """Write missed heads until each lands, never over a newer head another append wrote meanwhile."""
-        while self._missed_heads:
-            await asyncio.sleep(1.0)
-            for case_id, (seq, value) in list(self._missed_heads.items()):
-                if self._missed_heads.get(case_id) != (seq, value):
-                    continue  # superseded by a newer head while this round was writing others
-                try:
-                    await self._put_head(case_id, seq, value)
-                except Exception as exc:
-                    log.debug("head of %s still not recorded: %s", case_id, exc)
-                    continue
-                if self._missed_heads.get(case_id, (0, b""))[0] == seq:
-                    del self._missed_heads[case_id]
-
-    async def read_heads(self) -> dict[str, dict[str, Any]]:
-        """Every case's head as the broker recorded it outside the stream."""
-        out: dict[str, dict[str, Any]] = {}
-        try:
-            keys = await self.heads.keys()
-        except nats.js.errors.NoKeysError:
-            return out
-        for key in keys:
-            entry = await self.heads.get(key)
-            if entry.value:
-                out[key] = json.loads(entry.value)
-        return out
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
 
     async def read_case(self, case_id: str) -> list[StoredEvent]:
         """Every stored event of one case, in order."""

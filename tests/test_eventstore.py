@@ -10,7 +10,7 @@ import pytest
 
 from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json, check_body, event_hash
-from unstuck.eventstore import AppendConflict, EventStore, envelope_fields
+from unstuck.eventstore import AppendConflict, EventStore, ExpectedHead, envelope_fields
 from unstuck.schemas.events import CaseOverdue, OwnerAssigned
 
 AT = datetime(2026, 9, 28, 1, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ async def test_stream_is_created_once_with_deny_delete_and_deny_purge(store, nat
 
 
 async def test_events_are_chained_and_stored_as_canonical_bytes(store):
-    stored = await store.append("DD-20260928-0001", 0, "", 0, [owner_event(1), owner_event(2)], AT)
+    stored = await store.append("DD-20260928-0001", ExpectedHead(), [owner_event(1), owner_event(2)], AT)
     assert [e.seq for e in stored] == [1, 2]
     assert stored[0].fields["prev_hash"] == "" and stored[1].fields["prev_hash"] == stored[0].hash
     back = await store.read_case("DD-20260928-0001")
@@ -57,8 +57,8 @@ async def append_twice(store: EventStore, case_id: str, events: int) -> tuple[li
     was stored)."""
     decision = [owner_event(n) for n in range(1, events + 1)]
     ids = [f"01RETRIEDAPPEND{events}EVENT{n:05d}" for n in range(1, events + 1)]
-    first = await store.append(case_id, 0, "", 0, decision, AT, event_ids=ids)
-    again = await store.append(case_id, 0, "", 0, decision, AT, event_ids=ids)
+    first = await store.append(case_id, ExpectedHead(), decision, AT, event_ids=ids)
+    again = await store.append(case_id, ExpectedHead(), decision, AT, event_ids=ids)
     return first, again
 
 
@@ -73,7 +73,7 @@ async def test_a_retried_decision_with_the_same_event_ids_is_stored_once(store):
     ]
     assert [e.seq for e in stored] == [1, 2]
     assert await store.last_seq() == 2
-    assert (await store.read_heads())["DD-20260928-0012"]["seq"] == 2
+    assert (await store.heads.read_all())["DD-20260928-0012"]["seq"] == 2
 
 
 # nats-server checks the expected subject sequence before the duplicate window for a single
@@ -87,16 +87,14 @@ async def test_a_retried_single_event_with_the_same_event_id_is_stored_once(stor
 
 
 async def test_two_writers_cannot_fork_a_case(store):
-    first = await store.append("DD-20260928-0003", 0, "", 0, [owner_event(1)], AT)
+    first = await store.append("DD-20260928-0003", ExpectedHead(), [owner_event(1)], AT)
     # a second writer that still believes the case is empty is refused
     with pytest.raises(AppendConflict):
-        await store.append("DD-20260928-0003", 0, "", 0, [owner_event(9)], AT)
+        await store.append("DD-20260928-0003", ExpectedHead(), [owner_event(9)], AT)
     # one that read the head appends fine
     await store.append(
         "DD-20260928-0003",
-        1,
-        first[0].hash,
-        first[0].stream_seq,
+        ExpectedHead(1, first[0].hash, first[0].stream_seq),
         [lc.NewEvent("case.overdue", "system", CaseOverdue(due_date="2026-10-10"))],
         AT,
     )
@@ -104,8 +102,8 @@ async def test_two_writers_cannot_fork_a_case(store):
 
 
 async def test_the_head_of_each_case_is_recorded_outside_the_stream(store):
-    stored = await store.append("DD-20260928-0004", 0, "", 0, [owner_event(1), owner_event(2)], AT)
-    heads = await store.read_heads()
+    stored = await store.append("DD-20260928-0004", ExpectedHead(), [owner_event(1), owner_event(2)], AT)
+    heads = await store.heads.read_all()
     assert heads["DD-20260928-0004"] == {
         "seq": 2,
         "hash": stored[-1].hash,

@@ -42,7 +42,7 @@ async def append_by_hand(broker, nats_client, case_id: str, event_type: str, ver
             "Nats-Expected-Last-Subject-Sequence": str(broker.stream_seqs[case_id]),
         },
     )
-    await broker.store.record_head(case_id, StoredEvent(body, {**fields, "hash": digest}, ack.seq))
+    await broker.store.heads.record(case_id, StoredEvent(body, {**fields, "hash": digest}, ack.seq))
     return state.seq + 1
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from unstuck import lifecycle as lc
 from unstuck.clock import Clock, WallClock
-from unstuck.eventstore import AppendConflict, EventStore, StoredEvent, StoreUnavailable
+from unstuck.eventstore import AppendConflict, EventStore, ExpectedHead, StoredEvent, StoreUnavailable
 from unstuck.metrics import Metrics
 
 from .casebook import CaseBook
@@ -43,14 +43,8 @@ class CommandRunner:
                     return []
                 started = self.wall.counter()
                 try:
-                    stored = await self.store.append(
-                        case_id,
-                        state.seq,
-                        state.head_hash,
-                        self.book.stream_seqs.get(case_id, 0),
-                        new_events,
-                        self.clock.now(),
-                    )
+                    head = ExpectedHead(state.seq, state.head_hash, self.book.stream_seqs.get(case_id, 0))
+                    stored = await self.store.append(case_id, head, new_events, self.clock.now())
                 except AppendConflict:
                     self.metrics.append_conflicts.inc()
                     await self.book.reload(case_id)

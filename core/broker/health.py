@@ -43,7 +43,7 @@ class HeadKeeper:
             if (state := self.book.states.get(case_id)) is not None and state.seq > 0
         }
         try:
-            await self.store.reconcile_heads(heads)
+            await self.store.heads.reconcile(heads)
         except Exception as exc:
             log.warning("heads of %d case(s) not checked yet: %s", len(heads), exc)
             return
@@ -61,7 +61,7 @@ class HeadKeeper:
             if stream_seq > self.book.catch_up_to - window and case_id in states
         }
         try:
-            behind = await self.store.reconcile_heads(recent)
+            behind = await self.store.heads.reconcile(recent)
         except Exception as exc:
             log.warning("heads not reconciled: %s", exc)
             return
