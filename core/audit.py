@@ -21,25 +21,12 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from unstuck import __version__
-from unstuck.schemas import CATEGORY_LABELS, EVENT_LABELS, Category, mask_identifier
+from unstuck.schemas import CATEGORY_LABELS, EVENT_LABELS, Category
+from unstuck.schemas.privacy import mask_personal
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 
 from .clock import CHINA
 from .replay import Finding, Replayer, ReplayError, Report, read_head, read_ordered, stream_prefix
-
-PERSONAL_KEYS = frozenset({"id_number", "phone"})
-
-
-def mask_personal(value: Any) -> Any:
-    """A copy of ``value`` with every ``id_number`` and ``phone`` masked (``2106********1234``)."""
-    if isinstance(value, Mapping):
-        return {
-            k: (mask_identifier(str(v)) if k in PERSONAL_KEYS and v else mask_personal(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [mask_personal(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True, slots=True)

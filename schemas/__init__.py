@@ -4,7 +4,7 @@ Nothing here imports the broker; adapters and plugins depend on these models onl
 """
 
 from .case import Applicant, CaseIntake, CaseSummary, Channel, MaskedStr
-from .common import CATEGORY_LABELS, Category, mask_identifier
+from .common import CATEGORY_LABELS, Category
 from .coordination import FINAL_OUTCOMES, AdapterError, CoordinationReply, CoordinationRequest, Outcome
 from .department import LEVEL_LABELS, LEVEL_NAMES, Department, Level
 from .events import (
@@ -17,6 +17,7 @@ from .events import (
     parse_payload,
     upcaster,
 )
+from .privacy import PERSONAL_FIELDS, mask_identifier, mask_personal, mask_text
 
 __all__ = [
     "CATEGORY_LABELS",
@@ -27,6 +28,7 @@ __all__ = [
     "FINAL_OUTCOMES",
     "LEVEL_LABELS",
     "LEVEL_NAMES",
+    "PERSONAL_FIELDS",
     "AdapterError",
     "Applicant",
     "CaseIntake",
@@ -42,6 +44,8 @@ __all__ = [
     "MaskedStr",
     "Outcome",
     "mask_identifier",
+    "mask_personal",
+    "mask_text",
     "parse_payload",
     "upcaster",
 ]

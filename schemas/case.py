@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, StringConstraints, field_serializer
 
-from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel, mask_identifier
+from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
+from .privacy import mask_identifier
 
 
 class MaskedStr(SecretStr):

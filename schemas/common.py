@@ -47,14 +47,6 @@ CATEGORY_LABELS = {
 }
 
 
-def mask_identifier(value: str) -> str:
-    """Mask an id number or phone number, keeping only enough to recognise it: ``2106********1234``."""
-    if len(value) <= 4:
-        return "*" * len(value)
-    keep_head = 4 if len(value) >= 12 else 1
-    return value[:keep_head] + "*" * (len(value) - keep_head - 4) + value[-4:]
-
-
 _SUBJECT_UNSAFE = re.compile(r"[\s.*>]")
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import sample
 from unstuck import cli
-from unstuck.audit import mask_personal
 from unstuck.clock import CHINA
 from unstuck.replay import replay
+from unstuck.schemas.privacy import mask_personal
 from unstuck.testing import api_call, wait_for
 
 A_ID_NUMBER = "92210603MA10C8QX2K"  # the applicant of sample 01

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from unstuck import lifecycle as lc
 from unstuck.clock import local_date
 from unstuck.eventstore import StoredEvent
-from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, Level, api, mask_identifier
+from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, Level, api, mask_personal
 from unstuck.schemas.events import AccountabilityRecorded
 
 from .casebook import CaseBook
@@ -96,18 +96,12 @@ def rule_bounce(req: api.RuleBounce, rules: Rules, state: lc.CaseState) -> objec
     return lc.RuleBounce(req.actor, rules.rank(req.actor), req.department)
 
 
-def mask_applicant(applicant: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: mask_identifier(str(v)) if k in ("id_number", "phone") and v else v for k, v in applicant.items()
-    }
-
-
 def mask(record: dict[str, Any], key: str, reveal: bool) -> dict[str, Any]:
     """``record`` with the applicant in ``record[key]`` masked (a state's intake, an event's data)."""
     inner = record.get(key, {})
     if reveal or "applicant" not in inner:
         return record
-    return {**record, key: {**inner, "applicant": mask_applicant(inner["applicant"])}}
+    return {**record, key: {**inner, "applicant": mask_personal(inner["applicant"])}}
 
 
 async def get_case(a: Api, req: api.GetCase) -> dict[str, Any]:
@@ -146,7 +140,7 @@ async def list_cases(a: Api, req: api.ListCases) -> dict[str, Any]:
 
 
 def ledger_row(s: lc.CaseState) -> dict[str, Any]:
-    masked = mask_applicant(s.intake.get("applicant", {}))
+    masked = mask_personal(s.intake.get("applicant", {}))
     return {
         "case_id": s.case_id,
         "opened_at": s.opened_at.isoformat() if s.opened_at else None,

@@ -7,9 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from unstuck.schemas import api
-from unstuck.schemas.common import mask_identifier
-
-PERSONAL_FIELDS = frozenset({"id_number", "phone"})
+from unstuck.schemas.privacy import PERSONAL_FIELDS, mask_identifier, mask_text
 
 
 class ApiFailure(Exception):
@@ -25,6 +23,8 @@ def validation_failure(exc: ValidationError, model: type[BaseModel]) -> ApiFailu
     given = err.get("input")
     if given is not None and any(str(p) in PERSONAL_FIELDS for p in err["loc"]):
         given = mask_identifier(str(given))  # an id number or phone is never echoed, even a wrong one
+    elif given is not None:
+        given = mask_text(str(given))  # nor one sent under another name
     shown = "" if isinstance(given, dict | list) or given is None else f" (got {str(given)[:40]!r})"
     count = len(exc.errors())
     more = f"; {count - 1} more problem(s)" if count > 1 else ""

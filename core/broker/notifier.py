@@ -11,6 +11,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from unstuck.eventstore import StoredEvent
+from unstuck.schemas.privacy import mask_personal, mask_text
 from unstuck.schemas.subjects import notify_subject
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ class Notifier:
             "case_id": event.case_id,
             "type": event.type,
             "at": event.fields["at"],
-            "text": text,
-            "data": {k: v for k, v in d.items() if k not in ("applicant",)},
+            "text": mask_text(text),
+            "data": mask_personal({k: v for k, v in d.items() if k != "applicant"}),
         }
         self.spawn(self._publish(audience, json.dumps(body, ensure_ascii=False).encode()))
 

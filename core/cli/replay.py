@@ -17,10 +17,10 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any, TextIO
 
-from unstuck.audit import mask_personal
 from unstuck.clock import CHINA
 from unstuck.replay import ReplayError, Report, replay
 from unstuck.runtime import Connection, NoServer, data_dir, require_server
+from unstuck.schemas.privacy import mask_personal
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 
 from .common import CliError, table
