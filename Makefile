@@ -46,6 +46,7 @@ mutate: $(MUTATE_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m mypy core schemas plugins adapters
+	$(BIN)/python tools/lint_imports.py
 
 clean:
 	rm -rf $(VENV) .unstuck build *.egg-info

@@ -25,17 +25,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from layout import lay_out, layout
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "mutate"
 
-# The import-name layout of the distribution (pyproject's [tool.setuptools] package-dir).
-LAYOUT = {
-    "core": "unstuck",
-    "schemas": "unstuck/schemas",
-    "plugins": "unstuck/plugins",
-    "adapters": "unstuck/adapters",
-    "examples/cases": "unstuck/samples",
-}
+LAYOUT = layout()  # the import-name layout of the distribution (pyproject's package-dir)
 
 
 @dataclass(frozen=True)
@@ -77,8 +72,7 @@ def stage(name: str, target: Target) -> Path:
     if where.exists():
         shutil.rmtree(where)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "json")
-    for folder, package in LAYOUT.items():
-        shutil.copytree(ROOT / folder, where / package, ignore=ignore, dirs_exist_ok=True)
+    lay_out(where)
     shutil.copytree(ROOT / "tests", where / "tests", ignore=shutil.ignore_patterns("__pycache__", "faults"))
     # what the tests read by path from the repository root (sample cases, docs, the contract files)
     for folder in ("examples/cases", "docs", "schemas"):
