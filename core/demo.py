@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from . import lifecycle as lc
+from .bus import Bus
 from .clock import CHINA, SimulatedClock, local_date
 from .config import Config, RetryPolicy
 from .metrics import REQUEST_OUTCOMES
-from .runtime import Bus
 from .texttable import seconds, table
 
 START = datetime(2026, 9, 28, 9, 0, tzinfo=CHINA)

@@ -9,7 +9,7 @@ configuration holds bcrypt hashes when this Python can make them, otherwise the 
 it is written with mode 0600 either way.
 
 Private inboxes: a principal that makes requests (broker, CLI, auditor) may subscribe only to
-``_INBOX.<user>.>``; the clients use that inbox prefix (``runtime.Connection`` sets it from the
+``_INBOX.<user>.>``; the clients use that inbox prefix (``connection.Connection`` sets it from the
 user name). Without this, anyone allowed ``_INBOX.>`` could read every reply on the bus, and
 every case event the broker's ordered consumer receives.
 

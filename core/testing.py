@@ -38,8 +38,8 @@ from unstuck.adapters.registry import LoadedAdapter, discover, wrap_adapter
 from unstuck.clock import CHINA, SimulatedClock
 from unstuck.config import Config, RetryPolicy
 from unstuck.conformance import ConformanceReport, check_adapter, render
+from unstuck.connection import close_client
 from unstuck.embedded import EmbeddedNats
-from unstuck.runtime import close_client
 from unstuck.schemas import AdapterError, CoordinationReply, CoordinationRequest
 from unstuck.schemas.subjects import api_subject, coordinate_subject
 

@@ -26,9 +26,9 @@ from conftest import sample
 from unstuck.broker import Broker
 from unstuck.clock import SimulatedClock
 from unstuck.config import Config, ConfigError, load_config
+from unstuck.connection import close_client
 from unstuck.embedded import EmbeddedNats
 from unstuck.plugins.manager import make_plugin_manager
-from unstuck.runtime import close_client
 from unstuck.schemas import Category
 from unstuck.testing import ApiError, api_call, wait_for
 from unstuck.workcalendar import WorkingCalendar

@@ -29,8 +29,8 @@ from conftest import sample
 from unstuck.broker import Broker
 from unstuck.clock import CHINA, SimulatedClock
 from unstuck.config import Config, load_config
+from unstuck.connection import close_client
 from unstuck.embedded import EmbeddedNats
-from unstuck.runtime import close_client
 from unstuck.testing import ApiError, api_call, wait_for
 
 BASE = """

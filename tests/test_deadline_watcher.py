@@ -1,6 +1,6 @@
 """The periodic deadline watcher (docs/lifecycle.md "Deadlines"; ``[broker] tick_seconds``).
 
-The bus is assembled as ``unstuck serve`` assembles it (``unstuck.runtime.Bus``: the broker and the
+The bus is assembled as ``unstuck serve`` assembles it (``unstuck.bus.Bus``: the broker and the
 watcher running every ``tick_seconds``), from a configuration file, on a simulated clock, with the
 three built-in departments served. The tests only move the clock and wait for the events: nobody
 calls ``admin.tick``. The period is 0.05 s here; were ``tick_seconds`` ignored, the documented
@@ -22,9 +22,9 @@ from typing import Any
 import pytest_asyncio
 
 from conftest import sample
+from unstuck.bus import Bus
 from unstuck.clock import CHINA, SimulatedClock
 from unstuck.config import load_config
-from unstuck.runtime import Bus
 from unstuck.testing import api_call, wait_for
 
 CONFIG = """

@@ -10,8 +10,8 @@ import sys
 import nats
 import pytest
 
+from unstuck.connection import NoServer, require_server
 from unstuck.embedded import EmbeddedNats, NatsStartError, running_url
-from unstuck.runtime import NoServer, require_server
 
 
 async def test_embedded_server_has_jetstream_and_records_its_url(tmp_path):

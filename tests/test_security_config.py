@@ -16,6 +16,7 @@ import pytest
 
 from conftest import require_tool
 from unstuck.cli import main
+from unstuck.connection import Connection
 from unstuck.embedded import EmbeddedNats
 from unstuck.natsconfig import (
     CredentialStore,
@@ -24,7 +25,6 @@ from unstuck.natsconfig import (
     generate,
     prepare_embedded,
 )
-from unstuck.runtime import Connection
 
 
 def mode(path: Path) -> int:

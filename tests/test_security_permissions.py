@@ -25,10 +25,10 @@ from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import discover, installed_departments
 from unstuck.broker import Broker
 from unstuck.clock import SimulatedClock
+from unstuck.connection import Connection
 from unstuck.embedded import EmbeddedNats
 from unstuck.natsconfig import AUDIT_JS_PREFIX, CredentialStore, generate
 from unstuck.replay import read_heads, verify_stream
-from unstuck.runtime import Connection
 from unstuck.testing import DEFAULT_START, ApiError, api_call, fast_config, wait_for
 
 DEPARTMENTS = ["chengguan", "renshe", "scjg"]

@@ -223,7 +223,7 @@ async def test_a_broker_restarted_on_the_stream_rebuilds_every_case(
 
     from unstuck.adapters.registry import installed_departments
     from unstuck.broker import Broker
-    from unstuck.runtime import close_client
+    from unstuck.connection import close_client
 
     ids = [await open_case(broker, nats_client, n) for n in ("01", "02", "05")]
     await wait_for(lambda: all(broker.state_of(i).state in (lc.ANSWERED, lc.GUIDING) for i in ids))

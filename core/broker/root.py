@@ -1,6 +1,6 @@
 """The composition root: builds the broker's parts, wires them, starts and stops them.
 
-No part imports this module. Callers (the runtime, tests, the benchmarks) use ``Broker`` as the
+No part imports this module. Callers (the running bus, tests, the benchmarks) use ``Broker`` as the
 facade: it keeps the names they use and forwards to the part that does the work.
 """
 

@@ -13,8 +13,8 @@ import nats.errors
 
 from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import discover
+from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.plugins.loading import LoadReport
-from unstuck.runtime import Connection, NoServer, data_dir, require_server
 
 from .common import CliError, add_connection_args, config_from, print_json, table
 

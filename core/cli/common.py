@@ -12,7 +12,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from unstuck.config import ConfigError, load_config
-from unstuck.runtime import Connection, NoServer, data_dir, require_server
+from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.schemas.subjects import api_subject
 from unstuck.texttable import pad, seconds, table, text_width
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from unstuck.clock import CHINA
+from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.replay import ReplayError, Report, replay
-from unstuck.runtime import Connection, NoServer, data_dir, require_server
 from unstuck.schemas.privacy import mask_personal
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 

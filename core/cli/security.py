@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from unstuck.connection import data_dir
 from unstuck.embedded import PID_FILE
 from unstuck.natsconfig import (
     AUTH_FILE_ENV,
@@ -22,7 +23,6 @@ from unstuck.natsconfig import (
     registry_departments,
     reload_server,
 )
-from unstuck.runtime import data_dir
 
 from .common import CliError, add_connection_args, config_from, print_json, table
 

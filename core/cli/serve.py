@@ -6,10 +6,11 @@ import asyncio
 import signal
 from typing import Any
 
+from unstuck.bus import Bus
 from unstuck.clock import SystemClock
+from unstuck.connection import data_dir
 from unstuck.embedded import NatsStartError
 from unstuck.natsconfig import SecurityConfigError, secure_hint
-from unstuck.runtime import Bus, data_dir
 
 from .common import CliError, add_connection_args, config_from
 

@@ -1,4 +1,4 @@
-"""Assembling the parts: find or start NATS, connect, run the broker and the adapter host."""
+"""Finding NATS and connecting to it: ``NATS_URL``, a server already running here, or the embedded one."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from nats.aio.client import Client
 
 from .embedded import EmbeddedNats, running_url
 from .natsconfig import Credential, credential_from_env, inbox_prefix
-from .natsprivate import server_requires_auth
 
 log = logging.getLogger(__name__)
 
@@ -146,115 +145,3 @@ def open_connection(directory: Path, allow_embedded: bool, **embedded_options: A
     server = EmbeddedNats(directory, **embedded_options).start()
     log.info("embedded nats-server on %s (data in %s)", server.url, directory)
     return Connection(url=server.url, embedded=server)
-
-
-class Bus:
-    """NATS (found or embedded), the broker, its metrics server and, optionally, an adapter host."""
-
-    def __init__(
-        self,
-        config: Any,
-        clock: Any,
-        directory: Path,
-        metrics_address: str | None = None,
-        adapters: list[Any] | None = None,
-        slow: dict[str, Any] | None = None,
-        ticker: bool = True,
-        allow_embedded: bool = True,
-        secure: bool = False,
-    ) -> None:
-        self.config = config
-        self.clock = clock
-        self.directory = directory
-        self.metrics_address = metrics_address or config.broker.metrics_address
-        self.adapters = adapters or []
-        self.slow = slow
-        self.ticker = ticker
-        self.allow_embedded = allow_embedded
-        self.secure = secure  # NATS authorisation from <directory>/nats-server.conf, one user per component
-        self.conn: Connection | None = None
-        self.broker: Any = None
-        self.host: Any = None
-        self.hosts: list[Any] = []  # secure: one adapter host per department, each on its own credentials
-        self.metrics_server: Any = None
-
-    async def start(self) -> Bus:
-        from unstuck.adapters.host import AdapterHost
-        from unstuck.adapters.registry import installed_departments
-
-        from .broker import API_VERBS, Broker
-        from .metrics import Metrics, MetricsServer
-
-        credentials = None
-        if self.secure:
-            from unstuck.adapters.registry import discover
-
-            from .natsconfig import CredentialStore, prepare_embedded, registry_departments
-
-            codes = [*discover(), *(a.department.code for a in self.adapters)]
-            departments = registry_departments(self.config, codes)
-            generated = prepare_embedded(self.directory, departments, self.config.broker.stream)
-            credentials = CredentialStore(self.directory)
-            self.conn = open_connection(
-                self.directory, self.allow_embedded, config_file=generated.config_file
-            )
-        else:
-            self.conn = open_connection(self.directory, self.allow_embedded)
-        nc = await self.conn.connect(
-            "unstuck-broker", auth=credentials.get("broker") if credentials else None
-        )
-        if credentials is not None and not server_requires_auth(nc):
-            from .natsconfig import SecurityConfigError
-
-            url = self.conn.url
-            await self.conn.close()
-            raise SecurityConfigError(
-                f"--secure, but the NATS server at {url} lets anyone in: stop it (or unset NATS_URL) "
-                "so the embedded server starts with the generated configuration"
-            )
-        known = {a.department.code: a.department.name for a in self.adapters}
-        metrics = Metrics(
-            sorted(set(known) | set(self.config.department_codes())),
-            API_VERBS,
-            policy=self.config.retry_policy,
-        )
-        # a department whose adapter package is installed is known without a line of configuration
-        installed = {code: name for code, name in installed_departments().items() if code not in known}
-        self.broker = Broker(nc, self.config, self.clock, metrics=metrics, departments=known | installed)
-        await self.broker.start()
-        try:
-            self.metrics_server = MetricsServer(metrics, self.metrics_address, self.broker.health).start()
-        except OSError as exc:
-            host = self.metrics_address.rpartition(":")[0] or "127.0.0.1"
-            log.warning("%s; serving metrics on a free port instead", exc)
-            self.metrics_server = MetricsServer(metrics, f"{host}:0", self.broker.health).start()
-        if self.adapters and credentials is not None:
-            for adapter in self.adapters:
-                code = adapter.department.code
-                dept_nc = await self.conn.connect(
-                    f"unstuck-adapter-{code}", auth=credentials.get(f"dept-{code}")
-                )
-                self.hosts.append(AdapterHost(dept_nc, [adapter], slow=self.slow))
-                await self.hosts[-1].start()
-        elif self.adapters:
-            adapter_nc = await self.conn.connect("unstuck-adapters")
-            self.host = AdapterHost(adapter_nc, self.adapters, slow=self.slow)
-            await self.host.start()
-        if self.ticker:
-            self.broker.start_ticker(self.config.broker.tick_seconds)
-        return self
-
-    @property
-    def url(self) -> str:
-        return self.conn.url if self.conn else ""
-
-    async def stop(self) -> None:
-        for host in [self.host, *self.hosts]:
-            if host is not None:
-                await host.stop()
-        if self.broker is not None:
-            await self.broker.stop()
-        if self.metrics_server is not None:
-            self.metrics_server.stop()
-        if self.conn is not None:
-            await self.conn.close()
