@@ -329,9 +329,7 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
     e = html.escape
     state = state_view(case, reveal) or {}
     intake = state.get("intake") or {}
-    applicant = intake.get("applicant") or {}
     rows = timeline(case, reveal)
-    check = verification(case)
     title = f"案件檔案 Case dossier {case.case_id}"
     parts = [
         "<!DOCTYPE html>",
@@ -341,7 +339,21 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
         f'<p class="meta">{e(str(intake.get("matter_title", "")))} · stream {e(case.stream)} · '
         f"generated {e(generated)} by unstuck {e(__version__)} · identifiers "
         f"{'revealed' if reveal else 'masked'}</p>",
+        *_verdict_html(case),
+        *_state_html(case, state),
+        *_timeline_html(rows),
+        *_chain_html(rows),
+        *_head_html(case),
+        *_recheck_html(case),
+        "</body></html>\n",
     ]
+    return "\n".join(parts)
+
+
+def _verdict_html(case: CaseRecord) -> list[str]:
+    """Intact, or the findings."""
+    e = html.escape
+    parts: list[str] = []
     if case.ok:
         head = case.head or {}
         parts.append(
@@ -364,6 +376,16 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
                 f"<td>{e(f.message)}</td></tr>"
             )
         parts.append("</table>")
+    return parts
+
+
+def _state_html(case: CaseRecord, state: dict[str, Any]) -> list[str]:
+    """The replayed state, fact by fact."""
+    e = html.escape
+    parts: list[str] = []
+    intake = state.get("intake") or {}
+    applicant = intake.get("applicant") or {}
+    check = verification(case)
     parts.append("<h2>案件狀態 State (replayed from the stream)</h2><dl>")
     closing = state.get("closing") or {}
     evaluation = state.get("evaluation") or {}
@@ -389,6 +411,13 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
         if value not in (None, ""):
             parts.append(f"<dt>{e(name)}</dt><dd>{e(str(value))}</dd>")
     parts.append("</dl>")
+    return parts
+
+
+def _timeline_html(rows: list[dict[str, Any]]) -> list[str]:
+    """Who did what when, in local time."""
+    e = html.escape
+    parts: list[str] = []
     parts.append(
         "<h2>經過 Timeline (UTC+8)</h2><table><tr><th>#</th><th>time</th><th>who</th><th>事件 event</th>"
         "<th>detail</th></tr>"
@@ -400,6 +429,13 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
             f"<td>{e(r['label_zh'])}<br>{e(r['label_en'])}</td><td>{e(r['detail'])}{flag}</td></tr>"
         )
     parts.append("</table>")
+    return parts
+
+
+def _chain_html(rows: list[dict[str, Any]]) -> list[str]:
+    """Each event's place in the hash chain."""
+    e = html.escape
+    parts: list[str] = []
     parts.append(
         "<h2>雜湊鏈 Hash chain</h2><table><tr><th>#</th><th>stream seq</th><th>type v</th><th>event id</th>"
         "<th>prev_hash</th><th>hash</th><th>check</th></tr>"
@@ -412,6 +448,13 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
             f'<td class="hash">{e(str(r["hash"]))}</td><td>{verdict}</td></tr>'
         )
     parts.append("</table>")
+    return parts
+
+
+def _head_html(case: CaseRecord) -> list[str]:
+    """The head the broker recorded outside the stream."""
+    e = html.escape
+    parts: list[str] = []
     recorded = case.head
     parts.append("<h2>記錄的案件頭 Head recorded outside the stream</h2>")
     if recorded:
@@ -420,6 +463,13 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
         )
     else:
         parts.append("<p>none recorded</p>")
+    return parts
+
+
+def _recheck_html(case: CaseRecord) -> list[str]:
+    """How an auditor repeats the checks."""
+    e = html.escape
+    parts: list[str] = []
     parts.append(
         "<h2>如何複核 How to re-check</h2><p><code>"
         f"{e(case.case_id)}.events.jsonl</code> holds the stored bodies, exactly, one per line. For each line, "
@@ -428,8 +478,7 @@ def render_html(case: CaseRecord, reveal: bool, generated: str) -> str:
         f"<code>unstuck replay --verify --case {e(case.case_id)}</code> repeats every check against the "
         "live stream; docs/audit.md explains each finding.</p>"
     )
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    return parts
 
 
 def _cell(value: Any) -> str:

@@ -182,127 +182,173 @@ def _matters(infos: Sequence[dict[str, Any]]) -> list[str]:
 
 async def check_adapter(nc: Client, code: str, timeout_seconds: float, url: str = "") -> ConformanceReport:
     """Run every check against the adapter serving ``code`` on ``nc``'s server."""
-    report = ConformanceReport(code, url, timeout_seconds)
-    subject = coordinate_subject(code)
-    tag = secrets.token_hex(4)
-    wait = max(timeout_seconds * 2, 1.0)
+    probe = _Probe(nc, code, ConformanceReport(code, url, timeout_seconds), timeout_seconds)
+    matters = _matters(await probe.discovery())
+    replies, first, first_answer = await probe.categories(matters)
+    replies += await probe.repeat(first, first_answer)
+    probe.timing(replies)
+    await probe.malformed(matters)
+    await probe.stale(matters)
+    await probe.silence(matters)
+    return probe.report
 
-    # discovery: a NATS micro service named unstuck-<code>, with only its own endpoint
-    infos = await service_info(nc, code, timeout=min(wait, 1.0))
-    if not infos:
-        report.add("discoverable ($SRV.INFO)", False, f"no service unstuck-{code} answers $SRV.INFO")
-    else:
-        report.add("discoverable ($SRV.INFO)", True, f"{len(infos)} instance(s) of unstuck-{code}")
-        foreign = []
-        for info in infos:
-            for ep in info.get("endpoints") or []:
-                if ep.get("subject") != subject or ep.get("queue_group", department_queue(code)) != (
-                    department_queue(code)
-                ):
-                    foreign.append(f"{ep.get('subject')} (queue {ep.get('queue_group')})")
+
+@dataclass
+class _Probe:
+    """The checks of one run against one department, each adding its lines to the report."""
+
+    nc: Client
+    code: str
+    report: ConformanceReport
+    timeout_seconds: float
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    @property
+    def subject(self) -> str:
+        return coordinate_subject(self.code)
+
+    @property
+    def wait(self) -> float:
+        return max(self.timeout_seconds * 2, 1.0)
+
+    async def discovery(self) -> list[dict[str, Any]]:
+        """A NATS micro service named unstuck-<code>, with only its own endpoint."""
+        code, subject, queue = self.code, self.subject, department_queue(self.code)
+        infos = await service_info(self.nc, code, timeout=min(self.wait, 1.0))
+        if not infos:
+            self.report.add("discoverable ($SRV.INFO)", False, f"no service unstuck-{code} answers $SRV.INFO")
+            return infos
+        self.report.add("discoverable ($SRV.INFO)", True, f"{len(infos)} instance(s) of unstuck-{code}")
+        foreign = [
+            f"{ep.get('subject')} (queue {ep.get('queue_group')})"
+            for info in infos
+            for ep in info.get("endpoints") or []
+            if ep.get("subject") != subject or ep.get("queue_group", queue) != queue
+        ]
         has_own = all(
             any(ep.get("subject") == subject for ep in info.get("endpoints") or []) for info in infos
         )
-        report.add(
+        self.report.add(
             "endpoint is its own subject only",
             has_own and not foreign,
-            f"serves {subject} in queue {department_queue(code)}"
+            f"serves {subject} in queue {queue}"
             if has_own and not foreign
-            else f"expected {subject} in queue {department_queue(code)}; "
+            else f"expected {subject} in queue {queue}; "
             + (f"also serves {', '.join(foreign)}" if foreign else "it lists no such endpoint"),
         )
-    matters = _matters(infos)
+        return infos
 
-    # a valid reply for a request of each category
-    replies: list[Answer] = []
-    first: CoordinationRequest | None = None
-    first_answer: Answer | None = None
-    for i, category in enumerate(Category):
-        request = request_for(code, category, matters[i % len(matters)], tag, wait)
-        answer = await ask(nc, subject, request.model_dump_json().encode(), wait, code)
-        ok = (
-            answer.kind == "reply"
-            and answer.reply is not None
-            and answer.reply.request_id == request.request_id
-        )
-        detail = _describe(answer)
-        if answer.kind == "reply" and not ok:
-            detail = f"reply answers request_id {answer.reply.request_id if answer.reply else '?'}"
-        report.add(f"category {category.value} ({request.matter})", ok, detail)
-        if answer.kind == "reply":
-            replies.append(answer)
-        if ok and first is None:
-            first, first_answer = request, answer
+    async def categories(
+        self, matters: list[str]
+    ) -> tuple[list[Answer], CoordinationRequest | None, Answer | None]:
+        """A valid reply for a request of each category; returns the replies and the first valid one."""
+        replies: list[Answer] = []
+        first: CoordinationRequest | None = None
+        first_answer: Answer | None = None
+        for i, category in enumerate(Category):
+            request = request_for(self.code, category, matters[i % len(matters)], self.tag, self.wait)
+            answer = await ask(
+                self.nc, self.subject, request.model_dump_json().encode(), self.wait, self.code
+            )
+            ok = (
+                answer.kind == "reply"
+                and answer.reply is not None
+                and answer.reply.request_id == request.request_id
+            )
+            detail = _describe(answer)
+            if answer.kind == "reply" and not ok:
+                detail = f"reply answers request_id {answer.reply.request_id if answer.reply else '?'}"
+            self.report.add(f"category {category.value} ({request.matter})", ok, detail)
+            if answer.kind == "reply":
+                replies.append(answer)
+            if ok and first is None:
+                first, first_answer = request, answer
+        return replies, first, first_answer
 
-    # a repeated request_id (a retry by the broker) gets the same answer
-    if first is None or first_answer is None or first_answer.reply is None:
-        report.add("repeated request_id", False, "no valid reply to repeat")
-    else:
+    async def repeat(self, first: CoordinationRequest | None, first_answer: Answer | None) -> list[Answer]:
+        """A repeated request_id (a retry by the broker) gets the same answer."""
+        if first is None or first_answer is None or first_answer.reply is None:
+            self.report.add("repeated request_id", False, "no valid reply to repeat")
+            return []
         again = first.model_copy(
-            update={"attempt": 2, "reply_by": datetime.now(UTC) + timedelta(seconds=wait)}
+            update={"attempt": 2, "reply_by": datetime.now(UTC) + timedelta(seconds=self.wait)}
         )
-        answer = await ask(nc, subject, again.model_dump_json().encode(), wait, code)
+        answer = await ask(self.nc, self.subject, again.model_dump_json().encode(), self.wait, self.code)
         same = answer.kind == "reply" and answer.reply == first_answer.reply
-        report.add(
+        self.report.add(
             "repeated request_id",
             same,
             f"same {first_answer.reply.outcome.value} answer for {first.request_id}"
             if same
             else f"first {_describe(first_answer)}, then {_describe(answer)}",
         )
-        if answer.kind == "reply":
-            replies.append(answer)
+        return [answer] if answer.kind == "reply" else []
 
-    # every reply inside the department's reply timeout
-    if replies:
+    def timing(self, replies: list[Answer]) -> None:
+        """Every reply inside the department's reply timeout."""
+        if not replies:
+            self.report.add("replies inside the timeout", False, "no valid replies")
+            return
         slowest = max(a.seconds for a in replies)
-        report.add(
+        self.report.add(
             "replies inside the timeout",
-            slowest <= timeout_seconds,
-            f"slowest {slowest * 1000:.0f}ms of {len(replies)}, timeout {timeout_seconds:g}s",
+            slowest <= self.timeout_seconds,
+            f"slowest {slowest * 1000:.0f}ms of {len(replies)}, timeout {self.timeout_seconds:g}s",
         )
-    else:
-        report.add("replies inside the timeout", False, "no valid replies")
 
-    # malformed requests are answered with an error, and the adapter keeps answering
-    valid = json.loads(request_for(code, Category.HARD, matters[0], tag + "m", wait).model_dump_json())
-    valid.pop("request_id")
-    misrouted = request_for(code, Category.HARD, matters[0], tag + "x", wait, department=_other_code(code))
-    malformed: list[tuple[str, bytes]] = [
-        ("malformed: not JSON", b"{not json"),
-        ("malformed: no request_id", json.dumps(valid).encode()),
-        ("malformed: another department's request", misrouted.model_dump_json().encode()),
-    ]
-    for name, payload in malformed:
-        answer = await ask(nc, subject, payload, wait, code)
-        report.add(name, answer.kind == "error", _describe(answer))
-    survivor = request_for(code, Category.GUIDED, matters[0], tag + "s", wait)
-    answer = await ask(nc, subject, survivor.model_dump_json().encode(), wait, code)
-    report.add("survives malformed requests", answer.kind == "reply", _describe(answer))
+    async def malformed(self, matters: list[str]) -> None:
+        """Malformed requests are answered with an error, and the adapter keeps answering."""
+        code, tag, wait = self.code, self.tag, self.wait
+        valid = json.loads(request_for(code, Category.HARD, matters[0], tag + "m", wait).model_dump_json())
+        valid.pop("request_id")
+        misrouted = request_for(
+            code, Category.HARD, matters[0], tag + "x", wait, department=_other_code(code)
+        )
+        malformed: list[tuple[str, bytes]] = [
+            ("malformed: not JSON", b"{not json"),
+            ("malformed: no request_id", json.dumps(valid).encode()),
+            ("malformed: another department's request", misrouted.model_dump_json().encode()),
+        ]
+        for name, payload in malformed:
+            answer = await ask(self.nc, self.subject, payload, wait, code)
+            self.report.add(name, answer.kind == "error", _describe(answer))
+        survivor = request_for(code, Category.GUIDED, matters[0], tag + "s", wait)
+        answer = await ask(self.nc, self.subject, survivor.model_dump_json().encode(), wait, code)
+        self.report.add("survives malformed requests", answer.kind == "reply", _describe(answer))
 
-    # a request whose reply_by has passed is dropped (the broker has stopped waiting)
-    stale = request_for(
-        code, Category.HARD, matters[0], tag + "e", wait, reply_by=datetime.now(UTC) - timedelta(seconds=5)
-    )
-    answer = await ask(nc, subject, stale.model_dump_json().encode(), min(timeout_seconds, 0.5), code)
-    report.add(
-        "drops a request after reply_by",
-        answer.kind == "timeout",
-        "not answered" if answer.kind == "timeout" else f"answered: {_describe(answer)}",
-    )
+    async def stale(self, matters: list[str]) -> None:
+        """A request whose reply_by has passed is dropped (the broker has stopped waiting)."""
+        stale = request_for(
+            self.code,
+            Category.HARD,
+            matters[0],
+            self.tag + "e",
+            self.wait,
+            reply_by=datetime.now(UTC) - timedelta(seconds=5),
+        )
+        answer = await ask(
+            self.nc, self.subject, stale.model_dump_json().encode(), min(self.timeout_seconds, 0.5), self.code
+        )
+        self.report.add(
+            "drops a request after reply_by",
+            answer.kind == "timeout",
+            "not answered" if answer.kind == "timeout" else f"answered: {_describe(answer)}",
+        )
 
-    # nothing answered on other departments' subjects
-    other = _other_code(code)
-    probe = request_for(other, Category.HARD, matters[0], tag + "o", wait)
-    answer = await ask(nc, coordinate_subject(other), probe.model_dump_json().encode(), min(wait, 1.0))
-    report.add(
-        "silent on other departments' subjects",
-        answer.kind == "no_responders",
-        f"nobody answers {coordinate_subject(other)}"
-        if answer.kind == "no_responders"
-        else f"{coordinate_subject(other)} got {_describe(answer)}",
-    )
-    return report
+    async def silence(self, matters: list[str]) -> None:
+        """Nothing answered on other departments' subjects."""
+        other = _other_code(self.code)
+        probe = request_for(other, Category.HARD, matters[0], self.tag + "o", self.wait)
+        answer = await ask(
+            self.nc, coordinate_subject(other), probe.model_dump_json().encode(), min(self.wait, 1.0)
+        )
+        self.report.add(
+            "silent on other departments' subjects",
+            answer.kind == "no_responders",
+            f"nobody answers {coordinate_subject(other)}"
+            if answer.kind == "no_responders"
+            else f"{coordinate_subject(other)} got {_describe(answer)}",
+        )
 
 
 def _other_code(code: str) -> str:

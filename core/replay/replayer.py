@@ -530,51 +530,53 @@ class Replayer:
         if only is not None:
             names &= only
         for case_id in sorted(names):
-            finding = self.head_finding(case_id)
+            finding = head_finding(case_id, self.cases.get(case_id), self.heads.get(case_id))
             if finding is not None:
                 self._find(*finding)
         self.report.heads_checked = sum(1 for c in names if c in self.heads)
 
-    def head_finding(self, case_id: str) -> tuple[str, str, int | None, int | None, str] | None:
-        track = self.cases.get(case_id)
-        head = self.heads.get(case_id)
-        if head is None:
-            if track is None:
-                return None
-            return (
-                "head_missing",
-                case_id,
-                track.last_seq,
-                None,
-                f"no head recorded outside the stream for a case with {track.events} event(s)",
-            )
-        head_seq, head_hash, _ = head
-        last = track.last_seq if track else 0
-        if last < head_seq:
-            held = f"the stream holds seq 1-{last}" if last else "the stream holds no event of this case"
-            return (
-                "tail_missing",
-                case_id,
-                last + 1,
-                None,
-                f"the broker recorded head seq {head_seq}, but {held}: seq {last + 1}-{head_seq} cut off",
-            )
-        assert track is not None
-        if track.head_seen != head_hash:
-            seen = (track.head_seen or "none")[:12]
-            return (
-                "head_mismatch",
-                case_id,
-                head_seq,
-                None,
-                f"the broker recorded hash {head_hash[:12]}… at seq {head_seq}; the stream has {seen}…",
-            )
-        if last > head_seq:
-            return (
-                "untracked_tail",
-                case_id,
-                head_seq + 1,
-                None,
-                f"the stream has seq {head_seq + 1}-{last} after the recorded head seq {head_seq}",
-            )
-        return None
+
+def head_finding(
+    case_id: str, track: CaseReplay | None, head: Head | None
+) -> tuple[str, str, int | None, int | None, str] | None:
+    """What is wrong between a case's replayed tail and the head the broker recorded for it, or None."""
+    if head is None:
+        if track is None:
+            return None
+        return (
+            "head_missing",
+            case_id,
+            track.last_seq,
+            None,
+            f"no head recorded outside the stream for a case with {track.events} event(s)",
+        )
+    head_seq, head_hash, _ = head
+    last = track.last_seq if track else 0
+    if last < head_seq:
+        held = f"the stream holds seq 1-{last}" if last else "the stream holds no event of this case"
+        return (
+            "tail_missing",
+            case_id,
+            last + 1,
+            None,
+            f"the broker recorded head seq {head_seq}, but {held}: seq {last + 1}-{head_seq} cut off",
+        )
+    assert track is not None
+    if track.head_seen != head_hash:
+        seen = (track.head_seen or "none")[:12]
+        return (
+            "head_mismatch",
+            case_id,
+            head_seq,
+            None,
+            f"the broker recorded hash {head_hash[:12]}… at seq {head_seq}; the stream has {seen}…",
+        )
+    if last > head_seq:
+        return (
+            "untracked_tail",
+            case_id,
+            head_seq + 1,
+            None,
+            f"the stream has seq {head_seq + 1}-{last} after the recorded head seq {head_seq}",
+        )
+    return None
