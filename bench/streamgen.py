@@ -35,9 +35,8 @@ def _templates(department: str) -> dict[str, NewEvent]:
     due = date(2026, 11, 9)
     rid = REQUEST_PLACEHOLDER
     return {
-        "opened": NewEvent("case.opened", "w-bench", ev.CaseOpened.from_intake(intake)),
+        "opened": NewEvent("w-bench", ev.CaseOpened.from_intake(intake)),
         "classified": NewEvent(
-            "case.classified",
             "w-bench",
             ev.CaseClassified(
                 category=Category.HARD,
@@ -50,7 +49,6 @@ def _templates(department: str) -> dict[str, NewEvent]:
             ),
         ),
         "requested": NewEvent(
-            "coordination.requested",
             "system",
             ev.CoordinationRequested(
                 request_id=rid,
@@ -60,7 +58,6 @@ def _templates(department: str) -> dict[str, NewEvent]:
             ),
         ),
         "retried": NewEvent(
-            "coordination.retried",
             "system",
             ev.CoordinationRetried(
                 request_id=rid,
@@ -71,7 +68,6 @@ def _templates(department: str) -> dict[str, NewEvent]:
             ),
         ),
         "replied": NewEvent(
-            "coordination.replied",
             department,
             ev.CoordinationReplied(
                 request_id=rid,
@@ -83,7 +79,6 @@ def _templates(department: str) -> dict[str, NewEvent]:
             ),
         ),
         "resolved": NewEvent(
-            "case.resolved",
             "system",
             ev.CaseResolved(
                 outcome=Outcome.RESOLVED,
@@ -92,13 +87,12 @@ def _templates(department: str) -> dict[str, NewEvent]:
             ),
         ),
         "closed": NewEvent(
-            "case.closed",
             "w-bench",
             ev.CaseClosed(
                 outcome="resolved", explanation="已告知申請人辦理結果", closed_by="w-bench", on_time=True
             ),
         ),
-        "evaluated": NewEvent("case.evaluated", "applicant", ev.CaseEvaluated(rating="good", comment="滿意")),
+        "evaluated": NewEvent("applicant", ev.CaseEvaluated(rating="good", comment="滿意")),
     }
 
 

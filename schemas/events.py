@@ -271,6 +271,17 @@ EVENT_TYPES: dict[str, type[WireModel]] = {
     "accountability.recorded": AccountabilityRecorded,
 }
 
+_TYPE_OF_MODEL: dict[type[WireModel], str] = {model: name for name, model in EVENT_TYPES.items()}
+
+
+def event_type_of(payload: WireModel) -> str:
+    """The event type string of a payload, from ``EVENT_TYPES`` (the one table binding the two)."""
+    try:
+        return _TYPE_OF_MODEL[type(payload)]
+    except KeyError:
+        raise EventSchemaError(f"{type(payload).__name__} is not an event payload model") from None
+
+
 EVENT_LABELS: dict[str, tuple[str, str]] = {
     "case.opened": ("受理", "opened"),
     "case.classified": ("分類", "classified"),

@@ -68,7 +68,7 @@ def reply_command(
     request_id: str | None = None,
     max_bounces: int = 2,
     **fields: Any,
-) -> lc.Reply:
+) -> lc.RecordReply:
     c = next(
         c
         for c in state.coordinations.values()
@@ -88,7 +88,7 @@ def reply_command(
         handler="科室",
         **{**defaults, **fields},
     )
-    return lc.Reply(
+    return lc.RecordReply(
         reply=reply,
         attempt=1,
         today=OPENED.date(),
@@ -99,9 +99,11 @@ def reply_command(
     )
 
 
-def tick(state: lc.CaseState, today: date, at: datetime | None = None, period_hours: float = 24) -> lc.Tick:
+def tick(
+    state: lc.CaseState, today: date, at: datetime | None = None, period_hours: float = 24
+) -> lc.CheckDeadlines:
     at = at or datetime(today.year, today.month, today.day, 9, tzinfo=CHINA)
-    return lc.Tick(
+    return lc.CheckDeadlines(
         today=today,
         at=at,
         working_days_left=CAL.working_days_between(today, state.due_date),

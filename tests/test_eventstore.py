@@ -17,9 +17,7 @@ AT = datetime(2026, 9, 28, 1, 0, tzinfo=UTC)
 
 
 def owner_event(n: int) -> lc.NewEvent:
-    return lc.NewEvent(
-        "case.owner_assigned", "w-a", OwnerAssigned(owner=f"w-{n}", previous_owner="w-a", reason="r")
-    )
+    return lc.NewEvent("w-a", OwnerAssigned(owner=f"w-{n}", previous_owner="w-a", reason="r"))
 
 
 @pytest.fixture
@@ -95,7 +93,7 @@ async def test_two_writers_cannot_fork_a_case(store):
     await store.append(
         "DD-20260928-0003",
         ExpectedHead(1, first[0].hash, first[0].stream_seq),
-        [lc.NewEvent("case.overdue", "system", CaseOverdue(due_date="2026-10-10"))],
+        [lc.NewEvent("system", CaseOverdue(due_date="2026-10-10"))],
         AT,
     )
     assert [e.seq for e in await store.read_case("DD-20260928-0003")] == [1, 2]

@@ -48,7 +48,7 @@ from unstuck.broker import API_VERBS, Broker
 from unstuck.canonical import canonical_json, seal
 from unstuck.clock import SimulatedClock
 from unstuck.embedded import EmbeddedNats
-from unstuck.lifecycle import CaseState, Refused, Reply, decide
+from unstuck.lifecycle import CaseState, RecordReply, Refused, decide
 from unstuck.replay import verify_stream
 from unstuck.replyjudge import SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER, judge_reply
 from unstuck.schemas import CURRENT_VERSIONS, EVENT_TYPES, CoordinationReply, CoordinationRequest, api
@@ -417,7 +417,7 @@ def test_fuzzed_department_replies_never_crash_and_only_a_valid_answer_to_the_re
         assert reason == reply.outcome.value
         stats[f"accepted:{reason}"] += 1
         # and what the lifecycle makes of it is valid event data
-        command = Reply(
+        command = RecordReply(
             reply=reply,
             attempt=1,
             today=date(2026, 9, 28),

@@ -39,7 +39,7 @@ def test_case_opened_without_category_waits_in_intake():
     s, events = apply(body_state, lc.Open(intake=intake))
     assert types(events) == ["case.opened"]
     assert s.state == lc.INTAKE
-    s, events = apply(s, lc.Classify("w-zhang", classification("cannot")))
+    s, events = apply(s, lc.Classify(actor="w-zhang", classification=classification("cannot")))
     assert types(events) == ["case.classified", "coordination.requested"]
     assert s.state == lc.COORDINATING
 
@@ -47,7 +47,16 @@ def test_case_opened_without_category_waits_in_intake():
 def test_guided_case_is_not_coordinated_and_closes_when_guided_to_the_named_window():
     s = opened("05")
     assert s.state == lc.GUIDING and s.coordinations == {}
-    s, events = apply(s, lc.Guide("w-wang", CLERK, "市場監管局食品許可窗口", "帶平面圖去辦", OPENED.date()))
+    s, events = apply(
+        s,
+        lc.Guide(
+            actor="w-wang",
+            actor_rank=CLERK,
+            window="市場監管局食品許可窗口",
+            instructions="帶平面圖去辦",
+            today=OPENED.date(),
+        ),
+    )
     assert types(events) == ["case.guided", "case.closed"]
     assert s.state == lc.CLOSED and s.closing["outcome"] == "guided" and s.closing["on_time"] is True
 
@@ -55,7 +64,7 @@ def test_guided_case_is_not_coordinated_and_closes_when_guided_to_the_named_wind
 def test_reclassification_is_its_own_event_with_a_reason_and_moves_the_deadline():
     s = opened("02", category="cannot")
     assert s.due_date == date(2026, 10, 8)
-    s, events = apply(s, lc.Classify("w-li", classification("hard", ("scjg",))))
+    s, events = apply(s, lc.Classify(actor="w-li", classification=classification("hard", ("scjg",))))
     assert types(events) == ["case.reclassified"]
     assert s.category == "hard" and s.due_date == date(2026, 10, 10)
 
@@ -63,20 +72,32 @@ def test_reclassification_is_its_own_event_with_a_reason_and_moves_the_deadline(
 def test_reclassifying_to_the_same_category_is_refused():
     s = opened("02")
     with pytest.raises(lc.Refused, match="already classified hard"):
-        lc.decide(s, lc.Classify("w-li", classification("hard", ("scjg",))))
+        lc.decide(s, lc.Classify(actor="w-li", classification=classification("hard", ("scjg",))))
 
 
 def test_a_command_not_allowed_in_the_state_names_the_state_and_what_is_allowed():
     s = opened("05")
     with pytest.raises(lc.Refused) as exc:
-        lc.decide(s, lc.Evaluate("w-wang", "good", "", None, 1, date(2026, 9, 29)))
+        lc.decide(
+            s,
+            lc.Evaluate(
+                actor="w-wang",
+                rating="good",
+                comment="",
+                department_at_fault=None,
+                working_days=1,
+                due_date=date(2026, 9, 29),
+            ),
+        )
     message = str(exc.value)
     assert "is guiding" in message and "'evaluate' is not allowed" in message and "allowed: guide" in message
 
 
 def test_commands_on_a_case_that_does_not_exist_are_refused_as_not_found():
     with pytest.raises(lc.Refused) as exc:
-        lc.decide(lc.CaseState(case_id="NOPE-1"), lc.Handover("a", CLERK, "b", "r"))
+        lc.decide(
+            lc.CaseState(case_id="NOPE-1"), lc.Handover(actor="a", actor_rank=CLERK, owner="b", reason="r")
+        )
     assert exc.value.code == "not_found"
 
 
@@ -85,7 +106,7 @@ def test_commands_on_a_case_that_does_not_exist_are_refused_as_not_found():
 
 def test_handover_is_an_explicit_event_with_the_new_owner_and_the_reason():
     s = opened("01")
-    s, events = apply(s, lc.Handover("w-zhang", CLERK, "w-li", "輪休"))
+    s, events = apply(s, lc.Handover(actor="w-zhang", actor_rank=CLERK, owner="w-li", reason="輪休"))
     assert types(events) == ["case.owner_assigned"]
     assert s.owner == "w-li"
     assert events[0].data.previous_owner == "w-zhang"
@@ -94,8 +115,8 @@ def test_handover_is_an_explicit_event_with_the_new_owner_and_the_reason():
 def test_only_the_owner_or_a_leader_can_hand_over():
     s = opened("01")
     with pytest.raises(lc.Refused, match="only the owner"):
-        lc.decide(s, lc.Handover("w-li", CLERK, "w-wang", "我來"))
-    s, _ = apply(s, lc.Handover("leader-gao", LEADER, "w-wang", "調整分工"))
+        lc.decide(s, lc.Handover(actor="w-li", actor_rank=CLERK, owner="w-wang", reason="我來"))
+    s, _ = apply(s, lc.Handover(actor="leader-gao", actor_rank=LEADER, owner="w-wang", reason="調整分工"))
     assert s.owner == "w-wang"
 
 
@@ -104,16 +125,44 @@ def test_only_the_owner_or_a_leader_above_them_can_close():
     s, _ = apply(s, reply_command(s, "cannot"))
     assert s.state == lc.ANSWERED
     with pytest.raises(lc.Refused, match="only the owner"):
-        lc.decide(s, lc.Close("w-li", CLERK, "cannot", "說明", OPENED.date()))
-    s, events = apply(s, lc.Close("leader-gao", LEADER, "cannot", "已說明依據", OPENED.date()))
+        lc.decide(
+            s,
+            lc.Close(
+                actor="w-li", actor_rank=CLERK, outcome="cannot", explanation="說明", today=OPENED.date()
+            ),
+        )
+    s, events = apply(
+        s,
+        lc.Close(
+            actor="leader-gao",
+            actor_rank=LEADER,
+            outcome="cannot",
+            explanation="已說明依據",
+            today=OPENED.date(),
+        ),
+    )
     assert types(events) == ["case.closed"] and s.state == lc.CLOSED
 
 
 def test_closing_while_departments_still_owe_an_answer_is_refused_unless_withdrawn():
     s = opened("01")
     with pytest.raises(lc.Refused, match="still waits for chengguan"):
-        lc.decide(s, lc.Close("w-zhang", CLERK, "resolved", "x", OPENED.date()))
-    s, _ = apply(s, lc.Close("w-zhang", CLERK, "withdrawn", "申請人撤回", OPENED.date()))
+        lc.decide(
+            s,
+            lc.Close(
+                actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="x", today=OPENED.date()
+            ),
+        )
+    s, _ = apply(
+        s,
+        lc.Close(
+            actor="w-zhang",
+            actor_rank=CLERK,
+            outcome="withdrawn",
+            explanation="申請人撤回",
+            today=OPENED.date(),
+        ),
+    )
     assert s.state == lc.CLOSED
 
 
@@ -147,8 +196,8 @@ def test_after_the_configured_bounces_the_duty_leader_rules():
     assert events[1].data.audience == "duty_leader" and events[1].data.reason == "bounced"
     assert s.bounce_ruling_needed
     with pytest.raises(lc.Refused, match="duty leader"):
-        lc.decide(s, lc.RuleBounce("w-li", CLERK, "chengguan"))
-    s, events = apply(s, lc.RuleBounce("leader-gao", LEADER, "chengguan"))
+        lc.decide(s, lc.RuleBounce(actor="w-li", actor_rank=CLERK, department="chengguan"))
+    s, events = apply(s, lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="chengguan"))
     assert types(events) == ["case.bounce_ruled", "coordination.requested"]
     assert not s.bounce_ruling_needed
 
@@ -158,7 +207,9 @@ def test_a_reply_from_the_wrong_department_is_refused():
     command = reply_command(s, "resolved")
     wrong = command.reply.model_copy(update={"department": "scjg"})
     with pytest.raises(lc.Refused, match="came from scjg"):
-        lc.decide(s, lc.Reply(**{**{f: getattr(command, f) for f in command.__slots__}, "reply": wrong}))
+        lc.decide(
+            s, lc.RecordReply(**{**{f: getattr(command, f) for f in command.__slots__}, "reply": wrong})
+        )
 
 
 def test_a_reply_for_an_unknown_request_id_is_refused():
@@ -179,7 +230,12 @@ def test_accepted_answer_stops_retrying_but_keeps_the_case_coordinating():
 def test_stall_escalates_to_the_section_head_of_that_department():
     s = opened("01")
     rid = next(iter(s.coordinations))
-    s, events = apply(s, lc.Stall(rid, 3, "timeout", {"section_head": "市容科科長"}))
+    s, events = apply(
+        s,
+        lc.RecordStall(
+            request_id=rid, attempts=3, last_reason="timeout", chain={"section_head": "市容科科長"}
+        ),
+    )
     assert types(events) == ["coordination.stalled", "case.escalated"]
     assert events[1].data.role == "section_head" and events[1].data.target == "市容科科長"
     assert events[1].data.audience == "chengguan_section_head"
@@ -225,11 +281,20 @@ def test_at_the_deadline_the_case_is_overdue_and_climbs_one_level_per_period():
 def test_extension_requested_before_expiry_and_approved_by_a_leader_moves_the_due_date():
     s = opened("08")
     new_due = CAL.add_working_days(s.due_date, 3)
-    s, events = apply(s, lc.RequestExtension("w-zhang", 3, "等回函", date(2026, 10, 9), new_due))
+    s, events = apply(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang",
+            working_days=3,
+            reason="等回函",
+            today=date(2026, 10, 9),
+            proposed_due_date=new_due,
+        ),
+    )
     assert types(events) == ["case.extension_requested"]
     with pytest.raises(lc.Refused, match="approved by a leader"):
-        lc.decide(s, lc.ApproveExtension("w-zhang", CLERK))
-    s, events = apply(s, lc.ApproveExtension("leader-gao", LEADER))
+        lc.decide(s, lc.ApproveExtension(actor="w-zhang", actor_rank=CLERK))
+    s, events = apply(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER))
     assert types(events) == ["case.extended"]
     assert s.due_date == date(2026, 10, 14) and s.extension_days == 3
 
@@ -237,21 +302,53 @@ def test_extension_requested_before_expiry_and_approved_by_a_leader_moves_the_du
 def test_extension_after_expiry_is_refused():
     s = opened("08")
     with pytest.raises(lc.Refused, match="before expiry"):
-        lc.decide(s, lc.RequestExtension("w-zhang", 2, "晚了", date(2026, 10, 12), date(2026, 10, 14)))
+        lc.decide(
+            s,
+            lc.RequestExtension(
+                actor="w-zhang",
+                working_days=2,
+                reason="晚了",
+                today=date(2026, 10, 12),
+                proposed_due_date=date(2026, 10, 14),
+            ),
+        )
 
 
 def test_extensions_may_not_exceed_ten_working_days_in_total():
     s = opened("08")
-    s, _ = apply(s, lc.RequestExtension("w-zhang", 8, "省裡研究", date(2026, 10, 9), date(2026, 10, 22)))
-    s, _ = apply(s, lc.ApproveExtension("leader-gao", LEADER))
+    s, _ = apply(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang",
+            working_days=8,
+            reason="省裡研究",
+            today=date(2026, 10, 9),
+            proposed_due_date=date(2026, 10, 22),
+        ),
+    )
+    s, _ = apply(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER))
     with pytest.raises(lc.Refused, match="would total 11 working days"):
-        lc.decide(s, lc.RequestExtension("w-zhang", 3, "再延", date(2026, 10, 12), date(2026, 10, 27)))
+        lc.decide(
+            s,
+            lc.RequestExtension(
+                actor="w-zhang",
+                working_days=3,
+                reason="再延",
+                today=date(2026, 10, 12),
+                proposed_due_date=date(2026, 10, 27),
+            ),
+        )
 
 
 def test_closing_after_the_due_date_is_recorded_as_late():
     s = opened("01")
     s, _ = apply(s, reply_command(s, "cannot"))
-    s, events = apply(s, lc.Close("w-zhang", CLERK, "cannot", "說明", date(2026, 10, 9)))
+    s, events = apply(
+        s,
+        lc.Close(
+            actor="w-zhang", actor_rank=CLERK, outcome="cannot", explanation="說明", today=date(2026, 10, 9)
+        ),
+    )
     assert events[0].data.on_time is False
 
 
@@ -261,8 +358,21 @@ def test_closing_after_the_due_date_is_recorded_as_late():
 def test_bad_evaluation_attributed_to_the_department_reopens_the_case():
     s = opened("07")
     s, _ = apply(s, reply_command(s, "resolved"))
-    s, _ = apply(s, lc.Close("w-li", CLERK, "resolved", "已辦", OPENED.date()))
-    s, events = apply(s, lc.Evaluate("w-li", "bad", "表述不對", "scjg", 5, date(2026, 10, 10)))
+    s, _ = apply(
+        s,
+        lc.Close(actor="w-li", actor_rank=CLERK, outcome="resolved", explanation="已辦", today=OPENED.date()),
+    )
+    s, events = apply(
+        s,
+        lc.Evaluate(
+            actor="w-li",
+            rating="bad",
+            comment="表述不對",
+            department_at_fault="scjg",
+            working_days=5,
+            due_date=date(2026, 10, 10),
+        ),
+    )
     assert types(events) == ["case.evaluated", "case.reopened", "coordination.requested"]
     assert s.state == lc.COORDINATING and s.round == 2
     assert list(s.coordinations)[-1] == "DD-20260928-0001-c2"
@@ -271,26 +381,69 @@ def test_bad_evaluation_attributed_to_the_department_reopens_the_case():
 def test_bad_evaluation_not_attributed_to_a_department_ends_the_case():
     s = opened("07")
     s, _ = apply(s, reply_command(s, "resolved"))
-    s, _ = apply(s, lc.Close("w-li", CLERK, "resolved", "已辦", OPENED.date()))
-    s, events = apply(s, lc.Evaluate("w-li", "bad", "排隊太久", None, 5, date(2026, 10, 10)))
+    s, _ = apply(
+        s,
+        lc.Close(actor="w-li", actor_rank=CLERK, outcome="resolved", explanation="已辦", today=OPENED.date()),
+    )
+    s, events = apply(
+        s,
+        lc.Evaluate(
+            actor="w-li",
+            rating="bad",
+            comment="排隊太久",
+            department_at_fault=None,
+            working_days=5,
+            due_date=date(2026, 10, 10),
+        ),
+    )
     assert types(events) == ["case.evaluated"] and s.state == lc.EVALUATED
 
 
 def test_fault_attributed_to_a_department_never_asked_is_refused():
     s = opened("07")
     s, _ = apply(s, reply_command(s, "resolved"))
-    s, _ = apply(s, lc.Close("w-li", CLERK, "resolved", "已辦", OPENED.date()))
+    s, _ = apply(
+        s,
+        lc.Close(actor="w-li", actor_rank=CLERK, outcome="resolved", explanation="已辦", today=OPENED.date()),
+    )
     with pytest.raises(lc.Refused, match="was not asked"):
-        lc.decide(s, lc.Evaluate("w-li", "bad", "x", "renshe", 5, date(2026, 10, 10)))
+        lc.decide(
+            s,
+            lc.Evaluate(
+                actor="w-li",
+                rating="bad",
+                comment="x",
+                department_at_fault="renshe",
+                working_days=5,
+                due_date=date(2026, 10, 10),
+            ),
+        )
 
 
 def test_only_a_leader_can_order_a_reopening():
     s = opened("07")
     s, _ = apply(s, reply_command(s, "resolved"))
-    s, _ = apply(s, lc.Close("w-li", CLERK, "resolved", "已辦", OPENED.date()))
+    s, _ = apply(
+        s,
+        lc.Close(actor="w-li", actor_rank=CLERK, outcome="resolved", explanation="已辦", today=OPENED.date()),
+    )
     with pytest.raises(lc.Refused, match="only a leader"):
-        lc.decide(s, lc.Reopen("w-li", CLERK, "重辦", 5, date(2026, 10, 10)))
-    s, _ = apply(s, lc.Reopen("leader-gao", LEADER, "督查發現問題", 5, date(2026, 10, 10)))
+        lc.decide(
+            s,
+            lc.Reopen(
+                actor="w-li", actor_rank=CLERK, reason="重辦", working_days=5, due_date=date(2026, 10, 10)
+            ),
+        )
+    s, _ = apply(
+        s,
+        lc.Reopen(
+            actor="leader-gao",
+            actor_rank=LEADER,
+            reason="督查發現問題",
+            working_days=5,
+            due_date=date(2026, 10, 10),
+        ),
+    )
     assert s.state == lc.COORDINATING
 
 
@@ -310,7 +463,7 @@ def accountability() -> AccountabilityRecorded:
 
 def test_refused_case_records_who_refused_and_whether_fault_tolerance_applies():
     s = opened("03")
-    s, events = apply(s, lc.RecordAccountability("leader-gao", accountability()))
+    s, events = apply(s, lc.RecordAccountability(actor="leader-gao", data=accountability()))
     assert types(events) == ["accountability.recorded"]
     assert (
         s.accountability[0]["staff"] == "renshe-clerk-07" and s.accountability[0]["fault_tolerance"] is False
@@ -320,11 +473,42 @@ def test_refused_case_records_who_refused_and_whether_fault_tolerance_applies():
 def test_accountability_is_only_for_refused_cases():
     s = opened("01")
     with pytest.raises(lc.Refused, match="refused"):
-        lc.decide(s, lc.RecordAccountability("leader-gao", accountability()))
+        lc.decide(s, lc.RecordAccountability(actor="leader-gao", data=accountability()))
 
 
 def test_direct_escalation_lets_the_window_address_any_level():
     s = opened("01")
-    s, events = apply(s, lc.Escalate("leader-gao", "chengguan", 3, "請局長過問", {"director": "城管局局長"}))
+    s, events = apply(
+        s,
+        lc.Escalate(
+            actor="leader-gao",
+            department="chengguan",
+            level=3,
+            note="請局長過問",
+            chain={"director": "城管局局長"},
+        ),
+    )
     assert events[0].data.role == "director" and events[0].data.reason == "direct"
     assert events[0].data.target == "城管局局長"
+
+
+def test_the_lifecycle_imports_only_the_standard_library_and_the_schemas():
+    import ast
+    import sys
+    from pathlib import Path
+
+    for module in sorted((Path(__file__).resolve().parents[1] / "core" / "lifecycle").glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.partition(".")[0]
+                assert top in sys.stdlib_module_names or name.startswith("unstuck.schemas"), (
+                    module.name,
+                    name,
+                )
+                assert top != "logging", module.name

@@ -102,7 +102,14 @@ def cls(
     reason: str = "窗口分類",
 ) -> lc.Classification:
     days, due = DUE[category]
-    return lc.Classification(Category(category), reason, days, due, departments, duty_leader)
+    return lc.Classification(
+        category=Category(category),
+        reason=reason,
+        working_days=days,
+        due_date=due,
+        departments=departments,
+        duty_leader=duty_leader,
+    )
 
 
 def opened(category: str | None = "cannot", departments: tuple[str, ...] = ("chengguan",)) -> lc.CaseState:
@@ -122,8 +129,8 @@ def answer(
     max_bounces: int = 2,
     message: str = "答覆",
     **fields: object,
-) -> lc.Reply:
-    return lc.Reply(
+) -> lc.RecordReply:
+    return lc.RecordReply(
         reply=CoordinationReply(
             request_id=rid, department=dept, outcome=outcome, message=message, handler="科室", **fields
         ),
@@ -143,8 +150,8 @@ def tick(
     when: datetime | None = None,
     warn_at: tuple[int, ...] = (1, 0),
     hours: float = 24,
-) -> lc.Tick:
-    return lc.Tick(
+) -> lc.CheckDeadlines:
+    return lc.CheckDeadlines(
         today=today,
         at=when or datetime(today.year, today.month, today.day, 9, tzinfo=CHINA),
         working_days_left=left,
@@ -170,7 +177,6 @@ def requested(
     rid: str, dept: str, question: str = Q_CANNOT, deadline: date = OCT8, round_: int = 1, rerouted_from=None
 ) -> lc.NewEvent:
     return lc.NewEvent(
-        "coordination.requested",
         "system",
         ev.CoordinationRequested(
             request_id=rid,
@@ -187,7 +193,6 @@ def escalated(
     dept: str, level: int, role: str, target: str, reason: str, audience: str, note: str = "", actor="system"
 ) -> lc.NewEvent:
     return lc.NewEvent(
-        "case.escalated",
         actor,
         ev.CaseEscalated(
             department=dept,
@@ -205,7 +210,6 @@ def replied(
     rid: str, dept: str, outcome: str, actor: str | None = None, attempt: int = 1, recorded_by=None, **kw
 ) -> lc.NewEvent:
     return lc.NewEvent(
-        "coordination.replied",
         actor or dept,
         ev.CoordinationReplied(
             request_id=rid,
@@ -221,9 +225,7 @@ def replied(
 
 
 def resolved(outcome: str, summary: str, departments: list[str]) -> lc.NewEvent:
-    return lc.NewEvent(
-        "case.resolved", "system", ev.CaseResolved(outcome=outcome, summary=summary, departments=departments)
-    )
+    return lc.NewEvent("system", ev.CaseResolved(outcome=outcome, summary=summary, departments=departments))
 
 
 # --- the state's helpers and its serialisation --------------------------------------------------------
@@ -425,7 +427,7 @@ ALL_COORDINATING = "classify, handover, extend, approve_extension, record, escal
 ALL_ANSWERED = "classify, handover, extend, approve_extension, record, close, escalate, accountability, tick"
 ALL_CLOSED = "evaluate, reopen, accountability"
 ALL_EVALUATED = "reopen, accountability"
-GUIDE = lc.Guide("w-zhang", CLERK, "窗口", "說明", SEP29)
+GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instructions="說明", today=SEP29)
 
 
 @pytest.mark.parametrize(
@@ -433,23 +435,87 @@ GUIDE = lc.Guide("w-zhang", CLERK, "窗口", "說明", SEP29)
     [
         (lc.INTAKE, GUIDE, "guide", ALL_INTAKE),
         (lc.INTAKE, tick(SEP29, 0), "tick", ALL_INTAKE),
-        (lc.GUIDING, lc.Close("w-zhang", CLERK, "guided", "說明", SEP29), "close", ALL_GUIDING),
-        (lc.GUIDING, lc.AttemptFailed(C1, 1, "timeout"), "record", ALL_GUIDING),
+        (
+            lc.GUIDING,
+            lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="guided", explanation="說明", today=SEP29),
+            "close",
+            ALL_GUIDING,
+        ),
+        (
+            lc.GUIDING,
+            lc.RecordAttemptFailure(request_id=C1, attempt=1, reason="timeout"),
+            "record",
+            ALL_GUIDING,
+        ),
         (lc.COORDINATING, GUIDE, "guide", ALL_COORDINATING),
-        (lc.ANSWERED, lc.RuleBounce("leader-gao", LEADER, "scjg"), "rule_bounce", ALL_ANSWERED),
+        (
+            lc.ANSWERED,
+            lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="scjg"),
+            "rule_bounce",
+            ALL_ANSWERED,
+        ),
         (lc.CLOSED, tick(SEP29, 0), "tick", ALL_CLOSED),
-        (lc.CLOSED, lc.Stall(C1, 3, "timeout", {}), "record", ALL_CLOSED),
-        (lc.EVALUATED, lc.Evaluate("w-zhang", "good", "", None, 1, SEP29), "evaluate", ALL_EVALUATED),
+        (
+            lc.CLOSED,
+            lc.RecordStall(request_id=C1, attempts=3, last_reason="timeout", chain={}),
+            "record",
+            ALL_CLOSED,
+        ),
+        (
+            lc.EVALUATED,
+            lc.Evaluate(
+                actor="w-zhang",
+                rating="good",
+                comment="",
+                department_at_fault=None,
+                working_days=1,
+                due_date=SEP29,
+            ),
+            "evaluate",
+            ALL_EVALUATED,
+        ),
         (lc.EVALUATED, answer(C1, "chengguan", "resolved"), "record", ALL_EVALUATED),
-        (lc.EVALUATED, lc.Classify("w-zhang", cls("hard")), "classify", ALL_EVALUATED),
-        (lc.EVALUATED, lc.Handover("w-zhang", CLERK, "w-li", "輪休"), "handover", ALL_EVALUATED),
-        (lc.EVALUATED, lc.RequestExtension("w-zhang", 1, "r", SEP29, SEP30), "extend", ALL_EVALUATED),
-        (lc.EVALUATED, lc.ApproveExtension("leader-gao", LEADER), "approve_extension", ALL_EVALUATED),
-        (lc.EVALUATED, lc.Escalate("w-zhang", "scjg", 1, "", {}), "escalate", ALL_EVALUATED),
-        (lc.EVALUATED, lc.Close("w-zhang", CLERK, "resolved", "x", SEP29), "close", ALL_EVALUATED),
+        (lc.EVALUATED, lc.Classify(actor="w-zhang", classification=cls("hard")), "classify", ALL_EVALUATED),
+        (
+            lc.EVALUATED,
+            lc.Handover(actor="w-zhang", actor_rank=CLERK, owner="w-li", reason="輪休"),
+            "handover",
+            ALL_EVALUATED,
+        ),
+        (
+            lc.EVALUATED,
+            lc.RequestExtension(
+                actor="w-zhang", working_days=1, reason="r", today=SEP29, proposed_due_date=SEP30
+            ),
+            "extend",
+            ALL_EVALUATED,
+        ),
+        (
+            lc.EVALUATED,
+            lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER),
+            "approve_extension",
+            ALL_EVALUATED,
+        ),
+        (
+            lc.EVALUATED,
+            lc.Escalate(actor="w-zhang", department="scjg", level=1, note="", chain={}),
+            "escalate",
+            ALL_EVALUATED,
+        ),
+        (
+            lc.EVALUATED,
+            lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="x", today=SEP29),
+            "close",
+            ALL_EVALUATED,
+        ),
         (lc.EVALUATED, GUIDE, "guide", ALL_EVALUATED),
         (lc.EVALUATED, tick(SEP29, 0), "tick", ALL_EVALUATED),
-        (lc.EVALUATED, lc.RuleBounce("leader-gao", LEADER, "scjg"), "rule_bounce", ALL_EVALUATED),
+        (
+            lc.EVALUATED,
+            lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="scjg"),
+            "rule_bounce",
+            ALL_EVALUATED,
+        ),
     ],
 )
 def test_a_command_the_state_does_not_allow_is_refused_naming_the_state_and_what_is_allowed(
@@ -463,7 +529,7 @@ def test_a_command_the_state_does_not_allow_is_refused_naming_the_state_and_what
 def test_a_command_on_a_case_that_was_never_opened_is_refused_as_not_found():
     refused(
         lc.CaseState(case_id="DD-20260928-0099"),
-        lc.Handover("w-zhang", CLERK, "w-li", "輪休"),
+        lc.Handover(actor="w-zhang", actor_rank=CLERK, owner="w-li", reason="輪休"),
         "case DD-20260928-0099 does not exist",
         "case_id",
         "not_found",
@@ -508,7 +574,6 @@ def test_a_case_opened_with_a_category_is_classified_and_its_department_asked_at
     assert events[0].actor == "w-zhang" and events[0].data.model_dump(mode="json") == intake_json("cannot")
     assert events[1:] == [
         lc.NewEvent(
-            "case.classified",
             "w-zhang",
             ev.CaseClassified(
                 category=Category.CANNOT,
@@ -565,7 +630,6 @@ def test_a_guided_case_asks_no_department_and_has_no_duty_leader_even_when_the_s
     )
     assert events[1:] == [
         lc.NewEvent(
-            "case.classified",
             "w-zhang",
             ev.CaseClassified(
                 category=Category.GUIDED,
@@ -624,10 +688,11 @@ def test_the_question_names_the_category_even_when_the_intake_lacks_title_and_de
 
 def test_classifying_a_case_in_intake_asks_its_departments_as_the_classifier():
     s = opened(None)
-    s, events = step(s, lc.Classify("w-li", cls("hard", ("scjg", "chengguan"))), at(9, 28, 10))
+    s, events = step(
+        s, lc.Classify(actor="w-li", classification=cls("hard", ("scjg", "chengguan"))), at(9, 28, 10)
+    )
     assert events == [
         lc.NewEvent(
-            "case.classified",
             "w-li",
             ev.CaseClassified(
                 category=Category.HARD,
@@ -664,7 +729,7 @@ def test_classifying_a_case_in_intake_asks_its_departments_as_the_classifier():
 
 
 def test_classifying_a_case_in_intake_as_guided_sends_it_to_guiding():
-    s, events = step(opened(None), lc.Classify("w-li", cls("guided", ("scjg",))))
+    s, events = step(opened(None), lc.Classify(actor="w-li", classification=cls("guided", ("scjg",))))
     assert [e.type for e in events] == ["case.classified"]
     assert (s.state, s.category, s.mode, s.duty_leader, s.coordinations) == (
         lc.GUIDING,
@@ -678,7 +743,7 @@ def test_classifying_a_case_in_intake_as_guided_sends_it_to_guiding():
 def test_classifying_in_intake_without_a_department_is_refused():
     refused(
         opened(None),
-        lc.Classify("w-li", cls("cannot", ())),
+        lc.Classify(actor="w-li", classification=cls("cannot", ())),
         "a case that is not guided needs at least one department to coordinate with",
         "departments",
         "invalid_request",
@@ -688,7 +753,7 @@ def test_classifying_in_intake_without_a_department_is_refused():
 def test_reclassifying_to_the_same_category_is_refused():
     refused(
         opened("cannot"),
-        lc.Classify("w-li", cls("cannot")),
+        lc.Classify(actor="w-li", classification=cls("cannot")),
         f"case {CID} is already classified cannot",
         "category",
         "not_allowed",
@@ -701,10 +766,11 @@ def test_reclassifying_moves_the_deadline_and_clears_overdue_and_warnings_but_as
     s, _ = step(s, tick(OCT9, 0), at(10, 9))  # overdue, chengguan escalated
     assert s.overdue is True and s.warned == frozenset({1})
     before = s
-    s, events = step(s, lc.Classify("w-li", cls("hard", ("scjg",), reason="政策空白")), at(10, 9, 10))
+    s, events = step(
+        s, lc.Classify(actor="w-li", classification=cls("hard", ("scjg",), reason="政策空白")), at(10, 9, 10)
+    )
     assert events == [
         lc.NewEvent(
-            "case.reclassified",
             "w-li",
             ev.CaseReclassified(
                 previous=Category.CANNOT,
@@ -738,10 +804,9 @@ def test_reclassifying_moves_the_deadline_and_clears_overdue_and_warnings_but_as
 
 def test_reclassifying_a_guided_case_for_coordination_asks_the_departments_now():
     s = opened("guided")
-    s, events = step(s, lc.Classify("w-li", cls("hard", ("scjg",))))
+    s, events = step(s, lc.Classify(actor="w-li", classification=cls("hard", ("scjg",))))
     assert events == [
         lc.NewEvent(
-            "case.reclassified",
             "w-li",
             ev.CaseReclassified(
                 previous=Category.GUIDED,
@@ -766,7 +831,7 @@ def test_reclassifying_a_guided_case_for_coordination_asks_the_departments_now()
 def test_reclassifying_a_guided_case_for_coordination_without_departments_is_refused():
     refused(
         opened("guided"),
-        lc.Classify("w-li", cls("cannot", ())),
+        lc.Classify(actor="w-li", classification=cls("cannot", ())),
         "reclassifying out of guided needs departments to coordinate with",
         "departments",
         "not_allowed",
@@ -776,7 +841,7 @@ def test_reclassifying_a_guided_case_for_coordination_without_departments_is_ref
 def test_a_case_still_waiting_for_departments_cannot_become_guided():
     refused(
         opened("cannot"),
-        lc.Classify("w-li", cls("guided")),
+        lc.Classify(actor="w-li", classification=cls("guided")),
         f"case {CID} still waits for departments; it cannot become guided now",
         "category",
         "not_allowed",
@@ -787,10 +852,9 @@ def test_an_answered_case_can_become_guided():
     s = opened("cannot")
     s, _ = step(s, answer(C1, "chengguan", "resolved"))
     assert s.state == lc.ANSWERED
-    s, events = step(s, lc.Classify("w-li", cls("guided", ("scjg",))))
+    s, events = step(s, lc.Classify(actor="w-li", classification=cls("guided", ("scjg",))))
     assert events == [
         lc.NewEvent(
-            "case.reclassified",
             "w-li",
             ev.CaseReclassified(
                 previous=Category.CANNOT,
@@ -814,7 +878,7 @@ def test_a_coordinating_case_whose_only_request_bounced_can_become_guided():
     s = opened("cannot")
     s, _ = step(s, answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
     assert s.state == lc.COORDINATING and s.bounce_ruling_needed is True
-    s, events = step(s, lc.Classify("w-li", cls("guided")))
+    s, events = step(s, lc.Classify(actor="w-li", classification=cls("guided")))
     assert [e.type for e in events] == ["case.reclassified"]
     assert (s.state, s.mode) == (lc.GUIDING, "guide")
 
@@ -822,7 +886,7 @@ def test_a_coordinating_case_whose_only_request_bounced_can_become_guided():
 def test_an_answered_case_reclassified_for_coordination_stays_answered():
     s = opened("cannot")
     s, _ = step(s, answer(C1, "chengguan", "resolved"))
-    s, events = step(s, lc.Classify("w-li", cls("hard")))
+    s, events = step(s, lc.Classify(actor="w-li", classification=cls("hard")))
     assert [e.type for e in events] == ["case.reclassified"]
     assert (s.state, s.category, s.mode, s.due_date) == (lc.ANSWERED, "hard", "coordinate", OCT10)
 
@@ -831,10 +895,13 @@ def test_an_answered_case_reclassified_for_coordination_stays_answered():
 
 
 def test_the_owner_hands_the_case_over_with_a_reason():
-    s, events = step(opened("cannot"), lc.Handover("w-zhang", CLERK, "w-li", "輪休"), at(9, 28, 11))
+    s, events = step(
+        opened("cannot"),
+        lc.Handover(actor="w-zhang", actor_rank=CLERK, owner="w-li", reason="輪休"),
+        at(9, 28, 11),
+    )
     assert events == [
         lc.NewEvent(
-            "case.owner_assigned",
             "w-zhang",
             ev.OwnerAssigned(owner="w-li", previous_owner="w-zhang", reason="輪休"),
         )
@@ -843,10 +910,12 @@ def test_the_owner_hands_the_case_over_with_a_reason():
 
 
 def test_a_leader_who_does_not_own_the_case_may_hand_it_over():
-    s, events = step(opened("cannot"), lc.Handover("leader-gao", LEADER, "w-wang", "調整分工"))
+    s, events = step(
+        opened("cannot"),
+        lc.Handover(actor="leader-gao", actor_rank=LEADER, owner="w-wang", reason="調整分工"),
+    )
     assert events == [
         lc.NewEvent(
-            "case.owner_assigned",
             "leader-gao",
             ev.OwnerAssigned(owner="w-wang", previous_owner="w-zhang", reason="調整分工"),
         )
@@ -858,7 +927,7 @@ def test_a_leader_who_does_not_own_the_case_may_hand_it_over():
 def test_someone_below_a_leader_who_does_not_own_the_case_cannot_hand_it_over(rank):
     refused(
         opened("cannot"),
-        lc.Handover("w-li", rank, "w-wang", "我來"),
+        lc.Handover(actor="w-li", actor_rank=rank, owner="w-wang", reason="我來"),
         f"only the owner (w-zhang) or a leader can hand case {CID} over",
         "actor",
         "not_allowed",
@@ -868,7 +937,7 @@ def test_someone_below_a_leader_who_does_not_own_the_case_cannot_hand_it_over(ra
 def test_handing_a_case_to_its_owner_is_refused():
     refused(
         opened("cannot"),
-        lc.Handover("leader-gao", LEADER, "w-zhang", "再交"),
+        lc.Handover(actor="leader-gao", actor_rank=LEADER, owner="w-zhang", reason="再交"),
         f"w-zhang already owns case {CID}",
         "owner",
         "not_allowed",
@@ -879,10 +948,13 @@ def test_handing_a_case_to_its_owner_is_refused():
 
 
 def test_a_failed_attempt_is_recorded_with_its_reason_and_a_detail_cut_at_500_characters():
-    s, events = step(opened("cannot"), lc.AttemptFailed(C1, 2, "no_responders", "詳" * 600), at(9, 28, 10))
+    s, events = step(
+        opened("cannot"),
+        lc.RecordAttemptFailure(request_id=C1, attempt=2, reason="no_responders", detail="詳" * 600),
+        at(9, 28, 10),
+    )
     assert events == [
         lc.NewEvent(
-            "coordination.retried",
             "system",
             ev.CoordinationRetried(
                 request_id=C1, department="chengguan", attempt=2, reason="no_responders", detail="詳" * 500
@@ -896,7 +968,7 @@ def test_a_failed_attempt_is_recorded_with_its_reason_and_a_detail_cut_at_500_ch
 
 
 def test_a_failed_attempt_without_detail_records_an_empty_detail():
-    _, events = step(opened("cannot"), lc.AttemptFailed(C1, 1, "timeout"))
+    _, events = step(opened("cannot"), lc.RecordAttemptFailure(request_id=C1, attempt=1, reason="timeout"))
     assert events[0].data == ev.CoordinationRetried(
         request_id=C1, department="chengguan", attempt=1, reason="timeout", detail=""
     )
@@ -905,14 +977,14 @@ def test_a_failed_attempt_without_detail_records_an_empty_detail():
 def test_an_attempt_or_a_stall_on_an_unknown_request_is_not_found():
     refused(
         opened("cannot"),
-        lc.AttemptFailed(f"{CID}-c9", 1, "timeout"),
+        lc.RecordAttemptFailure(request_id=f"{CID}-c9", attempt=1, reason="timeout"),
         f"request_id '{CID}-c9' is not a coordination of case {CID}",
         "request_id",
         "not_found",
     )
     refused(
         opened("cannot"),
-        lc.Stall(f"{CID}-c9", 3, "timeout", {}),
+        lc.RecordStall(request_id=f"{CID}-c9", attempts=3, last_reason="timeout", chain={}),
         f"request_id '{CID}-c9' is not a coordination of case {CID}",
         "request_id",
         "not_found",
@@ -924,14 +996,14 @@ def test_an_attempt_on_a_request_already_answered_is_a_conflict():
     s, _ = step(s, answer(C2, "chengguan", "accepted", expected_date=OCT9))
     refused(
         s,
-        lc.AttemptFailed(C2, 2, "timeout"),
+        lc.RecordAttemptFailure(request_id=C2, attempt=2, reason="timeout"),
         f"request {C2} to chengguan is already answered",
         "request_id",
         "conflict",
     )
     refused(
         s,
-        lc.Stall(C2, 3, "timeout", {}),
+        lc.RecordStall(request_id=C2, attempts=3, last_reason="timeout", chain={}),
         f"request {C2} to chengguan is already answered",
         "request_id",
         "conflict",
@@ -939,10 +1011,13 @@ def test_an_attempt_on_a_request_already_answered_is_a_conflict():
 
 
 def test_a_stall_marks_the_request_and_escalates_its_department_to_the_section_head():
-    s, events = step(opened("cannot"), lc.Stall(C1, 3, "timeout", CHAINS["chengguan"]), at(9, 28, 12))
+    s, events = step(
+        opened("cannot"),
+        lc.RecordStall(request_id=C1, attempts=3, last_reason="timeout", chain=CHAINS["chengguan"]),
+        at(9, 28, 12),
+    )
     assert events == [
         lc.NewEvent(
-            "coordination.stalled",
             "system",
             ev.CoordinationStalled(request_id=C1, department="chengguan", attempts=3, last_reason="timeout"),
         ),
@@ -956,9 +1031,9 @@ def test_a_stall_marks_the_request_and_escalates_its_department_to_the_section_h
 
 
 def test_a_stalled_request_can_still_fail_an_attempt_but_stalls_only_once():
-    s, _ = step(opened("cannot"), lc.Stall(C1, 3, "timeout", {}))
-    assert lc.decide(s, lc.Stall(C1, 4, "timeout", {})) == []
-    s, events = step(s, lc.AttemptFailed(C1, 4, "error", "500"))
+    s, _ = step(opened("cannot"), lc.RecordStall(request_id=C1, attempts=3, last_reason="timeout", chain={}))
+    assert lc.decide(s, lc.RecordStall(request_id=C1, attempts=4, last_reason="timeout", chain={})) == []
+    s, events = step(s, lc.RecordAttemptFailure(request_id=C1, attempt=4, reason="error", detail="500"))
     assert [e.type for e in events] == ["coordination.retried"]
     assert s.coordinations[C1] == coordination(
         C1, "chengguan", status="stalled", attempts=4, last_reason="error"
@@ -967,18 +1042,25 @@ def test_a_stalled_request_can_still_fail_an_attempt_but_stalls_only_once():
 
 def test_a_stall_climbs_one_level_above_where_the_department_already_is_up_to_the_director():
     s, _ = step(
-        opened("cannot", ("chengguan", "scjg")), lc.Escalate("w-zhang", "scjg", 2, "請分管領導過問", {})
+        opened("cannot", ("chengguan", "scjg")),
+        lc.Escalate(actor="w-zhang", department="scjg", level=2, note="請分管領導過問", chain={}),
     )
-    _, events = step(s, lc.Stall(C2, 3, "timeout", {}))
+    _, events = step(s, lc.RecordStall(request_id=C2, attempts=3, last_reason="timeout", chain={}))
     assert events[1] == escalated("scjg", 3, "director", "scjg director", "stalled", "scjg_director")
-    s, _ = step(s, lc.Escalate("w-zhang", "chengguan", 3, "請局長過問", {}))
-    _, events = step(s, lc.Stall(C1, 3, "timeout", CHAINS["chengguan"]))
+    s, _ = step(s, lc.Escalate(actor="w-zhang", department="chengguan", level=3, note="請局長過問", chain={}))
+    _, events = step(
+        s, lc.RecordStall(request_id=C1, attempts=3, last_reason="timeout", chain=CHAINS["chengguan"])
+    )
     assert events[1] == escalated("chengguan", 3, "director", "城管局局長", "stalled", "chengguan_director")
 
 
 def test_a_stall_after_a_direct_escalation_to_the_section_head_goes_to_the_leader_in_charge():
-    s, _ = step(opened("cannot"), lc.Escalate("w-zhang", "chengguan", 1, "", {}))
-    _, events = step(s, lc.Stall(C1, 3, "timeout", CHAINS["chengguan"]))
+    s, _ = step(
+        opened("cannot"), lc.Escalate(actor="w-zhang", department="chengguan", level=1, note="", chain={})
+    )
+    _, events = step(
+        s, lc.RecordStall(request_id=C1, attempts=3, last_reason="timeout", chain=CHAINS["chengguan"])
+    )
     assert events[1] == escalated(
         "chengguan", 2, "leader_in_charge", "分管副局長", "stalled", "chengguan_leader_in_charge"
     )
@@ -1018,7 +1100,6 @@ def test_cannot_asks_the_higher_department_to_review_and_answers_the_case():
     assert events == [
         replied(C1, "chengguan", "cannot", legal_basis="城市容貌標準第5條"),
         lc.NewEvent(
-            "case.review_requested",
             "system",
             ev.ReviewRequested(
                 department="chengguan",
@@ -1229,7 +1310,7 @@ def test_without_a_named_duty_leader_the_bounce_goes_to_the_duty_leader_post():
 
 def test_a_department_the_duty_leader_ruled_on_that_bounces_again_goes_back_to_the_duty_leader():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
-    s, _ = step(s, lc.RuleBounce("leader-gao", LEADER, "scjg"))
+    s, _ = step(s, lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="scjg"))
     assert s.ruled_department == "scjg"
     # far below the limit, but the ruling named scjg
     s, events = step(s, answer(C2, "scjg", "not_ours", belongs_to="renshe", max_bounces=10))
@@ -1247,7 +1328,7 @@ def test_a_department_the_duty_leader_ruled_on_that_bounces_again_goes_back_to_t
 
 def test_a_department_not_ruled_on_that_bounces_below_the_limit_is_rerouted():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
-    s, _ = step(s, lc.RuleBounce("leader-gao", LEADER, "scjg"))
+    s, _ = step(s, lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="scjg"))
     s, _ = step(s, answer(C2, "scjg", "accepted", expected_date=OCT9))
     s = lc.evolve(
         s,
@@ -1283,8 +1364,15 @@ def test_a_bounce_to_an_unknown_department_asks_the_duty_leader_to_rule():
 
 def test_an_old_rounds_late_answer_does_not_answer_the_case_again():
     s = opened("cannot")
-    s, _ = step(s, lc.Close("w-zhang", CLERK, "withdrawn", "申請人撤回", SEP29))
-    s, _ = step(s, lc.Reopen("leader-gao", LEADER, "領導督辦", 3, OCT9))
+    s, _ = step(
+        s,
+        lc.Close(
+            actor="w-zhang", actor_rank=CLERK, outcome="withdrawn", explanation="申請人撤回", today=SEP29
+        ),
+    )
+    s, _ = step(
+        s, lc.Reopen(actor="leader-gao", actor_rank=LEADER, reason="領導督辦", working_days=3, due_date=OCT9)
+    )
     s, _ = step(s, answer(C2, "chengguan", "resolved"))
     assert s.state == lc.ANSWERED and s.round == 2
     # the first round's request still awaits its answer; it arrives now
@@ -1299,7 +1387,7 @@ def test_an_old_rounds_late_answer_does_not_answer_the_case_again():
 def test_no_ruling_without_a_bounce_waiting_for_one():
     refused(
         opened("cannot"),
-        lc.RuleBounce("leader-gao", LEADER, "scjg"),
+        lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="scjg"),
         f"case {CID} has no bounce waiting for a ruling",
         "case_id",
         "not_allowed",
@@ -1311,7 +1399,7 @@ def test_only_the_duty_leader_or_a_leader_rules_on_a_bounce(rank):
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
     refused(
         s,
-        lc.RuleBounce("w-li", rank, "scjg"),
+        lc.RuleBounce(actor="w-li", actor_rank=rank, department="scjg"),
         "only the window's duty leader rules on a bounced case",
         "actor",
         "not_allowed",
@@ -1320,10 +1408,9 @@ def test_only_the_duty_leader_or_a_leader_rules_on_a_bounce(rank):
 
 def test_the_duty_leader_rules_even_without_a_leaders_rank_and_the_named_department_is_asked():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
-    s, events = step(s, lc.RuleBounce("leader-gao", CLERK, "renshe"), at(9, 30))
+    s, events = step(s, lc.RuleBounce(actor="leader-gao", actor_rank=CLERK, department="renshe"), at(9, 30))
     assert events == [
         lc.NewEvent(
-            "case.bounce_ruled",
             "leader-gao",
             ev.BounceRuled(department="renshe", ruled_by="leader-gao", bounces=1),
         ),
@@ -1335,9 +1422,8 @@ def test_the_duty_leader_rules_even_without_a_leaders_rank_and_the_named_departm
 
 def test_a_leader_who_is_not_the_duty_leader_may_rule():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
-    _, events = step(s, lc.RuleBounce("director-ma", LEADER, "scjg"))
+    _, events = step(s, lc.RuleBounce(actor="director-ma", actor_rank=LEADER, department="scjg"))
     assert events[0] == lc.NewEvent(
-        "case.bounce_ruled",
         "director-ma",
         ev.BounceRuled(department="scjg", ruled_by="director-ma", bounces=1),
     )
@@ -1355,15 +1441,11 @@ def test_warnings_come_one_working_day_before_and_on_the_due_day_once_each():
     s = opened("hard")  # due Sat 10 Oct, a make-up working day
     assert lc.decide(s, tick(OCT8, 2)) == []
     s, events = step(s, tick(OCT9, 1), at(10, 9))
-    assert events == [
-        lc.NewEvent("case.deadline_warned", "system", ev.DeadlineWarned(due_date=OCT10, working_days_left=1))
-    ]
+    assert events == [lc.NewEvent("system", ev.DeadlineWarned(due_date=OCT10, working_days_left=1))]
     assert s.warned == frozenset({1})
     assert lc.decide(s, tick(OCT9, 1, at(10, 9, 15))) == []
     s, events = step(s, tick(OCT10, 0), at(10, 10))
-    assert events == [
-        lc.NewEvent("case.deadline_warned", "system", ev.DeadlineWarned(due_date=OCT10, working_days_left=0))
-    ]
+    assert events == [lc.NewEvent("system", ev.DeadlineWarned(due_date=OCT10, working_days_left=0))]
     assert s.warned == frozenset({1, 0})
     assert lc.decide(s, tick(OCT10, 0, at(10, 10, 15))) == []
 
@@ -1393,10 +1475,10 @@ def test_a_warning_point_further_than_the_days_left_does_not_warn_yet():
 
 def test_the_day_after_the_due_date_the_case_is_overdue_and_each_waiting_department_escalated():
     s = opened("hard", ("scjg", "chengguan"))
-    s, _ = step(s, lc.Escalate("w-li", "scjg", 2, "", {}), at(10, 9))
+    s, _ = step(s, lc.Escalate(actor="w-li", department="scjg", level=2, note="", chain={}), at(10, 9))
     s, events = step(s, tick(OCT11, 0), at(10, 11))
     assert events == [
-        lc.NewEvent("case.overdue", "system", ev.CaseOverdue(due_date=OCT10)),
+        lc.NewEvent("system", ev.CaseOverdue(due_date=OCT10)),
         escalated("chengguan", 1, "section_head", "市容科科長", "overdue", "chengguan_section_head"),
         escalated("scjg", 3, "director", "scjg director", "overdue", "scjg_director"),
     ]
@@ -1406,7 +1488,7 @@ def test_the_day_after_the_due_date_the_case_is_overdue_and_each_waiting_departm
 
 def test_an_overdue_department_already_at_the_director_stays_there():
     s = opened("hard")
-    s, _ = step(s, lc.Escalate("w-li", "chengguan", 3, "", {}))
+    s, _ = step(s, lc.Escalate(actor="w-li", department="chengguan", level=3, note="", chain={}))
     _, events = step(s, tick(OCT11, 0))
     assert events[1] == escalated("chengguan", 3, "director", "城管局局長", "overdue", "chengguan_director")
 
@@ -1417,7 +1499,7 @@ def test_an_overdue_case_no_department_owes_escalates_the_window_itself():
     assert s.state == lc.ANSWERED
     s, events = step(s, tick(OCT12, 0), at(10, 12))
     assert events == [
-        lc.NewEvent("case.overdue", "system", ev.CaseOverdue(due_date=OCT10)),
+        lc.NewEvent("system", ev.CaseOverdue(due_date=OCT10)),
         escalated("window", 1, "section_head", "窗口科長", "overdue", "window_section_head"),
     ]
     assert s.escalations == {"window": (1, at(10, 12))}
@@ -1458,8 +1540,14 @@ def test_the_escalation_period_comes_from_the_settings():
 
 def test_a_stalled_department_climbs_per_period_while_the_case_is_not_overdue():
     s = opened("hard", ("scjg", "chengguan"))
-    s, _ = step(s, lc.Stall(C2, 3, "timeout", CHAINS["chengguan"]), at(9, 29))
-    s, _ = step(s, lc.Escalate("w-li", "scjg", 1, "", {}), at(9, 29))  # scjg is pending, not stalled
+    s, _ = step(
+        s,
+        lc.RecordStall(request_id=C2, attempts=3, last_reason="timeout", chain=CHAINS["chengguan"]),
+        at(9, 29),
+    )
+    s, _ = step(
+        s, lc.Escalate(actor="w-li", department="scjg", level=1, note="", chain={}), at(9, 29)
+    )  # scjg is pending, not stalled
     _, events = step(s, tick(SEP30, 4, at(9, 30)))
     assert events == [
         escalated("chengguan", 2, "leader_in_charge", "分管副局長", "stalled", "chengguan_leader_in_charge")
@@ -1503,7 +1591,7 @@ def test_a_stalled_department_without_an_escalation_does_not_stop_the_others_cli
 
 def test_once_overdue_the_departments_owing_an_answer_climb_as_overdue_even_when_stalled():
     s = opened("hard")
-    s, _ = step(s, lc.Stall(C1, 3, "timeout", {}), at(10, 9))
+    s, _ = step(s, lc.RecordStall(request_id=C1, attempts=3, last_reason="timeout", chain={}), at(10, 9))
     s, events = step(s, tick(OCT11, 0), at(10, 11))
     assert events[1] == escalated(
         "chengguan", 2, "leader_in_charge", "分管副局長", "overdue", "chengguan_leader_in_charge"
@@ -1537,20 +1625,24 @@ def test_an_overdue_case_whose_departments_answered_climbs_at_the_window():
 
 def test_an_extension_is_requested_before_expiry_and_a_leader_approves_the_proposed_date():
     s = opened("hard")
-    s, events = step(s, lc.RequestExtension("w-zhang", 3, "等省廳回函", OCT10, OCT14), at(10, 10))
+    s, events = step(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang", working_days=3, reason="等省廳回函", today=OCT10, proposed_due_date=OCT14
+        ),
+        at(10, 10),
+    )
     assert events == [
         lc.NewEvent(
-            "case.extension_requested",
             "w-zhang",
             ev.ExtensionRequested(working_days=3, reason="等省廳回函", proposed_due_date=OCT14),
         )
     ]
     assert s.pending_extension == {"working_days": 3, "reason": "等省廳回函", "proposed_due_date": OCT14}
     assert s.due_date == OCT10
-    s, events = step(s, lc.ApproveExtension("leader-gao", LEADER), at(10, 10, 11))
+    s, events = step(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER), at(10, 10, 11))
     assert events == [
         lc.NewEvent(
-            "case.extended",
             "leader-gao",
             ev.CaseExtended(working_days=3, due_date=OCT14, approved_by="leader-gao", total_extension_days=3),
         )
@@ -1560,8 +1652,13 @@ def test_an_extension_is_requested_before_expiry_and_a_leader_approves_the_propo
 
 def test_an_approval_may_carry_the_due_date_as_it_stands_now():
     s = opened("hard")
-    s, _ = step(s, lc.RequestExtension("w-zhang", 2, "等回函", OCT9, OCT13))
-    _, events = step(s, lc.ApproveExtension("leader-gao", LEADER, due_date=OCT14))
+    s, _ = step(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang", working_days=2, reason="等回函", today=OCT9, proposed_due_date=OCT13
+        ),
+    )
+    _, events = step(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER, due_date=OCT14))
     assert events[0].data == ev.CaseExtended(
         working_days=2, due_date=OCT14, approved_by="leader-gao", total_extension_days=2
     )
@@ -1569,13 +1666,27 @@ def test_an_approval_may_carry_the_due_date_as_it_stands_now():
 
 def test_extensions_add_up_and_may_reach_exactly_the_maximum():
     s = opened("hard")
-    s, _ = step(s, lc.RequestExtension("w-zhang", 8, "省裡研究", OCT9, date(2026, 10, 22)))
-    s, _ = step(s, lc.ApproveExtension("leader-gao", LEADER))
-    s, events = step(s, lc.RequestExtension("w-zhang", 2, "再延", OCT12, date(2026, 10, 26)))
+    s, _ = step(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang",
+            working_days=8,
+            reason="省裡研究",
+            today=OCT9,
+            proposed_due_date=date(2026, 10, 22),
+        ),
+    )
+    s, _ = step(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER))
+    s, events = step(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang", working_days=2, reason="再延", today=OCT12, proposed_due_date=date(2026, 10, 26)
+        ),
+    )
     assert events[0].data == ev.ExtensionRequested(
         working_days=2, reason="再延", proposed_due_date=date(2026, 10, 26)
     )
-    s, events = step(s, lc.ApproveExtension("director-ma", 3))
+    s, events = step(s, lc.ApproveExtension(actor="director-ma", actor_rank=3))
     assert events[0].data == ev.CaseExtended(
         working_days=2, due_date=date(2026, 10, 26), approved_by="director-ma", total_extension_days=10
     )
@@ -1584,18 +1695,36 @@ def test_extensions_add_up_and_may_reach_exactly_the_maximum():
 
 def test_extensions_beyond_the_maximum_are_refused():
     s = opened("hard")
-    s, _ = step(s, lc.RequestExtension("w-zhang", 8, "省裡研究", OCT9, date(2026, 10, 22)))
-    s, _ = step(s, lc.ApproveExtension("leader-gao", LEADER))
+    s, _ = step(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang",
+            working_days=8,
+            reason="省裡研究",
+            today=OCT9,
+            proposed_due_date=date(2026, 10, 22),
+        ),
+    )
+    s, _ = step(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER))
     refused(
         s,
-        lc.RequestExtension("w-zhang", 3, "再延", OCT12, date(2026, 10, 27)),
+        lc.RequestExtension(
+            actor="w-zhang", working_days=3, reason="再延", today=OCT12, proposed_due_date=date(2026, 10, 27)
+        ),
         f"extensions of case {CID} would total 11 working days; at most 10 (already 8)",
         "working_days",
         "not_allowed",
     )
     refused(
         opened("hard"),
-        lc.RequestExtension("w-zhang", 6, "再延", OCT9, date(2026, 10, 19), max_total=5),
+        lc.RequestExtension(
+            actor="w-zhang",
+            working_days=6,
+            reason="再延",
+            today=OCT9,
+            proposed_due_date=date(2026, 10, 19),
+            max_total=5,
+        ),
         f"extensions of case {CID} would total 6 working days; at most 5 (already 0)",
         "working_days",
         "not_allowed",
@@ -1604,12 +1733,20 @@ def test_extensions_beyond_the_maximum_are_refused():
 
 def test_an_extension_may_be_asked_on_the_due_day_but_not_after():
     s = opened("hard")
-    assert [e.type for e in lc.decide(s, lc.RequestExtension("w-zhang", 1, "r", OCT10, OCT12))] == [
-        "case.extension_requested"
-    ]
+    assert [
+        e.type
+        for e in lc.decide(
+            s,
+            lc.RequestExtension(
+                actor="w-zhang", working_days=1, reason="r", today=OCT10, proposed_due_date=OCT12
+            ),
+        )
+    ] == ["case.extension_requested"]
     refused(
         s,
-        lc.RequestExtension("w-zhang", 1, "r", OCT11, OCT13),
+        lc.RequestExtension(
+            actor="w-zhang", working_days=1, reason="r", today=OCT11, proposed_due_date=OCT13
+        ),
         f"case {CID} is past its deadline 2026-10-10: an extension must be requested before expiry",
         "working_days",
         "not_allowed",
@@ -1620,7 +1757,9 @@ def test_an_extension_without_a_due_date_is_refused():
     s = lc.CaseState(case_id=CID, seq=2, state=lc.GUIDING, category="guided")
     refused(
         s,
-        lc.RequestExtension("w-zhang", 1, "r", SEP29, SEP30),
+        lc.RequestExtension(
+            actor="w-zhang", working_days=1, reason="r", today=SEP29, proposed_due_date=SEP30
+        ),
         f"case {CID} is past its deadline None: an extension must be requested before expiry",
         "working_days",
         "not_allowed",
@@ -1628,10 +1767,13 @@ def test_an_extension_without_a_due_date_is_refused():
 
 
 def test_only_one_extension_waits_at_a_time():
-    s, _ = step(opened("hard"), lc.RequestExtension("w-zhang", 1, "r", OCT9, OCT12))
+    s, _ = step(
+        opened("hard"),
+        lc.RequestExtension(actor="w-zhang", working_days=1, reason="r", today=OCT9, proposed_due_date=OCT12),
+    )
     refused(
         s,
-        lc.RequestExtension("w-zhang", 1, "r", OCT9, OCT12),
+        lc.RequestExtension(actor="w-zhang", working_days=1, reason="r", today=OCT9, proposed_due_date=OCT12),
         f"case {CID} already has an extension waiting for approval",
         None,
         "not_allowed",
@@ -1641,7 +1783,7 @@ def test_only_one_extension_waits_at_a_time():
 def test_approving_with_nothing_waiting_is_refused():
     refused(
         opened("hard"),
-        lc.ApproveExtension("leader-gao", LEADER),
+        lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER),
         f"case {CID} has no extension waiting for approval",
         None,
         "not_allowed",
@@ -1649,10 +1791,13 @@ def test_approving_with_nothing_waiting_is_refused():
 
 
 def test_only_a_leader_approves_an_extension():
-    s, _ = step(opened("hard"), lc.RequestExtension("w-zhang", 1, "r", OCT9, OCT12))
+    s, _ = step(
+        opened("hard"),
+        lc.RequestExtension(actor="w-zhang", working_days=1, reason="r", today=OCT9, proposed_due_date=OCT12),
+    )
     refused(
         s,
-        lc.ApproveExtension("section-head-li", SECTION_HEAD),
+        lc.ApproveExtension(actor="section-head-li", actor_rank=SECTION_HEAD),
         "an extension must be approved by a leader (分管領導 or above)",
         "actor",
         "not_allowed",
@@ -1662,10 +1807,16 @@ def test_only_a_leader_approves_an_extension():
 def test_an_extension_approved_after_the_case_went_overdue_lifts_the_overdue_flag_and_the_warnings():
     s = opened("hard")
     s, _ = step(s, tick(OCT10, 0), at(10, 10))  # warning (point 1)
-    s, _ = step(s, lc.RequestExtension("w-zhang", 3, "等回函", OCT10, OCT14), at(10, 10))
+    s, _ = step(
+        s,
+        lc.RequestExtension(
+            actor="w-zhang", working_days=3, reason="等回函", today=OCT10, proposed_due_date=OCT14
+        ),
+        at(10, 10),
+    )
     s, _ = step(s, tick(OCT11, 0), at(10, 11))
     assert s.overdue is True and s.warned == frozenset({1})
-    s, _ = step(s, lc.ApproveExtension("leader-gao", LEADER), at(10, 12))
+    s, _ = step(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER), at(10, 12))
     assert (s.due_date, s.overdue, s.warned, s.extension_days, s.pending_extension) == (
         OCT14,
         False,
@@ -1682,7 +1833,9 @@ def test_an_extension_approved_after_the_case_went_overdue_lifts_the_overdue_fla
 def test_the_window_addresses_any_level_directly():
     s, events = step(
         opened("cannot"),
-        lc.Escalate("leader-gao", "chengguan", 3, "請局長過問", CHAINS["chengguan"]),
+        lc.Escalate(
+            actor="leader-gao", department="chengguan", level=3, note="請局長過問", chain=CHAINS["chengguan"]
+        ),
         at(9, 30),
     )
     assert events == [
@@ -1699,12 +1852,17 @@ def test_the_window_addresses_any_level_directly():
     ]
     assert s.escalations == {"chengguan": (3, at(9, 30))}
     assert s.bounce_ruling_needed is False
-    _, events = step(s, lc.Escalate("w-zhang", "scjg", 0, "", {}))
+    _, events = step(s, lc.Escalate(actor="w-zhang", department="scjg", level=0, note="", chain={}))
     assert events == [escalated("scjg", 0, "clerk", "scjg clerk", "direct", "scjg_clerk", "", "w-zhang")]
 
 
 def test_escalating_a_case_in_intake_is_allowed():
-    s, events = step(opened(None), lc.Escalate("w-zhang", "chengguan", 1, "先打招呼", CHAINS["chengguan"]))
+    s, events = step(
+        opened(None),
+        lc.Escalate(
+            actor="w-zhang", department="chengguan", level=1, note="先打招呼", chain=CHAINS["chengguan"]
+        ),
+    )
     assert events == [
         escalated(
             "chengguan",
@@ -1726,17 +1884,21 @@ def test_escalating_a_case_in_intake_is_allowed():
 def test_guiding_names_the_window_and_closes_the_case_on_time_on_the_due_day():
     s, events = step(
         opened("guided"),
-        lc.Guide("w-zhang", CLERK, "市場監管局食品許可窗口", "帶平面圖去辦", SEP29),
+        lc.Guide(
+            actor="w-zhang",
+            actor_rank=CLERK,
+            window="市場監管局食品許可窗口",
+            instructions="帶平面圖去辦",
+            today=SEP29,
+        ),
         at(9, 29, 16),
     )
     assert events == [
         lc.NewEvent(
-            "case.guided",
             "w-zhang",
             ev.CaseGuided(window="市場監管局食品許可窗口", instructions="帶平面圖去辦"),
         ),
         lc.NewEvent(
-            "case.closed",
             "w-zhang",
             ev.CaseClosed(outcome="guided", explanation="帶平面圖去辦", closed_by="w-zhang", on_time=True),
         ),
@@ -1753,9 +1915,11 @@ def test_guiding_names_the_window_and_closes_the_case_on_time_on_the_due_day():
 
 
 def test_guiding_after_the_due_day_is_late_and_a_leader_may_do_it():
-    _, events = step(opened("guided"), lc.Guide("leader-gao", LEADER, "窗口", "說明", SEP30))
+    _, events = step(
+        opened("guided"),
+        lc.Guide(actor="leader-gao", actor_rank=LEADER, window="窗口", instructions="說明", today=SEP30),
+    )
     assert events[1] == lc.NewEvent(
-        "case.closed",
         "leader-gao",
         ev.CaseClosed(outcome="guided", explanation="說明", closed_by="leader-gao", on_time=False),
     )
@@ -1765,7 +1929,7 @@ def test_guiding_after_the_due_day_is_late_and_a_leader_may_do_it():
 def test_only_the_owner_or_a_leader_guides(rank):
     refused(
         opened("guided"),
-        lc.Guide("w-li", rank, "窗口", "說明", SEP29),
+        lc.Guide(actor="w-li", actor_rank=rank, window="窗口", instructions="說明", today=SEP29),
         f"only the owner (w-zhang) or a leader above them can guide and close case {CID}",
         "actor",
         "not_allowed",
@@ -1774,17 +1938,25 @@ def test_only_the_owner_or_a_leader_guides(rank):
 
 def test_closing_without_a_due_date_is_on_time():
     s = lc.CaseState(case_id=CID, seq=3, state=lc.ANSWERED, owner="w-zhang", category="cannot")
-    _, events = step(s, lc.Close("w-zhang", CLERK, "resolved", "已辦", date(2027, 1, 4)))
+    _, events = step(
+        s,
+        lc.Close(
+            actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="已辦", today=date(2027, 1, 4)
+        ),
+    )
     assert events[0].data.on_time is True
 
 
 def test_closing_an_answered_case_records_outcome_explanation_and_punctuality():
     s = opened("cannot")
     s, _ = step(s, answer(C1, "chengguan", "cannot", legal_basis="條例"))
-    s, events = step(s, lc.Close("w-zhang", CLERK, "cannot", "已說明依據", OCT8), at(10, 8, 17))
+    s, events = step(
+        s,
+        lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="cannot", explanation="已說明依據", today=OCT8),
+        at(10, 8, 17),
+    )
     assert events == [
         lc.NewEvent(
-            "case.closed",
             "w-zhang",
             ev.CaseClosed(outcome="cannot", explanation="已說明依據", closed_by="w-zhang", on_time=True),
         )
@@ -1799,7 +1971,7 @@ def test_closing_an_answered_case_records_outcome_explanation_and_punctuality():
     assert s.state == lc.CLOSED
     late = lc.decide(
         lc.CaseState(case_id=CID, seq=5, state=lc.ANSWERED, owner="w-zhang", due_date=OCT8),
-        lc.Close("w-zhang", CLERK, "cannot", "已說明依據", OCT9),
+        lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="cannot", explanation="已說明依據", today=OCT9),
     )
     assert late[0].data.on_time is False
 
@@ -1809,7 +1981,7 @@ def test_only_the_owner_or_a_leader_closes(rank):
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "resolved"))
     refused(
         s,
-        lc.Close("w-li", rank, "resolved", "已辦", SEP29),
+        lc.Close(actor="w-li", actor_rank=rank, outcome="resolved", explanation="已辦", today=SEP29),
         f"only the owner (w-zhang) or a leader above them can close case {CID}",
         "actor",
         "not_allowed",
@@ -1818,7 +1990,10 @@ def test_only_the_owner_or_a_leader_closes(rank):
 
 def test_a_leader_closes_a_case_they_do_not_own():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "resolved"))
-    _, events = step(s, lc.Close("leader-gao", LEADER, "resolved", "已辦", SEP29))
+    _, events = step(
+        s,
+        lc.Close(actor="leader-gao", actor_rank=LEADER, outcome="resolved", explanation="已辦", today=SEP29),
+    )
     assert events[0].data.closed_by == "leader-gao"
 
 
@@ -1827,17 +2002,25 @@ def test_a_coordinating_case_closes_only_as_withdrawn_naming_who_still_owes_an_a
     s, _ = step(s, answer(C3, "renshe", "resolved"))
     refused(
         s,
-        lc.Close("w-zhang", CLERK, "resolved", "已辦", OCT9),
+        lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="已辦", today=OCT9),
         f"case {CID} is coordinating and still waits for scjg, chengguan: close it after every department "
         "answered, or with outcome withdrawn if the applicant withdrew",
         "outcome",
         "not_allowed",
     )
-    s, _ = step(s, lc.RequestExtension("w-zhang", 1, "r", OCT9, OCT12))
-    s, events = step(s, lc.Close("w-zhang", CLERK, "withdrawn", "申請人撤回", OCT9), at(10, 9))
+    s, _ = step(
+        s,
+        lc.RequestExtension(actor="w-zhang", working_days=1, reason="r", today=OCT9, proposed_due_date=OCT12),
+    )
+    s, events = step(
+        s,
+        lc.Close(
+            actor="w-zhang", actor_rank=CLERK, outcome="withdrawn", explanation="申請人撤回", today=OCT9
+        ),
+        at(10, 9),
+    )
     assert events == [
         lc.NewEvent(
-            "case.closed",
             "w-zhang",
             ev.CaseClosed(outcome="withdrawn", explanation="申請人撤回", closed_by="w-zhang", on_time=True),
         )
@@ -1852,15 +2035,29 @@ def closed_case(departments: tuple[str, ...] = ("chengguan",)) -> lc.CaseState:
     s = opened("cannot", departments)
     for i, dept in enumerate(departments, start=1):
         s, _ = step(s, answer(f"{CID}-c{i}", dept, "resolved"))
-    s, _ = step(s, lc.Close("w-zhang", CLERK, "resolved", "已辦結", OCT8), at(10, 8))
+    s, _ = step(
+        s,
+        lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="已辦結", today=OCT8),
+        at(10, 8),
+    )
     return s
 
 
 def test_a_good_rating_ends_the_case():
-    s, events = step(closed_case(), lc.Evaluate("w-zhang", "good", "滿意", None, 3, OCT14), at(10, 9))
+    s, events = step(
+        closed_case(),
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="good",
+            comment="滿意",
+            department_at_fault=None,
+            working_days=3,
+            due_date=OCT14,
+        ),
+        at(10, 9),
+    )
     assert events == [
         lc.NewEvent(
-            "case.evaluated",
             "w-zhang",
             ev.CaseEvaluated(rating="good", comment="滿意", department_at_fault=None),
         )
@@ -1870,7 +2067,17 @@ def test_a_good_rating_ends_the_case():
 
 
 def test_a_bad_rating_blamed_on_no_department_ends_the_case():
-    s, events = step(closed_case(), lc.Evaluate("w-zhang", "bad", "排隊太久", None, 3, OCT14))
+    s, events = step(
+        closed_case(),
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="bad",
+            comment="排隊太久",
+            department_at_fault=None,
+            working_days=3,
+            due_date=OCT14,
+        ),
+    )
     assert [e.type for e in events] == ["case.evaluated"]
     assert s.state == lc.EVALUATED and s.round == 1
 
@@ -1878,7 +2085,14 @@ def test_a_bad_rating_blamed_on_no_department_ends_the_case():
 def test_a_department_at_fault_goes_only_with_a_bad_rating():
     refused(
         closed_case(),
-        lc.Evaluate("w-zhang", "good", "", "chengguan", 3, OCT14),
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="good",
+            comment="",
+            department_at_fault="chengguan",
+            working_days=3,
+            due_date=OCT14,
+        ),
         "department_at_fault goes only with a bad rating",
         "department_at_fault",
         "not_allowed",
@@ -1888,15 +2102,32 @@ def test_a_department_at_fault_goes_only_with_a_bad_rating():
 def test_a_department_at_fault_must_have_been_asked():
     refused(
         closed_case(("scjg", "chengguan")),
-        lc.Evaluate("w-zhang", "bad", "", "renshe", 3, OCT14),
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="bad",
+            comment="",
+            department_at_fault="renshe",
+            working_days=3,
+            due_date=OCT14,
+        ),
         f"department_at_fault 'renshe' was not asked in case {CID}; asked: scjg, chengguan",
         "department_at_fault",
         "not_allowed",
     )
-    guided, _ = step(opened("guided"), lc.Guide("w-zhang", CLERK, "窗口", "說明", SEP29))
+    guided, _ = step(
+        opened("guided"),
+        lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instructions="說明", today=SEP29),
+    )
     refused(
         guided,
-        lc.Evaluate("w-zhang", "bad", "", "scjg", 3, OCT14),
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="bad",
+            comment="",
+            department_at_fault="scjg",
+            working_days=3,
+            due_date=OCT14,
+        ),
         f"department_at_fault 'scjg' was not asked in case {CID}; asked: none",
         "department_at_fault",
         "not_allowed",
@@ -1905,15 +2136,24 @@ def test_a_department_at_fault_must_have_been_asked():
 
 def test_a_bad_rating_blamed_on_a_department_reopens_the_case_with_a_new_round_for_it():
     s = closed_case(("scjg", "chengguan"))
-    s, events = step(s, lc.Evaluate("w-zhang", "bad", "答非所問", "chengguan", 3, OCT14), at(10, 9))
+    s, events = step(
+        s,
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="bad",
+            comment="答非所問",
+            department_at_fault="chengguan",
+            working_days=3,
+            due_date=OCT14,
+        ),
+        at(10, 9),
+    )
     assert events == [
         lc.NewEvent(
-            "case.evaluated",
             "w-zhang",
             ev.CaseEvaluated(rating="bad", comment="答非所問", department_at_fault="chengguan"),
         ),
         lc.NewEvent(
-            "case.reopened",
             "w-zhang",
             ev.CaseReopened(
                 reason="差評歸責 chengguan: 答非所問",
@@ -1941,7 +2181,17 @@ def test_a_bad_rating_blamed_on_a_department_reopens_the_case_with_a_new_round_f
 
 
 def test_the_reopening_reason_from_a_long_comment_is_cut_at_200_characters():
-    _, events = step(closed_case(), lc.Evaluate("w-zhang", "bad", "差" * 300, "chengguan", 3, OCT14))
+    _, events = step(
+        closed_case(),
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="bad",
+            comment="差" * 300,
+            department_at_fault="chengguan",
+            working_days=3,
+            due_date=OCT14,
+        ),
+    )
     # "差評歸責 chengguan: " is 16 characters
     assert events[1].data.reason == "差評歸責 chengguan: " + "差" * 184
     assert len(events[1].data.reason) == 200
@@ -1951,7 +2201,7 @@ def test_the_reopening_reason_from_a_long_comment_is_cut_at_200_characters():
 def test_only_a_leader_orders_a_reopening(rank):
     refused(
         closed_case(),
-        lc.Reopen("w-zhang", rank, "重辦", 3, OCT14),
+        lc.Reopen(actor="w-zhang", actor_rank=rank, reason="重辦", working_days=3, due_date=OCT14),
         "only a leader can order a case reopened (重辦)",
         "actor",
         "not_allowed",
@@ -1959,10 +2209,13 @@ def test_only_a_leader_orders_a_reopening(rank):
 
 
 def test_a_guided_case_is_not_reopened():
-    guided, _ = step(opened("guided"), lc.Guide("w-zhang", CLERK, "窗口", "說明", SEP29))
+    guided, _ = step(
+        opened("guided"),
+        lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instructions="說明", today=SEP29),
+    )
     refused(
         guided,
-        lc.Reopen("leader-gao", LEADER, "重辦", 3, OCT14),
+        lc.Reopen(actor="leader-gao", actor_rank=LEADER, reason="重辦", working_days=3, due_date=OCT14),
         f"case {CID} was guided, not coordinated: open a new case instead",
         None,
         "not_allowed",
@@ -1971,11 +2224,25 @@ def test_a_guided_case_is_not_reopened():
 
 def test_a_leaders_reopening_asks_every_department_again_and_resets_the_round():
     s = closed_case(("scjg", "chengguan"))
-    s, _ = step(s, lc.Evaluate("w-zhang", "good", "", None, 3, OCT14), at(10, 9))
-    s, events = step(s, lc.Reopen("director-ma", 3, "督查發現問題", 3, OCT14), at(10, 9, 10))
+    s, _ = step(
+        s,
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="good",
+            comment="",
+            department_at_fault=None,
+            working_days=3,
+            due_date=OCT14,
+        ),
+        at(10, 9),
+    )
+    s, events = step(
+        s,
+        lc.Reopen(actor="director-ma", actor_rank=3, reason="督查發現問題", working_days=3, due_date=OCT14),
+        at(10, 9, 10),
+    )
     assert events == [
         lc.NewEvent(
-            "case.reopened",
             "director-ma",
             ev.CaseReopened(
                 reason="督查發現問題",
@@ -1994,8 +2261,21 @@ def test_a_leaders_reopening_asks_every_department_again_and_resets_the_round():
     assert events[-1] == resolved(
         "resolved", "scjg: resolved: 答覆; chengguan: resolved: 答覆", ["scjg", "chengguan"]
     )
-    s, _ = step(s, lc.Close("w-zhang", CLERK, "resolved", "已辦結", OCT14), at(10, 14))
-    _, events = step(s, lc.Reopen("leader-gao", LEADER, "再次重辦", 3, date(2026, 10, 19)))
+    s, _ = step(
+        s,
+        lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="已辦結", today=OCT14),
+        at(10, 14),
+    )
+    _, events = step(
+        s,
+        lc.Reopen(
+            actor="leader-gao",
+            actor_rank=LEADER,
+            reason="再次重辦",
+            working_days=3,
+            due_date=date(2026, 10, 19),
+        ),
+    )
     assert events[0].data.round == 3
     assert [e.data.request_id for e in events[1:]] == [f"{CID}-c5", f"{CID}-c6"]
 
@@ -2016,9 +2296,11 @@ def accountability(staff: str = "chengguan-clerk-07") -> ev.AccountabilityRecord
 
 def test_accountability_is_recorded_for_a_refused_case_in_order():
     s = opened("refused")
-    s, events = step(s, lc.RecordAccountability("leader-gao", accountability()), at(9, 29))
-    assert events == [lc.NewEvent("accountability.recorded", "leader-gao", accountability())]
-    s, _ = step(s, lc.RecordAccountability("leader-gao", accountability("chengguan-clerk-08")), at(9, 30))
+    s, events = step(s, lc.RecordAccountability(actor="leader-gao", data=accountability()), at(9, 29))
+    assert events == [lc.NewEvent("leader-gao", accountability())]
+    s, _ = step(
+        s, lc.RecordAccountability(actor="leader-gao", data=accountability("chengguan-clerk-08")), at(9, 30)
+    )
     assert s.accountability == (
         {
             "staff": "chengguan-clerk-07",
@@ -2044,7 +2326,7 @@ def test_accountability_is_recorded_for_a_refused_case_in_order():
 def test_accountability_is_only_for_refused_cases():
     refused(
         opened("cannot"),
-        lc.RecordAccountability("leader-gao", accountability()),
+        lc.RecordAccountability(actor="leader-gao", data=accountability()),
         f"accountability is recorded for 不給辦 (refused) cases; case {CID} is cannot",
         "case_id",
         "not_allowed",
@@ -2062,9 +2344,23 @@ def test_an_event_with_no_rule_is_a_type_error_naming_its_type():
     with pytest.raises(TypeError) as exc:
         lc.evolve(s, "case.unheard_of", not_an_event, meta(4))
     assert str(exc.value) == "evolve: no rule for case.unheard_of"
-    with pytest.raises(TypeError) as exc:
-        lc.evolve_many(s, [lc.NewEvent("coordination.reply", "chengguan", not_an_event)], meta(4))
-    assert str(exc.value) == "evolve: no rule for coordination.reply"
+    # a decided event takes its type from its payload's model: one that is no event has none
+    with pytest.raises(ev.EventSchemaError) as schema_exc:
+        lc.evolve_many(s, [lc.NewEvent("chengguan", not_an_event)], meta(4))
+    assert str(schema_exc.value) == "CoordinationReply is not an event payload model"
+
+
+def test_every_event_type_has_its_rule_and_every_command_its_function():
+    from typing import get_args
+
+    from unstuck.lifecycle.decide import _DECIDERS
+    from unstuck.lifecycle.evolve import _RULES
+
+    assert set(_RULES) == set(ev.EVENT_TYPES.values())
+    assert set(_DECIDERS) == set(get_args(lc.Command))
+    assert [lc.NewEvent("w", model.model_construct()).type for model in ev.EVENT_TYPES.values()] == list(
+        ev.EVENT_TYPES
+    )
 
 
 def test_evolve_many_folds_events_in_order_under_one_meta():
@@ -2072,12 +2368,10 @@ def test_evolve_many_folds_events_in_order_under_one_meta():
         opened(None),
         [
             lc.NewEvent(
-                "case.owner_assigned",
                 "w-zhang",
                 ev.OwnerAssigned(owner="w-li", previous_owner="w-zhang", reason="輪休"),
             ),
             lc.NewEvent(
-                "case.owner_assigned",
                 "w-li",
                 ev.OwnerAssigned(owner="w-wang", previous_owner="w-li", reason="輪休"),
             ),
@@ -2189,7 +2483,7 @@ def test_a_reclassification_stored_while_in_intake_leaves_the_state_in_intake():
 
 def test_an_escalation_while_a_ruling_waits_keeps_the_ruling_waiting():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
-    s, _ = step(s, lc.Escalate("w-zhang", "scjg", 1, "", {}))
+    s, _ = step(s, lc.Escalate(actor="w-zhang", department="scjg", level=1, note="", chain={}))
     assert s.bounce_ruling_needed is True
     s, _ = step(s, tick(OCT9, 0))
     assert s.bounce_ruling_needed is True and s.overdue is True
@@ -2832,11 +3126,15 @@ def test_a_guided_case_closed_at_the_regular_window():
 def test_a_reopening_clears_the_closed_rounds_overdue_warnings_escalations_bounces_and_ruling():
     s = opened("cannot")
     s, _ = step(s, answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1), at(9, 29))
-    s, _ = step(s, lc.RuleBounce("leader-gao", LEADER, "scjg"), at(9, 30))
+    s, _ = step(s, lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="scjg"), at(9, 30))
     s, _ = step(s, tick(OCT8, 0), at(10, 8))  # warning
     s, _ = step(s, tick(OCT9, 0), at(10, 9))  # overdue: scjg owes the answer
     s, _ = step(s, answer(C2, "scjg", "resolved"), at(10, 9, 10))
-    s, events = step(s, lc.Close("w-zhang", CLERK, "resolved", "已辦結", OCT9), at(10, 9, 11))
+    s, events = step(
+        s,
+        lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="已辦結", today=OCT9),
+        at(10, 9, 11),
+    )
     assert events[0].data.on_time is False
     assert (s.state, s.overdue, s.warned, s.bounces, s.ruled_department, s.seq) == (
         lc.CLOSED,
@@ -2849,10 +3147,15 @@ def test_a_reopening_clears_the_closed_rounds_overdue_warnings_escalations_bounc
     assert s.escalations == {"chengguan": (2, at(9, 29)), "scjg": (1, at(10, 9))}
     # 5 working days from Fri 9 Oct: Sat 10 (make-up day), Mon 12, Tue 13, Wed 14, Thu 15
     oct15 = date(2026, 10, 15)
-    s, events = step(s, lc.Reopen("leader-gao", LEADER, "督查發現問題", 5, oct15), at(10, 9, 14))
+    s, events = step(
+        s,
+        lc.Reopen(
+            actor="leader-gao", actor_rank=LEADER, reason="督查發現問題", working_days=5, due_date=oct15
+        ),
+        at(10, 9, 14),
+    )
     assert events == [
         lc.NewEvent(
-            "case.reopened",
             "leader-gao",
             ev.CaseReopened(
                 reason="督查發現問題",
@@ -2909,7 +3212,12 @@ def test_a_reopening_clears_the_closed_rounds_overdue_warnings_escalations_bounc
 
 def test_a_case_withdrawn_while_a_ruling_waited_is_reopened_without_it():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
-    s, _ = step(s, lc.Close("w-zhang", CLERK, "withdrawn", "申請人撤回", SEP29))
+    s, _ = step(
+        s,
+        lc.Close(
+            actor="w-zhang", actor_rank=CLERK, outcome="withdrawn", explanation="申請人撤回", today=SEP29
+        ),
+    )
     assert (s.state, s.bounce_ruling_needed, s.bounces) == (lc.CLOSED, True, 1)
     s = lc.evolve(
         s,
@@ -3027,9 +3335,21 @@ def plain_json(value: object) -> bool:
 def test_the_resolution_closing_evaluation_reviews_and_accountability_are_kept_as_plain_json():
     s = opened("refused")
     s, _ = step(s, answer(C1, "chengguan", "cannot", legal_basis="條例"))
-    s, _ = step(s, lc.RecordAccountability("leader-gao", accountability()))
-    s, _ = step(s, lc.Close("w-zhang", CLERK, "cannot", "已說明", SEP29))
-    s, _ = step(s, lc.Evaluate("w-zhang", "bad", "不滿", None, 1, SEP30))
+    s, _ = step(s, lc.RecordAccountability(actor="leader-gao", data=accountability()))
+    s, _ = step(
+        s, lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="cannot", explanation="已說明", today=SEP29)
+    )
+    s, _ = step(
+        s,
+        lc.Evaluate(
+            actor="w-zhang",
+            rating="bad",
+            comment="不滿",
+            department_at_fault=None,
+            working_days=1,
+            due_date=SEP30,
+        ),
+    )
     for part in (s.resolution, s.closing, s.evaluation, s.reviews, s.accountability, s.intake):
         assert part is not None and plain_json(part), part
     assert type(s.resolution["outcome"]) is str and s.resolution["outcome"] == "cannot"

@@ -48,9 +48,16 @@ def build(kind: str, s: lc.CaseState, draw: st.DrawFn, today: date) -> object | 
     match kind:
         case "classify":
             cat = draw(st.sampled_from(["cannot", "hard", "refused", "guided"]))
-            return lc.Classify(actor, classification(cat, (draw(st.sampled_from(sorted(DEPARTMENTS))),)))
+            return lc.Classify(
+                actor=actor, classification=classification(cat, (draw(st.sampled_from(sorted(DEPARTMENTS))),))
+            )
         case "handover":
-            return lc.Handover(actor, rank, draw(st.sampled_from([a for a, _ in STAFF])), "輪換")
+            return lc.Handover(
+                actor=actor,
+                actor_rank=rank,
+                owner=draw(st.sampled_from([a for a, _ in STAFF])),
+                reason="輪換",
+            )
         case "reply" if open_coords:
             c = draw(st.sampled_from(open_coords))
             outcome = draw(st.sampled_from(OUTCOMES))
@@ -61,31 +68,61 @@ def build(kind: str, s: lc.CaseState, draw: st.DrawFn, today: date) -> object | 
             )
             return reply_command(s, outcome, department=c.department, **extra)
         case "stall" if open_coords:
-            return lc.Stall(draw(st.sampled_from(open_coords)).request_id, 3, "timeout", {})
+            return lc.RecordStall(
+                request_id=draw(st.sampled_from(open_coords)).request_id,
+                attempts=3,
+                last_reason="timeout",
+                chain={},
+            )
         case "failed" if open_coords:
-            return lc.AttemptFailed(draw(st.sampled_from(open_coords)).request_id, 1, "timeout")
+            return lc.RecordAttemptFailure(
+                request_id=draw(st.sampled_from(open_coords)).request_id, attempt=1, reason="timeout"
+            )
         case "tick" if s.due_date is not None:
             return tick(s, today, datetime(today.year, today.month, today.day, 9, tzinfo=CHINA))
         case "extend" if s.due_date is not None:
             days = draw(st.integers(1, 6))
-            return lc.RequestExtension(actor, days, "延期", today, CAL.add_working_days(s.due_date, days))
+            return lc.RequestExtension(
+                actor=actor,
+                working_days=days,
+                reason="延期",
+                today=today,
+                proposed_due_date=CAL.add_working_days(s.due_date, days),
+            )
         case "approve":
-            return lc.ApproveExtension(actor, rank)
+            return lc.ApproveExtension(actor=actor, actor_rank=rank)
         case "close":
             outcome = draw(st.sampled_from(["resolved", "cannot", "guided", "need_materials", "withdrawn"]))
-            return lc.Close(actor, rank, outcome, "向申請人說明", today)
+            return lc.Close(
+                actor=actor, actor_rank=rank, outcome=outcome, explanation="向申請人說明", today=today
+            )
         case "guide":
-            return lc.Guide(actor, rank, "某窗口", "請攜帶材料", today)
+            return lc.Guide(
+                actor=actor, actor_rank=rank, window="某窗口", instructions="請攜帶材料", today=today
+            )
         case "evaluate":
             rating = draw(st.sampled_from(["good", "bad"]))
             dept = draw(st.sampled_from([None, *sorted(DEPARTMENTS)])) if rating == "bad" else None
-            return lc.Evaluate(actor, rating, "", dept, 5, CAL.add_working_days(today, 5))
+            return lc.Evaluate(
+                actor=actor,
+                rating=rating,
+                comment="",
+                department_at_fault=dept,
+                working_days=5,
+                due_date=CAL.add_working_days(today, 5),
+            )
         case "reopen":
-            return lc.Reopen(actor, rank, "重辦", 5, CAL.add_working_days(today, 5))
+            return lc.Reopen(
+                actor=actor,
+                actor_rank=rank,
+                reason="重辦",
+                working_days=5,
+                due_date=CAL.add_working_days(today, 5),
+            )
         case "accountability":
             return lc.RecordAccountability(
-                actor,
-                AccountabilityRecorded(
+                actor=actor,
+                data=AccountabilityRecorded(
                     staff="clerk-1",
                     section="科",
                     leader_in_charge="領導",
@@ -95,10 +132,16 @@ def build(kind: str, s: lc.CaseState, draw: st.DrawFn, today: date) -> object | 
                 ),
             )
         case "rule_bounce":
-            return lc.RuleBounce(actor, rank, draw(st.sampled_from(sorted(DEPARTMENTS))))
+            return lc.RuleBounce(
+                actor=actor, actor_rank=rank, department=draw(st.sampled_from(sorted(DEPARTMENTS)))
+            )
         case "escalate":
             return lc.Escalate(
-                actor, draw(st.sampled_from(sorted(DEPARTMENTS))), draw(st.integers(0, 3)), "請過問", {}
+                actor=actor,
+                department=draw(st.sampled_from(sorted(DEPARTMENTS))),
+                level=draw(st.integers(0, 3)),
+                note="請過問",
+                chain={},
             )
     return None
 
@@ -150,7 +193,14 @@ def test_random_command_sequences_never_reach_an_invalid_state_and_replay_the_sa
         return state
 
     s = record(
-        s, lc.decide(s, lc.Open(intake, classification(intake.category.value, (intake.department,)))), OPENED
+        s,
+        lc.decide(
+            s,
+            lc.Open(
+                intake=intake, classification=classification(intake.category.value, (intake.department,))
+            ),
+        ),
+        OPENED,
     )
     today = OPENED.date()
     for _ in range(data.draw(st.integers(1, 25))):

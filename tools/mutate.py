@@ -52,7 +52,13 @@ class Target:
 
 MODULES: dict[str, Target] = {
     "lifecycle": Target(
-        ("core/lifecycle.py",),
+        (
+            "core/lifecycle/__init__.py",
+            "core/lifecycle/state.py",
+            "core/lifecycle/commands.py",
+            "core/lifecycle/decide.py",
+            "core/lifecycle/evolve.py",
+        ),
         ("tests/test_lifecycle.py", "tests/test_lifecycle_properties.py", "tests/test_lifecycle_cases.py"),
     ),
     "workcalendar": Target(("core/workcalendar.py",), ("tests/test_calendar.py",)),

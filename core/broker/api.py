@@ -25,7 +25,7 @@ from .commands import CommandRunner, constant
 from .errors import ApiFailure, no_such_case, parse, validation_failure
 from .rules import Rules
 
-Build = Callable[[Any, Rules, lc.CaseState], object]
+Build = Callable[[Any, Rules, lc.CaseState], lc.Command]
 """(request, rules, the case) -> the lifecycle command; raises ApiFailure to refuse."""
 
 
@@ -37,7 +37,7 @@ class Verb:
     help: Mapping[str, str] = field(default_factory=dict)  # request field -> what to give
 
 
-def classify(req: api.Classify, rules: Rules, state: lc.CaseState) -> object:
+def classify(req: api.Classify, rules: Rules, state: lc.CaseState) -> lc.Command:
     start = state.opened_at or rules.clock.now()
     intake = api.OpenCase.model_validate(state.intake)
     c = rules.classification(intake, req.category, req.reason, req.departments, start)
@@ -45,18 +45,32 @@ def classify(req: api.Classify, rules: Rules, state: lc.CaseState) -> object:
     if state.state != lc.INTAKE:  # reclassification keeps the extensions already granted
         days, _ = rules.deadline(req.category, start)
         due = rules.calendar.add_working_days(local_date(start), days + state.extension_days)
-        c = lc.Classification(c.category, req.reason, days, due, c.departments, c.duty_leader)
-    return lc.Classify(req.actor, c)
+        c = lc.Classification(
+            category=c.category,
+            reason=req.reason,
+            working_days=days,
+            due_date=due,
+            departments=c.departments,
+            duty_leader=c.duty_leader,
+        )
+    return lc.Classify(actor=req.actor, classification=c)
 
 
-def extend(req: api.RequestExtension, rules: Rules, state: lc.CaseState) -> object:
+def extend(req: api.RequestExtension, rules: Rules, state: lc.CaseState) -> lc.Command:
     today = rules.today()
     due = rules.calendar.add_working_days(state.due_date or today, req.working_days)
     limit = rules.config.deadlines.max_extension_days
-    return lc.RequestExtension(req.actor, req.working_days, req.reason, today, due, limit)
+    return lc.RequestExtension(
+        actor=req.actor,
+        working_days=req.working_days,
+        reason=req.reason,
+        today=today,
+        proposed_due_date=due,
+        max_total=limit,
+    )
 
 
-def record(req: api.RecordReply, rules: Rules, state: lc.CaseState) -> object:
+def record(req: api.RecordReply, rules: Rules, state: lc.CaseState) -> lc.Command:
     asked = [c for c in state.current() if c.department == req.department and c.open]
     if not asked:
         raise ApiFailure(
@@ -74,26 +88,41 @@ def record(req: api.RecordReply, rules: Rules, state: lc.CaseState) -> object:
     return rules.reply(reply, asked[0].attempts or 1, req.actor)
 
 
-def evaluate(req: api.Evaluate, rules: Rules, state: lc.CaseState) -> object:
+def evaluate(req: api.Evaluate, rules: Rules, state: lc.CaseState) -> lc.Command:
     days, due = rules.deadline(Category(state.category or "hard"), rules.clock.now())
-    return lc.Evaluate(req.actor, req.rating, req.comment, req.department_at_fault, days, due)
+    return lc.Evaluate(
+        actor=req.actor,
+        rating=req.rating,
+        comment=req.comment,
+        department_at_fault=req.department_at_fault,
+        working_days=days,
+        due_date=due,
+    )
 
 
-def reopen(req: api.Reopen, rules: Rules, state: lc.CaseState) -> object:
+def reopen(req: api.Reopen, rules: Rules, state: lc.CaseState) -> lc.Command:
     days, due = rules.deadline(Category(state.category or "hard"), rules.clock.now())
-    return lc.Reopen(req.actor, rules.rank(req.actor), req.reason, days, due)
+    return lc.Reopen(
+        actor=req.actor, actor_rank=rules.rank(req.actor), reason=req.reason, working_days=days, due_date=due
+    )
 
 
-def escalate(req: api.Escalate, rules: Rules, state: lc.CaseState) -> object:
+def escalate(req: api.Escalate, rules: Rules, state: lc.CaseState) -> lc.Command:
     if req.department != "window":
         rules.known_department(req.department, "department")
     level = int(Level[req.level.upper()])
-    return lc.Escalate(req.actor, req.department, level, req.note, rules.chain(req.department))
+    return lc.Escalate(
+        actor=req.actor,
+        department=req.department,
+        level=level,
+        note=req.note,
+        chain=rules.chain(req.department),
+    )
 
 
-def rule_bounce(req: api.RuleBounce, rules: Rules, state: lc.CaseState) -> object:
+def rule_bounce(req: api.RuleBounce, rules: Rules, state: lc.CaseState) -> lc.Command:
     rules.known_department(req.department, "department")
-    return lc.RuleBounce(req.actor, rules.rank(req.actor), req.department)
+    return lc.RuleBounce(actor=req.actor, actor_rank=rules.rank(req.actor), department=req.department)
 
 
 def mask(record: dict[str, Any], key: str, reveal: bool) -> dict[str, Any]:
@@ -191,7 +220,9 @@ VERBS: dict[str, Verb] = {
         },
     ),
     "case.handover": Verb(
-        lambda req, rules, state: lc.Handover(req.actor, rules.rank(req.actor), req.owner, req.reason),
+        lambda req, rules, state: lc.Handover(
+            actor=req.actor, actor_rank=rules.rank(req.actor), owner=req.owner, reason=req.reason
+        ),
         cli="hand the case to a new owner",
         help={"owner": "the new owner's staff id", "reason": "why"},
     ),
@@ -202,7 +233,7 @@ VERBS: dict[str, Verb] = {
     ),
     "case.approve_extension": Verb(
         lambda req, rules, state: lc.ApproveExtension(
-            req.actor, rules.rank(req.actor), rules.extended_due_date(state)
+            actor=req.actor, actor_rank=rules.rank(req.actor), due_date=rules.extended_due_date(state)
         ),
         cli="approve the pending extension (leaders)",
     ),
@@ -222,14 +253,22 @@ VERBS: dict[str, Verb] = {
     ),
     "case.guide": Verb(
         lambda req, rules, state: lc.Guide(
-            req.actor, rules.rank(req.actor), req.window, req.instructions, rules.today()
+            actor=req.actor,
+            actor_rank=rules.rank(req.actor),
+            window=req.window,
+            instructions=req.instructions,
+            today=rules.today(),
         ),
         cli="guide the applicant to a regular window and close",
         help={"window": "the regular window to go to", "instructions": "what to bring, what to say"},
     ),
     "case.close": Verb(
         lambda req, rules, state: lc.Close(
-            req.actor, rules.rank(req.actor), req.outcome, req.explanation, rules.today()
+            actor=req.actor,
+            actor_rank=rules.rank(req.actor),
+            outcome=req.outcome,
+            explanation=req.explanation,
+            today=rules.today(),
         ),
         cli="close the case (銷號)",
         help={
@@ -263,7 +302,7 @@ VERBS: dict[str, Verb] = {
     ),
     "accountability.record": Verb(
         lambda req, rules, state: lc.RecordAccountability(
-            req.actor, AccountabilityRecorded(**req.model_dump(exclude={"case_id", "actor"}))
+            actor=req.actor, data=AccountabilityRecorded(**req.model_dump(exclude={"case_id", "actor"}))
         ),
         cli="record accountability in a refused (不給辦) case",
         help={

@@ -19,7 +19,7 @@ from unstuck.metrics import Metrics
 from .casebook import CaseBook
 from .errors import ApiFailure
 
-Build = Callable[[lc.CaseState], object]
+Build = Callable[[lc.CaseState], lc.Command]
 """Builds the lifecycle command from the case's state."""
 
 

@@ -61,7 +61,7 @@ class Outcomes:
     """Each call records an event (False: stop asking)."""
 
     state_of: Callable[[str], lc.CaseState]
-    execute: Callable[[str, Callable[[lc.CaseState], object]], Awaitable[list[StoredEvent]]]
+    execute: Callable[[str, Callable[[lc.CaseState], lc.Command]], Awaitable[list[StoredEvent]]]
     rules: Rules
     pm: pluggy.PluginManager
 
@@ -73,7 +73,12 @@ class Outcomes:
     async def attempt_failed(
         self, case_id: str, request_id: str, attempt: int, reason: str, detail: str
     ) -> bool:
-        return await self._record(case_id, lambda s: lc.AttemptFailed(request_id, attempt, reason, detail))
+        return await self._record(
+            case_id,
+            lambda s: lc.RecordAttemptFailure(
+                request_id=request_id, attempt=attempt, reason=reason, detail=detail
+            ),
+        )
 
     async def stalled(self, case_id: str, request_id: str, attempts: int, last_reason: str) -> bool:
         dept = self.state_of(case_id).coordinations[request_id].department
@@ -82,13 +87,19 @@ class Outcomes:
         except Exception as exc:  # a broken plugin must not keep the stall off the record
             log.error("plugin failed in unstuck_on_stall for %s: %s", dept, exc)
         return await self._record(
-            case_id, lambda s: lc.Stall(request_id, attempts, last_reason, self.rules.chain(dept))
+            case_id,
+            lambda s: lc.RecordStall(
+                request_id=request_id,
+                attempts=attempts,
+                last_reason=last_reason,
+                chain=self.rules.chain(dept),
+            ),
         )
 
     async def replied(self, case_id: str, reply: CoordinationReply, attempt: int) -> bool:
         return await self._record(case_id, lambda s: self.rules.reply(reply, attempt, None))
 
-    async def _record(self, case_id: str, build: Callable[[lc.CaseState], object]) -> bool:
+    async def _record(self, case_id: str, build: Callable[[lc.CaseState], lc.Command]) -> bool:
         while True:
             try:
                 await self.execute(case_id, build)

@@ -38,7 +38,7 @@ class DeadlineTicker:
             if state.state not in lc.OPEN_STATES or state.state == lc.INTAKE or state.due_date is None:
                 continue
             left = rules.calendar.working_days_between(today, state.due_date)
-            tick = lc.Tick(
+            tick = lc.CheckDeadlines(
                 today=today,
                 at=now,
                 working_days_left=left,

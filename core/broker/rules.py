@@ -91,10 +91,10 @@ class Rules:
                 fix=f"use one of {', '.join(sorted(self.departments))}, or configure [departments.{code}]",
             )
 
-    def reply(self, reply: CoordinationReply, attempt: int, recorded_by: str | None) -> lc.Reply:
+    def reply(self, reply: CoordinationReply, attempt: int, recorded_by: str | None) -> lc.RecordReply:
         """The command that records a department's answer (from the bus, or recorded by staff)."""
         today = self.today()
-        return lc.Reply(
+        return lc.RecordReply(
             reply=reply,
             attempt=attempt,
             today=today,

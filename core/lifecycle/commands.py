@@ -1,0 +1,202 @@
+"""The commands ``decide`` takes: each an imperative, carrying what the shell computed for it (the
+clock's reading, the calendar's answers, the plugins' choices), so ``decide`` needs nothing else.
+
+``verb`` is the command's name in ``ALLOWED`` and in refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import ClassVar
+
+from unstuck.schemas import events as ev
+from unstuck.schemas.case import CaseIntake
+from unstuck.schemas.common import Category
+from unstuck.schemas.coordination import CoordinationReply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Classification:
+    """The shell's answer to "which category, which deadline, which departments" (plugins + calendar)."""
+
+    category: Category
+    reason: str
+    working_days: int
+    due_date: date
+    departments: tuple[str, ...]
+    duty_leader: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Open:
+    verb: ClassVar[str] = "open"
+    intake: CaseIntake
+    classification: Classification | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Classify:
+    verb: ClassVar[str] = "classify"
+    actor: str
+    classification: Classification
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handover:
+    verb: ClassVar[str] = "handover"
+    actor: str
+    actor_rank: int
+    owner: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordAttemptFailure:
+    verb: ClassVar[str] = "record"
+    request_id: str
+    attempt: int
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordStall:
+    verb: ClassVar[str] = "record"
+    request_id: str
+    attempts: int
+    last_reason: str
+    chain: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordReply:
+    verb: ClassVar[str] = "record"
+    reply: CoordinationReply
+    attempt: int
+    today: date
+    review_notify_by: date
+    higher_department: str
+    max_bounces: int
+    known_departments: frozenset[str]
+    recorded_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleBounce:
+    verb: ClassVar[str] = "rule_bounce"
+    actor: str
+    actor_rank: int
+    department: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckDeadlines:
+    """The deadline watcher's reading: today, working days left, and the escalation settings."""
+
+    verb: ClassVar[str] = "tick"
+    today: date
+    at: datetime
+    working_days_left: int
+    warn_at: tuple[int, ...]
+    escalation_period: timedelta
+    chains: Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestExtension:
+    verb: ClassVar[str] = "extend"
+    actor: str
+    working_days: int
+    reason: str
+    today: date
+    proposed_due_date: date
+    max_total: int = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApproveExtension:
+    verb: ClassVar[str] = "approve_extension"
+    actor: str
+    actor_rank: int
+    due_date: date | None = None
+    """The due date as it stands, moved by the pending extension; None: the date proposed with the request
+    (the two differ when the case was reclassified in between)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Escalate:
+    verb: ClassVar[str] = "escalate"
+    actor: str
+    department: str
+    level: int
+    note: str
+    chain: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guide:
+    verb: ClassVar[str] = "guide"
+    actor: str
+    actor_rank: int
+    window: str
+    instructions: str
+    today: date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Close:
+    verb: ClassVar[str] = "close"
+    actor: str
+    actor_rank: int
+    outcome: str
+    explanation: str
+    today: date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evaluate:
+    verb: ClassVar[str] = "evaluate"
+    actor: str
+    rating: str
+    comment: str
+    department_at_fault: str | None
+    working_days: int
+    due_date: date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reopen:
+    verb: ClassVar[str] = "reopen"
+    actor: str
+    actor_rank: int
+    reason: str
+    working_days: int
+    due_date: date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordAccountability:
+    verb: ClassVar[str] = "accountability"
+    actor: str
+    data: ev.AccountabilityRecorded
+
+
+Command = (
+    Open
+    | Classify
+    | Handover
+    | RecordAttemptFailure
+    | RecordStall
+    | RecordReply
+    | RuleBounce
+    | CheckDeadlines
+    | RequestExtension
+    | ApproveExtension
+    | Escalate
+    | Guide
+    | Close
+    | Evaluate
+    | Reopen
+    | RecordAccountability
+)

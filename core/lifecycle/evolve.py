@@ -1,0 +1,265 @@
+"""``evolve(state, event_type, data, meta) -> state``: one stored event folded into the state, one
+function per event type. Pure; replay and the live broker both use it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from unstuck.schemas import events as ev
+from unstuck.schemas.common import Category, WireModel
+from unstuck.schemas.coordination import Outcome
+
+from .state import (
+    ANSWERED,
+    CLOSED,
+    COORDINATING,
+    EVALUATED,
+    GUIDING,
+    INTAKE,
+    CaseState,
+    Coordination,
+    CoordinationStatus,
+    EventMeta,
+    NewEvent,
+)
+from .state import replace_state as _replace_state
+
+SHARED_INTAKE_FIELDS = ("channel", "matter", "matter_title", "window", "department", "category", "owner")
+"""Intake fields from a small vocabulary (matters, windows, departments, staff): one copy for all cases."""
+
+
+def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) -> CaseState:
+    """The state after one event. Pure; replay and the live broker both use it."""
+    rule = _RULES.get(type(data))
+    if rule is None:
+        raise TypeError(f"evolve: no rule for {event_type}")
+    return rule(_replace_state(state, seq=meta.seq, head_hash=meta.hash, last_event_at=meta.at), data, meta)
+
+
+def evolve_many(state: CaseState, events: Iterable[NewEvent], meta: EventMeta) -> CaseState:
+    """Fold decided events into a state (to look ahead inside ``decide``)."""
+    for e in events:
+        state = evolve(state, e.type, e.data, meta)
+    return state
+
+
+def _placeholder_meta(state: CaseState) -> EventMeta:
+    return EventMeta(seq=state.seq, at=state.last_event_at or datetime.min, hash=state.head_hash)
+
+
+def _opened(s: CaseState, data: ev.CaseOpened, meta: EventMeta) -> CaseState:
+    intake = _shared_vocabulary(data.model_dump(mode="json"))
+    return _replace_state(s, state=INTAKE, opened_at=meta.at, intake=intake, owner=intake["owner"])
+
+
+def _classified(s: CaseState, data: ev.CaseClassified, meta: EventMeta) -> CaseState:
+    return _replace_state(
+        s,
+        category=data.category.value,
+        mode=sys.intern(data.mode),
+        working_days=data.working_days,
+        due_date=data.due_date,
+        duty_leader=_intern(data.duty_leader),
+        state=GUIDING if data.mode == "guide" else COORDINATING,
+    )
+
+
+def _reclassified(s: CaseState, data: ev.CaseReclassified, meta: EventMeta) -> CaseState:
+    mode = "guide" if data.category is Category.GUIDED else "coordinate"
+    new_state = s.state
+    if s.state == GUIDING and mode == "coordinate":
+        new_state = COORDINATING
+    elif s.state in (COORDINATING, ANSWERED) and mode == "guide":
+        new_state = GUIDING
+    return _replace_state(
+        s,
+        category=data.category.value,
+        mode=mode,
+        working_days=data.working_days,
+        due_date=data.due_date,
+        state=new_state,
+        overdue=False,
+        warned=frozenset(),
+    )
+
+
+def _owner_assigned(s: CaseState, data: ev.OwnerAssigned, meta: EventMeta) -> CaseState:
+    return _replace_state(s, owner=data.owner)
+
+
+def _requested(s: CaseState, data: ev.CoordinationRequested, meta: EventMeta) -> CaseState:
+    coords = dict(s.coordinations)
+    coords[data.request_id] = Coordination(
+        request_id=data.request_id,
+        department=sys.intern(data.department),
+        round=data.round,
+        question=data.question,
+        deadline=data.deadline,
+        rerouted_from=data.rerouted_from,
+        requested_at=meta.at,
+    )
+    new_state = COORDINATING if s.state in (ANSWERED, CLOSED, EVALUATED, INTAKE, GUIDING) else s.state
+    return _replace_state(s, coordinations=coords, state=new_state)
+
+
+def _retried(s: CaseState, data: ev.CoordinationRetried, meta: EventMeta) -> CaseState:
+    return _update(s, data.request_id, attempts=data.attempt, last_reason=sys.intern(data.reason))
+
+
+def _stalled(s: CaseState, data: ev.CoordinationStalled, meta: EventMeta) -> CaseState:
+    return _update(
+        s,
+        data.request_id,
+        status=CoordinationStatus.STALLED,
+        attempts=data.attempts,
+        last_reason=data.last_reason,
+    )
+
+
+def _replied(s: CaseState, data: ev.CoordinationReplied, meta: EventMeta) -> CaseState:
+    bounced = data.outcome is Outcome.NOT_OURS
+    s = _update(
+        s,
+        data.request_id,
+        status=CoordinationStatus.BOUNCED if bounced else CoordinationStatus.ANSWERED,
+        outcome=data.outcome,
+        message=data.message,
+        legal_basis=data.legal_basis,
+        attempts=max(data.attempt, 1),
+    )
+    return _replace_state(s, bounces=s.bounces + 1) if bounced else s
+
+
+def _escalated(s: CaseState, data: ev.CaseEscalated, meta: EventMeta) -> CaseState:
+    escalations = dict(s.escalations)
+    escalations[data.department] = (data.level, meta.at)
+    ruling = s.bounce_ruling_needed or (data.reason == "bounced" and data.audience == "duty_leader")
+    return _replace_state(s, escalations=escalations, bounce_ruling_needed=ruling)
+
+
+def _bounce_ruled(s: CaseState, data: ev.BounceRuled, meta: EventMeta) -> CaseState:
+    return _replace_state(s, bounce_ruling_needed=False, ruled_department=data.department)
+
+
+def _deadline_warned(s: CaseState, data: ev.DeadlineWarned, meta: EventMeta) -> CaseState:
+    return _replace_state(s, warned=s.warned | {data.working_days_left})
+
+
+def _overdue(s: CaseState, data: ev.CaseOverdue, meta: EventMeta) -> CaseState:
+    return _replace_state(s, overdue=True)
+
+
+def _extension_requested(s: CaseState, data: ev.ExtensionRequested, meta: EventMeta) -> CaseState:
+    return _replace_state(s, pending_extension=data.model_dump(mode="python"))
+
+
+def _extended(s: CaseState, data: ev.CaseExtended, meta: EventMeta) -> CaseState:
+    overdue = s.overdue and data.due_date < (s.due_date or data.due_date)
+    return _replace_state(
+        s,
+        due_date=data.due_date,
+        extension_days=data.total_extension_days,
+        pending_extension=None,
+        overdue=overdue,
+        warned=frozenset(),
+    )
+
+
+def _guided(s: CaseState, data: ev.CaseGuided, meta: EventMeta) -> CaseState:
+    return _replace_state(s, resolution={"outcome": "guided", "window": data.window})
+
+
+def _review_requested(s: CaseState, data: ev.ReviewRequested, meta: EventMeta) -> CaseState:
+    return _replace_state(s, reviews=(*s.reviews, data.model_dump(mode="json")))
+
+
+def _resolved(s: CaseState, data: ev.CaseResolved, meta: EventMeta) -> CaseState:
+    return _replace_state(s, state=ANSWERED, resolution=data.model_dump(mode="json"))
+
+
+def _closed(s: CaseState, data: ev.CaseClosed, meta: EventMeta) -> CaseState:
+    closing = {**data.model_dump(mode="json"), "at": meta.at.isoformat()}
+    return _replace_state(s, state=CLOSED, closing=closing, pending_extension=None)
+
+
+def _evaluated(s: CaseState, data: ev.CaseEvaluated, meta: EventMeta) -> CaseState:
+    return _replace_state(s, state=EVALUATED, evaluation=data.model_dump(mode="json"))
+
+
+def _reopened(s: CaseState, data: ev.CaseReopened, meta: EventMeta) -> CaseState:
+    return _replace_state(
+        s,
+        state=COORDINATING,
+        round=data.round,
+        working_days=data.working_days,
+        due_date=data.due_date,
+        overdue=False,
+        warned=frozenset(),
+        closing=None,
+        resolution=None,
+        escalations={},
+        bounces=0,
+        bounce_ruling_needed=False,
+        ruled_department=None,
+    )
+
+
+def _accountability_recorded(s: CaseState, data: ev.AccountabilityRecorded, meta: EventMeta) -> CaseState:
+    record = {**data.model_dump(mode="json"), "at": meta.at.isoformat()}
+    return _replace_state(s, accountability=(*s.accountability, record))
+
+
+_RULES: dict[type[WireModel], Callable[[CaseState, Any, EventMeta], CaseState]] = {
+    ev.CaseOpened: _opened,
+    ev.CaseClassified: _classified,
+    ev.CaseReclassified: _reclassified,
+    ev.OwnerAssigned: _owner_assigned,
+    ev.CoordinationRequested: _requested,
+    ev.CoordinationRetried: _retried,
+    ev.CoordinationStalled: _stalled,
+    ev.CoordinationReplied: _replied,
+    ev.CaseEscalated: _escalated,
+    ev.BounceRuled: _bounce_ruled,
+    ev.DeadlineWarned: _deadline_warned,
+    ev.CaseOverdue: _overdue,
+    ev.ExtensionRequested: _extension_requested,
+    ev.CaseExtended: _extended,
+    ev.CaseGuided: _guided,
+    ev.ReviewRequested: _review_requested,
+    ev.CaseResolved: _resolved,
+    ev.CaseClosed: _closed,
+    ev.CaseEvaluated: _evaluated,
+    ev.CaseReopened: _reopened,
+    ev.AccountabilityRecorded: _accountability_recorded,
+}
+"""One rule per event type: the payload model is the type (``ev.EVENT_TYPES``)."""
+
+
+def _intern(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
+def _shared_vocabulary(intake: dict[str, Any]) -> dict[str, Any]:
+    """The intake with its few-valued strings interned: equal values, so the state is the same, but the
+    broker keeps every open case in memory and these repeat across nearly all of them."""
+    for key in SHARED_INTAKE_FIELDS:
+        value = intake.get(key)
+        if type(value) is str:
+            intake[key] = sys.intern(value)
+    applicant = intake.get("applicant")
+    if isinstance(applicant, dict) and type(applicant.get("kind")) is str:
+        applicant["kind"] = sys.intern(applicant["kind"])
+    return intake
+
+
+def _update(state: CaseState, request_id: str, **changes: Any) -> CaseState:
+    coords = dict(state.coordinations)
+    current = coords.get(request_id)
+    if current is None:
+        return state  # an event for an unknown request: verification flags it; the state ignores it
+    coords[request_id] = replace(current, **changes)
+    return _replace_state(state, coordinations=coords)

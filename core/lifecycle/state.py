@@ -1,0 +1,227 @@
+"""The state a case's events fold into, and the events decided but not yet stored."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from unstuck.schemas import events as ev
+from unstuck.schemas.common import WireModel
+from unstuck.schemas.coordination import Outcome
+from unstuck.schemas.department import Level
+
+
+class CaseStatus(StrEnum):
+    """Where a case stands (a StrEnum: equal to its string, stored and printed as the string)."""
+
+    INTAKE = "intake"  # accepted, not yet classified
+    GUIDING = "guiding"  # no barrier: to be guided to a regular window
+    COORDINATING = "coordinating"  # waiting for departments
+    ANSWERED = "answered"  # every department answered; ready for 銷號
+    CLOSED = "closed"  # 銷號; waiting for the applicant's evaluation
+    EVALUATED = "evaluated"  # 好差評 recorded; the end unless reopened
+
+
+INTAKE, GUIDING, COORDINATING, ANSWERED, CLOSED, EVALUATED = CaseStatus
+STATES = tuple(CaseStatus)
+OPEN_STATES = frozenset({INTAKE, GUIDING, COORDINATING, ANSWERED})
+
+ALLOWED: dict[str, tuple[str, ...]] = {
+    INTAKE: ("classify", "handover", "escalate"),
+    GUIDING: ("guide", "classify", "handover", "extend", "approve_extension", "escalate", "tick"),
+    COORDINATING: (
+        "classify",
+        "handover",
+        "extend",
+        "approve_extension",
+        "record",
+        "escalate",
+        "rule_bounce",
+        "accountability",
+        "close",
+        "tick",
+    ),
+    ANSWERED: (
+        "classify",
+        "handover",
+        "extend",
+        "approve_extension",
+        "record",
+        "close",
+        "escalate",
+        "accountability",
+        "tick",
+    ),
+    CLOSED: ("evaluate", "reopen", "accountability"),
+    EVALUATED: ("reopen", "accountability"),
+}
+
+LEADER_RANK = int(Level.LEADER_IN_CHARGE)
+"""Rank from which a staff member counts as a leader (分管領導, 局長, the window's duty leader)."""
+
+
+class CoordinationStatus(StrEnum):
+    PENDING = "pending"
+    STALLED = "stalled"
+    ANSWERED = "answered"
+    BOUNCED = "bounced"
+
+
+@dataclass(frozen=True, slots=True)
+class Coordination:
+    request_id: str
+    department: str
+    round: int
+    question: str
+    deadline: date
+    status: CoordinationStatus = CoordinationStatus.PENDING
+    attempts: int = 0
+    outcome: Outcome | None = None
+    message: str | None = None
+    legal_basis: str | None = None
+    rerouted_from: str | None = None
+    requested_at: datetime | None = None
+    last_reason: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.awaiting_reply or (
+            self.status == CoordinationStatus.ANSWERED and self.outcome == Outcome.ACCEPTED
+        )
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """The broker should still be asking this department."""
+        return self.status in (CoordinationStatus.PENDING, CoordinationStatus.STALLED)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseState:
+    case_id: str
+    seq: int = 0
+    head_hash: str = ""
+    state: CaseStatus | Literal[""] = ""
+    opened_at: datetime | None = None
+    last_event_at: datetime | None = None
+    intake: Mapping[str, Any] = field(default_factory=dict)
+    category: str | None = None
+    mode: str | None = None
+    owner: str | None = None
+    duty_leader: str | None = None
+    working_days: int = 0
+    due_date: date | None = None
+    extension_days: int = 0
+    pending_extension: Mapping[str, Any] | None = None
+    overdue: bool = False
+    warned: frozenset[int] = frozenset()
+    escalations: Mapping[str, tuple[int, datetime]] = field(default_factory=dict)
+    coordinations: Mapping[str, Coordination] = field(default_factory=dict)
+    round: int = 1
+    bounces: int = 0
+    bounce_ruling_needed: bool = False
+    ruled_department: str | None = None
+    resolution: Mapping[str, Any] | None = None
+    closing: Mapping[str, Any] | None = None
+    evaluation: Mapping[str, Any] | None = None
+    accountability: tuple[Mapping[str, Any], ...] = ()
+    reviews: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def exists(self) -> bool:
+        return self.seq > 0
+
+    @property
+    def departments(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for c in self.coordinations.values():
+            seen.setdefault(c.department, None)
+        return list(seen)
+
+    def current(self) -> list[Coordination]:
+        return [c for c in self.coordinations.values() if c.round == self.round]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view of the state (identifiers as stored: callers mask for display)."""
+        return {
+            "case_id": self.case_id,
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "state": self.state,
+            "opened_at": self.opened_at.isoformat() if self.opened_at else None,
+            "category": self.category,
+            "mode": self.mode,
+            "owner": self.owner,
+            "duty_leader": self.duty_leader,
+            "working_days": self.working_days,
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+            "extension_days": self.extension_days,
+            "pending_extension": dict(self.pending_extension) if self.pending_extension else None,
+            "overdue": self.overdue,
+            "escalations": {
+                d: {"level": lv, "at": at.isoformat()} for d, (lv, at) in self.escalations.items()
+            },
+            "round": self.round,
+            "bounces": self.bounces,
+            "bounce_ruling_needed": self.bounce_ruling_needed,
+            "coordinations": [
+                {
+                    "request_id": c.request_id,
+                    "department": c.department,
+                    "round": c.round,
+                    "status": c.status,
+                    "attempts": c.attempts,
+                    "outcome": c.outcome,
+                    "message": c.message,
+                    "legal_basis": c.legal_basis,
+                    "rerouted_from": c.rerouted_from,
+                    "deadline": c.deadline.isoformat(),
+                }
+                for c in self.coordinations.values()
+            ],
+            "resolution": dict(self.resolution) if self.resolution else None,
+            "closing": dict(self.closing) if self.closing else None,
+            "evaluation": dict(self.evaluation) if self.evaluation else None,
+            "accountability": [dict(a) for a in self.accountability],
+            "reviews": [dict(r) for r in self.reviews],
+            "intake": dict(self.intake),
+        }
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(CaseState))
+_STATE_FIELD_SET = frozenset(_STATE_FIELDS)
+
+
+def replace_state(old: CaseState, /, **changes: Any) -> CaseState:
+    """``dataclasses.replace`` for a CaseState without its per-call introspection (twice per event)."""
+    unknown = changes.keys() - _STATE_FIELD_SET
+    if unknown:
+        raise TypeError(f"CaseState has no field {sorted(unknown)[0]!r}")
+    new = object.__new__(CaseState)
+    for name in _STATE_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(old, name))
+    return new
+
+
+@dataclass(frozen=True, slots=True)
+class EventMeta:
+    seq: int
+    at: datetime
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event decided but not yet stored: the shell adds id, seq, time and the hash chain.
+
+    Its type is not given but looked up from the payload's model (``ev.event_type_of``), so an event
+    cannot be written under another type's name."""
+
+    actor: str
+    data: WireModel
+
+    @property
+    def type(self) -> str:
+        return ev.event_type_of(self.data)
