@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.errors
 import pytest
+from nats.aio.client import Client
+
+from unstuck.broker import Broker
+from unstuck.clock import SimulatedClock
+from unstuck.config import Config
+from unstuck.connection import close_client
+from unstuck.embedded import EmbeddedNats
+from unstuck.testing import api_call
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "examples" / "cases"
@@ -38,3 +51,27 @@ def require_tool(name: str, install: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI is set, so a missing tool is a failure, not a skip)")
     pytest.skip(message)
+
+
+@contextlib.asynccontextmanager
+async def running_broker(
+    server: EmbeddedNats, config: Config, clock: SimulatedClock, client: Client
+) -> AsyncIterator[Broker]:
+    """A broker with this configuration, answering ``client``'s API requests when it is yielded."""
+    nc = await nats.connect(server.url)
+    broker = Broker(nc, config, clock)
+    await broker.start()
+    try:
+        # a connection opened before the broker subscribed may hear "no responders" for a moment
+        for attempt in range(100):
+            try:
+                await api_call(client, "status", {})
+                break
+            except nats.errors.NoRespondersError:
+                if attempt == 99:
+                    raise
+                await asyncio.sleep(0.05)
+        yield broker
+    finally:
+        await broker.stop()
+        await close_client(nc)

@@ -7,12 +7,9 @@ Expected values are written out from the documentation, never produced by the co
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +17,9 @@ import nats
 import nats.errors
 import nats.js.errors
 import pytest
-from nats.aio.client import Client
 
-from conftest import sample
-from unstuck.broker import Broker
-from unstuck.clock import SimulatedClock
+from conftest import running_broker, sample
 from unstuck.config import Config, ConfigError, load_config
-from unstuck.connection import close_client
-from unstuck.embedded import EmbeddedNats
 from unstuck.plugins.manager import make_plugin_manager
 from unstuck.schemas import Category
 from unstuck.testing import ApiError, api_call, wait_for
@@ -426,30 +418,6 @@ def test_serve_with_a_bad_calendar_override_exits_2_before_starting_anything(tmp
 
 
 # --- the settings change what the broker does -------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def running_broker(
-    server: EmbeddedNats, config: Config, clock: SimulatedClock, client: Client
-) -> AsyncIterator[Broker]:
-    """A broker with this configuration, answering ``client``'s API requests when it is yielded."""
-    nc = await nats.connect(server.url)
-    broker = Broker(nc, config, clock)
-    await broker.start()
-    try:
-        # a connection opened before the broker subscribed may hear "no responders" for a moment
-        for attempt in range(100):
-            try:
-                await api_call(client, "status", {})
-                break
-            except nats.errors.NoRespondersError:
-                if attempt == 99:
-                    raise
-                await asyncio.sleep(0.05)
-        yield broker
-    finally:
-        await broker.stop()
-        await close_client(nc)
 
 
 CITY = """

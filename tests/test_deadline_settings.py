@@ -10,27 +10,19 @@ days) opened on 28 September is due on Saturday 10 October.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import nats
-import nats.errors
 import pytest
-from nats.aio.client import Client
 
-from conftest import sample
+from conftest import running_broker, sample
 from unstuck.broker import Broker
 from unstuck.clock import CHINA, SimulatedClock
 from unstuck.config import Config, load_config
-from unstuck.connection import close_client
-from unstuck.embedded import EmbeddedNats
 from unstuck.testing import ApiError, api_call, wait_for
 
 BASE = """
@@ -57,30 +49,6 @@ def config_file(tmp_path: Path, deadlines: str, extra: str = "") -> Config:
     path = tmp_path / "unstuck.toml"
     path.write_text(f"{BASE}\n[deadlines]\n{deadlines}\n{extra}", encoding="utf-8")
     return load_config(path)
-
-
-@contextlib.asynccontextmanager
-async def running_broker(
-    server: EmbeddedNats, config: Config, clock: SimulatedClock, client: Client
-) -> AsyncIterator[Broker]:
-    """A broker with this configuration, answering ``client``'s API requests when it is yielded."""
-    nc = await nats.connect(server.url)
-    broker = Broker(nc, config, clock)
-    await broker.start()
-    try:
-        # a connection opened before the broker subscribed may hear "no responders" for a moment
-        for attempt in range(100):
-            try:
-                await api_call(client, "status", {})
-                break
-            except nats.errors.NoRespondersError:
-                if attempt == 99:
-                    raise
-                await asyncio.sleep(0.05)
-        yield broker
-    finally:
-        await broker.stop()
-        await close_client(nc)
 
 
 def at(year: int, month: int, day: int, hour: int = 9, minute: int = 0) -> datetime:
