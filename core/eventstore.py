@@ -237,7 +237,7 @@ class EventStore:
             expected = stream_seq
             prev_hash = digest
         if stored:
-            await self.heads.record(case_id, stored[-1])
+            await self.heads.record(case_id, stored[-1].seq, stored[-1].hash, stored[-1].stream_seq)
         return stored
 
     async def _append_atomic(
@@ -281,7 +281,7 @@ class EventStore:
             stored = []
         if not stored:
             stored = await self._find_stored(case_id, [fields["event_id"] for fields, _ in sealed])
-        await self.heads.record(case_id, stored[-1])
+        await self.heads.record(case_id, stored[-1].seq, stored[-1].hash, stored[-1].stream_seq)
         return stored
 
     async def _complete(self, case_id: str, notify: bool = True) -> bool:
@@ -356,7 +356,7 @@ class EventStore:
             for i, (body, _) in enumerate(decision)
         ]
         if notify:
-            await self.heads.record(case_id, events[-1])
+            await self.heads.record(case_id, events[-1].seq, events[-1].hash, events[-1].stream_seq)
             if self.on_completed is not None:
                 self.on_completed(events)
 

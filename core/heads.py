@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import nats.js.errors
 from nats.js import JetStreamContext
 
 from unstuck.schemas.subjects import HEADS_BUCKET
-
-if TYPE_CHECKING:
-    from .eventstore import StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +48,20 @@ class HeadBook:
                 bucket=self.bucket, history=5, replicas=self.replicas, description="case heads"
             )
 
-    async def record(self, case_id: str, head: StoredEvent) -> None:
-        """Record ``head`` as the case's head; on failure it is written again in the background until it lands."""
-        value = json.dumps({"seq": head.seq, "hash": head.hash, "stream_seq": head.stream_seq}).encode()
+    async def record(self, case_id: str, seq: int, digest: str, stream_seq: int) -> None:
+        """Record the case's head (its last event's seq, hash and stream sequence); on failure it is
+        written again in the background until it lands."""
+        value = json.dumps({"seq": seq, "hash": digest, "stream_seq": stream_seq}).encode()
         try:
-            await self._put(case_id, head.seq, value)
+            await self._put(case_id, seq, value)
         except Exception as exc:  # the stream holds the record; the head is written again until it lands
             log.warning("head of %s not recorded: %s; retrying in the background", case_id, exc)
-            self._missed[case_id] = (head.seq, value)
+            self._missed[case_id] = (seq, value)
             if self._repairing is None or self._repairing.done():
                 self._repairing = asyncio.create_task(self._repair())
         else:
             missed = self._missed.get(case_id)
-            if missed is not None and missed[0] <= head.seq:
+            if missed is not None and missed[0] <= seq:
                 # a newer head landed: the missed older one must not be written over it later
                 del self._missed[case_id]
 
@@ -109,8 +107,7 @@ class HeadBook:
                 log.debug("head of %s not checked: %s", case_id, exc)
                 continue
             behind += 1
-            fields = {"case_id": case_id, "seq": seq, "hash": digest}
-            await self.record(case_id, StoredEvent(body=b"", fields=fields, stream_seq=stream_seq))
+            await self.record(case_id, seq, digest, stream_seq)
         return behind
 
     async def _repair(self) -> None:

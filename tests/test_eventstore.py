@@ -122,3 +122,24 @@ def test_a_changed_byte_is_detected_by_the_hash_or_the_canonical_form():
     assert "hash does not match" in " ".join(check_body(edited)[1])
     spaced = json.dumps(json.loads(body), sort_keys=True).encode()
     assert "not canonical" in " ".join(check_body(spaced)[1])
+
+
+async def test_reconcile_records_the_heads_a_crashed_writer_left_behind(store):
+    # a writer appended two events and crashed before recording the second head
+    stored = await store.append("DD-20260928-0021", ExpectedHead(), [owner_event(1), owner_event(2)], AT)
+    await store.heads.record("DD-20260928-0021", 1, stored[0].hash, stored[0].stream_seq)
+    assert (await store.heads.read_all())["DD-20260928-0021"]["seq"] == 1
+    # on restart the broker hands over the heads it rebuilt from the stream: one behind, one not
+    other = await store.append("DD-20260928-0022", ExpectedHead(), [owner_event(3)], AT)
+    behind = await store.heads.reconcile(
+        {
+            "DD-20260928-0021": (2, stored[1].hash, stored[1].stream_seq),
+            "DD-20260928-0022": (1, other[0].hash, other[0].stream_seq),
+        }
+    )
+    assert behind == 1
+    assert (await store.heads.read_all())["DD-20260928-0021"] == {
+        "seq": 2,
+        "hash": stored[1].hash,
+        "stream_seq": stored[1].stream_seq,
+    }

@@ -10,7 +10,7 @@ from ulid import ULID
 
 from conftest import sample
 from unstuck.canonical import seal
-from unstuck.eventstore import StoredEvent, iso
+from unstuck.eventstore import iso
 from unstuck.replay import verify_stream
 from unstuck.schemas import CURRENT_VERSIONS
 from unstuck.schemas.events import parse_payload
@@ -42,7 +42,7 @@ async def append_by_hand(broker, nats_client, case_id: str, event_type: str, ver
             "Nats-Expected-Last-Subject-Sequence": str(broker.stream_seqs[case_id]),
         },
     )
-    await broker.store.heads.record(case_id, StoredEvent(body, {**fields, "hash": digest}, ack.seq))
+    await broker.store.heads.record(case_id, fields["seq"], digest, ack.seq)
     return state.seq + 1
 
 
