@@ -145,7 +145,6 @@ class EventStore:
         self.js = js
         self.stream = stream
         self.replicas = replicas
-        self.heads_bucket = heads_bucket
         self.timeout = timeout
         self.heads = HeadBook(js, heads_bucket, replicas)
         self.atomic = False  # the stream stores a multi-event decision as one atomic batch

@@ -15,8 +15,9 @@ from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import discover
 from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.plugins.loading import LoadReport
+from unstuck.texttable import table
 
-from .common import CliError, add_connection_args, config_from, print_json, table
+from .common import CliError, add_connection_args, config_from, print_json
 
 
 def register(sub: Any) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from unstuck.audit import CaseRecord, load_case, timeline, verification, write_dossier
+from unstuck.texttable import table, text_width
 
 from . import case as case_cli
-from .common import CliError, print_json, table, text_width
+from .common import CliError, print_json
 from .replay import EXIT_FINDINGS, add_source_args, with_stream
 
 

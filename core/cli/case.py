@@ -12,8 +12,9 @@ from typing import Any, Union, get_args, get_origin
 from unstuck.broker.api import VERBS, Verb
 from unstuck.schemas import EVENT_LABELS
 from unstuck.schemas.api import API_REQUESTS
+from unstuck.texttable import table
 
-from .common import CliError, add_connection_args, call, print_json, table, with_client
+from .common import CliError, add_connection_args, call, print_json, with_client
 
 ACTOR_HELP = "your staff id (default $UNSTUCK_STAFF)"
 

@@ -14,9 +14,6 @@ from nats.aio.client import Client
 from unstuck.config import ConfigError, load_config
 from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.schemas.subjects import api_subject
-from unstuck.texttable import pad, seconds, table, text_width
-
-__all__ = ["pad", "seconds", "table", "text_width"]  # the commands' text tables, shared with the demo
 
 T = TypeVar("T")
 

@@ -22,8 +22,9 @@ from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.replay import ReplayError, Report, replay
 from unstuck.schemas.privacy import mask_personal
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
+from unstuck.texttable import table
 
-from .common import CliError, table
+from .common import CliError
 
 EXIT_FINDINGS = 1
 EXIT_UNAVAILABLE = 3

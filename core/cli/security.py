@@ -23,8 +23,9 @@ from unstuck.natsconfig import (
     registry_departments,
     reload_server,
 )
+from unstuck.texttable import table
 
-from .common import CliError, add_connection_args, config_from, print_json, table
+from .common import CliError, add_connection_args, config_from, print_json
 
 
 def register(sub: Any) -> None:

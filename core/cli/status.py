@@ -11,7 +11,9 @@ import json
 import sys
 from typing import Any, TextIO
 
-from .common import CliError, add_connection_args, call, print_json, seconds, table, with_client
+from unstuck.texttable import seconds, table
+
+from .common import CliError, add_connection_args, call, print_json, with_client
 
 HEADERS = (
     "department",
