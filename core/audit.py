@@ -26,12 +26,23 @@ from unstuck.schemas.privacy import mask_personal
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 
 from .clock import CHINA
-from .replay import Finding, Replayer, ReplayError, Report, read_head, read_ordered, stream_prefix
+from .replay import (
+    Finding,
+    Replayer,
+    ReplayError,
+    Report,
+    check_format,
+    decision_lines,
+    read_head,
+    read_ordered,
+    stream_prefix,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
-    """One stored message of the case: where it is, its exact bytes, and its parsed fields."""
+    """One stored event of the case: the message that holds it, its exact bytes (its line of that
+    message), and its parsed fields."""
 
     stream_seq: int
     subject: str
@@ -80,19 +91,21 @@ async def load_case(
         info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError as exc:
         raise ReplayError(f"stream {stream} not found: check --stream and the server (NATS_URL)") from exc
+    check_format(stream, info)
     prefix = stream_prefix(info.config.subjects)
     head = await read_head(js, heads_bucket, case_id)
     records: list[StoredRecord] = []
 
-    def keep(subject: str, stream_seq: int, body: bytes) -> None:
-        try:
-            fields = json.loads(body)
-        except ValueError:
-            fields = {}
-        if not isinstance(fields, dict):
-            fields = {}
-        if fields.get("case_id", subject.rpartition(".")[2]) == case_id:
-            records.append(StoredRecord(stream_seq, subject, body, fields))
+    def keep(subject: str, stream_seq: int, message: bytes) -> None:
+        for body in decision_lines(message):
+            try:
+                fields = json.loads(body)
+            except ValueError:
+                fields = {}
+            if not isinstance(fields, dict):
+                fields = {}
+            if fields.get("case_id", subject.rpartition(".")[2]) == case_id:
+                records.append(StoredRecord(stream_seq, subject, body, fields))
 
     if prefix is not None:
         subject = f"{prefix}.{case_id}"

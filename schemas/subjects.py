@@ -31,3 +31,25 @@ def api_subject(verb: str) -> str:
 
 def notify_subject(audience: str) -> str:
     return f"{NOTIFY_PREFIX}.{check_subject_token(audience, 'audience')}"
+
+
+STORAGE_FORMAT = 2
+"""The stream's storage format: one message per decision, its events one per line (docs/architecture.md)."""
+FORMAT_METADATA_KEY = "unstuck_format"
+"""The stream metadata entry that names the format; a stream without it was written in format 1."""
+
+
+def storage_format_problem(stream: str, metadata: dict[str, str] | None, messages: int) -> str | None:
+    """Why a stream cannot be read as the current storage format, in one line; None when it can.
+
+    An empty stream without the mark is new (the event store marks it); one with messages and no mark
+    was written in format 1 (one event per message).
+    """
+    found = (metadata or {}).get(FORMAT_METADATA_KEY)
+    if found == str(STORAGE_FORMAT) or (found is None and messages == 0):
+        return None
+    version = found if found is not None else "1"
+    return (
+        f"stream {stream} holds storage format {version}; this unstuck reads format {STORAGE_FORMAT} "
+        "only (one message per decision): read it with the release that wrote it, or start on a new stream"
+    )

@@ -14,11 +14,13 @@ from conftest import sample
 from unstuck import cli
 from unstuck.canonical import canonical_json
 from unstuck.schemas import EVENT_LABELS
-from unstuck.schemas.subjects import case_subject
+from unstuck.schemas.subjects import FORMAT_METADATA_KEY, STORAGE_FORMAT, case_subject
 from unstuck.testing import api_call, wait_for
 
 ID_NUMBER = "92210603MA10C8QX2K"  # the applicant of sample 01
 PHONE = "13904151234"
+
+FORMAT_2 = {FORMAT_METADATA_KEY: str(STORAGE_FORMAT)}  # a copy stream read as storage format 2
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ async def stored_bodies(nats_client, case_id: str) -> list[bytes]:
         except Exception:
             return out
         seq = msg.seq
-        out.append(bytes(msg.data))
+        out += bytes(msg.data).split(b"\n")  # a decision: its events one per line
 
 
 async def test_timeline_tells_who_did_what_when_in_chinese_and_english(shop_sign, nats_server, capsys):
@@ -132,7 +134,9 @@ async def test_export_of_a_tampered_case_exits_1_and_the_report_names_the_findin
 ):
     js = nats_client.jetstream()
     await js.add_stream(
-        StreamConfig(name="AUDIT_COPY", subjects=["audit.copy.case.>"], storage=StorageType.FILE)
+        StreamConfig(
+            name="AUDIT_COPY", subjects=["audit.copy.case.>"], storage=StorageType.FILE, metadata=FORMAT_2
+        )
     )
     for i, body in enumerate(await stored_bodies(nats_client, shop_sign)):
         if i == 3:

@@ -10,7 +10,7 @@ import pytest
 
 from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json, check_body, event_hash
-from unstuck.eventstore import AppendConflict, EventStore, ExpectedHead, envelope_fields
+from unstuck.eventstore import AppendConflict, EventStore, ExpectedHead, StoreFormatError, envelope_fields
 from unstuck.schemas.events import CaseOverdue, OwnerAssigned
 
 AT = datetime(2026, 9, 28, 1, 0, tzinfo=UTC)
@@ -34,6 +34,50 @@ async def test_stream_is_created_once_with_deny_delete_and_deny_purge(store, nat
     assert info.config.subjects == ["unstuck.case.>"]
     with pytest.raises(nats.js.errors.APIError):
         await nats_client.jetstream().purge_stream("UNSTUCK_CASES")
+
+
+async def test_a_decision_is_one_message_holding_its_events_one_per_line(store, nats_client):
+    stored = await store.append("DD-20260928-0031", ExpectedHead(), [owner_event(1), owner_event(2)], AT)
+    again = await store.append(
+        "DD-20260928-0031", ExpectedHead(2, stored[1].hash, stored[1].stream_seq), [owner_event(3)], AT
+    )
+    js = nats_client.jetstream()
+    assert (await js.stream_info("UNSTUCK_CASES")).state.messages == 2
+    first = await js.get_msg("UNSTUCK_CASES", seq=1)
+    assert first.data == stored[0].body + b"\n" + stored[1].body
+    assert first.headers["Nats-Msg-Id"] == stored[0].fields["event_id"]  # the decision id
+    assert first.headers["Nats-Expected-Last-Subject-Sequence"] == "0"
+    second = await js.get_msg("UNSTUCK_CASES", seq=2)
+    assert second.data == again[0].body
+    assert second.headers["Nats-Expected-Last-Subject-Sequence"] == "1"
+    assert [e.stream_seq for e in stored + again] == [1, 1, 2]
+    assert again[0].fields["prev_hash"] == stored[1].hash  # the chain runs across decisions
+
+
+async def test_the_stream_is_marked_with_storage_format_2(store, nats_client):
+    info = await nats_client.jetstream().stream_info("UNSTUCK_CASES")
+    assert info.config.metadata["unstuck_format"] == "2"
+
+
+async def test_a_stream_of_the_old_format_is_refused_in_one_line_naming_its_version(nats_client):
+    js = nats_client.jetstream()
+    await js.add_stream(
+        name="OLD_CASES", subjects=["old.case.>"], deny_delete=True, deny_purge=True
+    )  # as format 1 created it: no format mark
+    await js.publish("old.case.DD-1", b'{"seq":1}', stream="OLD_CASES")
+    with pytest.raises(StoreFormatError) as refused:
+        await EventStore(js, stream="OLD_CASES").ensure()
+    assert str(refused.value).startswith(
+        "stream OLD_CASES holds storage format 1; this unstuck reads format 2"
+    )
+    assert "\n" not in str(refused.value)
+
+
+async def test_a_new_empty_stream_without_the_mark_is_marked(nats_client):
+    js = nats_client.jetstream()
+    await js.add_stream(name="BARE_CASES", subjects=["unstuck.case.>"], deny_delete=True, deny_purge=True)
+    await EventStore(js, stream="BARE_CASES").ensure()
+    assert (await js.stream_info("BARE_CASES")).config.metadata["unstuck_format"] == "2"
 
 
 async def test_events_are_chained_and_stored_as_canonical_bytes(store):
@@ -61,7 +105,6 @@ async def append_twice(store: EventStore, case_id: str, events: int) -> tuple[li
 
 
 async def test_a_retried_decision_with_the_same_event_ids_is_stored_once(store):
-    assert store.atomic  # a two-event decision goes as one atomic batch
     first, again = await append_twice(store, "DD-20260928-0012", 2)
     assert [(e.body, e.stream_seq) for e in again] == [(e.body, e.stream_seq) for e in first]
     stored = await store.read_case("DD-20260928-0012")
@@ -70,7 +113,7 @@ async def test_a_retried_decision_with_the_same_event_ids_is_stored_once(store):
         "01RETRIEDAPPEND2EVENT00002",
     ]
     assert [e.seq for e in stored] == [1, 2]
-    assert await store.last_seq() == 2
+    assert await store.last_seq() == 1  # one decision, one message, stored once
     assert (await store.heads.read_all())["DD-20260928-0012"]["seq"] == 2
 
 

@@ -18,12 +18,15 @@ from conftest import sample
 from unstuck import cli
 from unstuck.canonical import canonical_json, seal
 from unstuck.replay import FINDINGS, verify_stream
+from unstuck.schemas.subjects import FORMAT_METADATA_KEY, STORAGE_FORMAT
 from unstuck.testing import api_call, wait_for
 
 COPY = "AUDIT_COPY"
 COPY_PREFIX = "audit.copy.case"
 
-Message = tuple[str, dict[str, Any], bytes]  # (case id, parsed fields, exact stored body)
+Message = tuple[str, dict[str, Any], bytes]  # (case id, parsed fields, exact stored body of one event)
+
+FORMAT_2 = {FORMAT_METADATA_KEY: str(STORAGE_FORMAT)}  # a copy stream read as storage format 2
 
 
 @pytest.fixture
@@ -55,15 +58,18 @@ async def stored_messages(js: Any, stream: str = "UNSTUCK_CASES") -> list[Messag
     out = []
     for seq in range(int(info.state.first_seq), int(info.state.last_seq) + 1):
         msg = await js.get_msg(stream, seq)
-        body = bytes(msg.data)
-        fields = json.loads(body)
-        out.append((fields["case_id"], fields, body))
+        for body in bytes(msg.data).split(b"\n"):  # a decision: its events one per line
+            fields = json.loads(body)
+            out.append((fields["case_id"], fields, body))
     return out
 
 
 async def copy_stream(js: Any, messages: list[Message], name: str = COPY, prefix: str = COPY_PREFIX) -> None:
-    """A tamperable copy: no deny_delete/deny_purge, subjects under another prefix, bodies as given."""
-    await js.add_stream(StreamConfig(name=name, subjects=[f"{prefix}.>"], storage=StorageType.FILE))
+    """A tamperable copy: no deny_delete/deny_purge, subjects under another prefix, bodies as given,
+    each event a decision of its own (storage format 2 allows a decision of one event)."""
+    await js.add_stream(
+        StreamConfig(name=name, subjects=[f"{prefix}.>"], storage=StorageType.FILE, metadata=FORMAT_2)
+    )
     for case_id, _, body in messages:
         await js.publish(f"{prefix}.{case_id}", body, stream=name)
 
@@ -231,7 +237,9 @@ async def test_an_event_stored_twice_is_a_repeat_with_a_duplicate_event_id(recor
 async def test_an_event_moved_to_another_cases_subject_is_a_subject_mismatch(recorded, nats_client):
     js = nats_client.jetstream()
     messages = await stored_messages(js)
-    await js.add_stream(StreamConfig(name=COPY, subjects=[f"{COPY_PREFIX}.>"], storage=StorageType.FILE))
+    await js.add_stream(
+        StreamConfig(name=COPY, subjects=[f"{COPY_PREFIX}.>"], storage=StorageType.FILE, metadata=FORMAT_2)
+    )
     moved = positions(messages, recorded["D"])[2]
     for i, (case_id, _, body) in enumerate(messages):
         subject_case = recorded["A"] if i == moved else case_id
@@ -307,7 +315,9 @@ async def test_a_copy_under_several_subject_prefixes_verifies_by_the_last_subjec
     js = nats_client.jetstream()
     messages = await stored_messages(js)
     await js.add_stream(
-        StreamConfig(name=COPY, subjects=["audit.a.>", "audit.b.>"], storage=StorageType.FILE)
+        StreamConfig(
+            name=COPY, subjects=["audit.a.>", "audit.b.>"], storage=StorageType.FILE, metadata=FORMAT_2
+        )
     )
     for i, (case_id, _, body) in enumerate(messages):
         await js.publish(f"audit.{'ab'[i % 2]}.{case_id}", body, stream=COPY)

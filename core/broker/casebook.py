@@ -18,7 +18,7 @@ from typing import Any
 from unstuck import lifecycle as lc
 from unstuck.canonical import check_body
 from unstuck.envelope import envelope_problem
-from unstuck.eventstore import EventStore, StoredEvent
+from unstuck.eventstore import EventStore, StoredEvent, decision_events
 from unstuck.schemas.events import EventSchemaError, parse_payload
 from unstuck.schemas.subjects import case_subject
 
@@ -67,15 +67,16 @@ class CaseBook:
                     ) from None
 
     async def on_stored(self, stream_seq: int, subject: str, body: bytes) -> None:
-        """The follower: apply events in stream order."""
+        """The follower: apply each stored decision's events in stream order."""
         if stream_seq in self.own_seqs:
             self.own_seqs.discard(stream_seq)  # applied already: no need to parse and check it again
         else:
-            try:
-                if (fields := self._sealed(stream_seq, subject, body)) is not None:
-                    self.apply(fields, stream_seq)
-            except Exception as exc:
-                self._reject("stream message %s could not be applied: %s", stream_seq, exc)
+            for event_body in decision_events(body):
+                try:
+                    if (fields := self._sealed(stream_seq, subject, event_body)) is not None:
+                        self.apply(fields, stream_seq)
+                except Exception as exc:
+                    self._reject("stream message %s could not be applied: %s", stream_seq, exc)
         self.applied_seq = max(self.applied_seq, stream_seq)
         if not self.caught_up.is_set() and self.applied_seq >= self.catch_up_to:
             self.caught_up.set()

@@ -62,12 +62,6 @@ class CommandRunner:
                 return stored
             raise ApiFailure("conflict", f"case {case_id} kept changing under concurrent writers; try again")
 
-    def completed(self, stored: list[StoredEvent]) -> None:
-        """A half-written decision the event store completed later: fold it in and act on it."""
-        for event in stored:
-            self.book.apply(event.fields, event.stream_seq)
-        self.react(stored)
-
     def reply(self, stored: list[StoredEvent]) -> dict[str, Any]:
         """What the API answers to a command: the case, its state now, the events appended."""
         case_id = stored[0].case_id if stored else None

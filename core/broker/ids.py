@@ -1,8 +1,11 @@
 """Case ids and client refs, both kept in the ids KV bucket so every broker replica agrees.
 
-A case id is ``<prefix>-<yyyymmdd>-<n>``, n from a counter per local day. A client_ref (the
-requester's own key for an open) is reserved for the first case opened with it, so a retried open
-finds that case whichever replica it reaches.
+A case id is ``<prefix>-<yyyymmdd>-<n>``, n from a counter per local day. A broker reserves the
+numbers in blocks of ``ID_BLOCK`` (one compare-and-set on the counter per block, not per case) and
+hands them out in order; numbers are unique, a block left unused when its broker stops is a gap, and
+with several replicas the numbers interleave by block (docs/lifecycle.md, "Case numbers"). A
+client_ref (the requester's own key for an open) is reserved for the first case opened with it, so a
+retried open finds that case whichever replica it reaches.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from unstuck.schemas.subjects import IDS_BUCKET
 
 from .errors import ApiFailure
 
+ID_BLOCK = 20
+"""Case numbers a broker reserves at a time."""
+
 
 @dataclass(eq=False)
 class CaseIds:
@@ -29,8 +35,11 @@ class CaseIds:
     replicas: int
     clock: Clock
     _bucket: Any = None  # opened on first use
+    block: int = ID_BLOCK
     # day prefix -> (counter, revision) written last
     _last: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # day prefix -> (next number to hand out, last number of the reserved block)
+    _reserved: dict[str, tuple[int, int]] = field(default_factory=dict)
     _locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     async def bucket(self) -> Any:
@@ -46,30 +55,39 @@ class CaseIds:
     async def allocate(self) -> str:
         day = local_date(self.clock.now()).strftime("%Y%m%d")
         prefix = f"{self.prefix}-{day}"
-        ids = await self.bucket()
-        # One allocation at a time in this broker: concurrent opens would race each other on the same
-        # key and run out of tries. The counter this broker wrote last is tried first (one round trip);
-        # another replica's write makes that fail, and the counter is read again.
+        # One reservation at a time in this broker: concurrent opens would race each other on the same
+        # key and run out of tries; they wait for the block being reserved and share it.
         async with self._locks[prefix]:
-            known = self._last.get(prefix)
-            for _ in range(50):
+            n, last = self._reserved.get(prefix, (1, 0))
+            if n > last:
+                n, last = await self._reserve(prefix)
+            self._reserved = {prefix: (n + 1, last)}
+            return f"{prefix}-{n:04d}"
+
+    async def _reserve(self, prefix: str) -> tuple[int, int]:
+        """Reserve the next block of numbers of the day: (first, last). The counter this broker wrote
+        last is tried first (one round trip); another replica's write makes that fail, and the
+        counter is read again."""
+        ids = await self.bucket()
+        known = self._last.get(prefix)
+        for _ in range(50):
+            try:
+                if known is None:
+                    entry = await ids.get(prefix)
+                    known = (int(entry.value or b"0"), int(entry.revision or 0))
+                end = known[0] + self.block
+                revision = await ids.update(prefix, str(end).encode(), last=known[1])
+            except nats.js.errors.KeyNotFoundError:
+                end = self.block
                 try:
-                    if known is None:
-                        entry = await ids.get(prefix)
-                        known = (int(entry.value or b"0"), int(entry.revision or 0))
-                    n = known[0] + 1
-                    revision = await ids.update(prefix, str(n).encode(), last=known[1])
-                except nats.js.errors.KeyNotFoundError:
-                    n = 1
-                    try:
-                        revision = await ids.create(prefix, b"1")
-                    except nats.js.errors.KeyWrongLastSequenceError:
-                        continue
+                    revision = await ids.create(prefix, str(end).encode())
                 except nats.js.errors.KeyWrongLastSequenceError:
-                    known = None
                     continue
-                self._last = {prefix: (n, revision)}
-                return f"{prefix}-{n:04d}"
+            except nats.js.errors.KeyWrongLastSequenceError:
+                known = None
+                continue
+            self._last = {prefix: (end, revision)}
+            return end - self.block + 1, end
         raise ApiFailure("conflict", "could not allocate a case id under contention; try again")
 
     async def ref_holder(self, ref: str, candidate: str | None) -> str | None:

@@ -82,7 +82,6 @@ class Broker:
         runner.react = Reactions(
             book.state_of, self.requests.ask, notifier.notify, self.metrics, self.calendar, clock, pm
         ).after
-        store.on_completed = runner.completed
         self.ticker = DeadlineTicker(book.states, rules, runner, background)
         self.report = StatusReport(
             self.departments,

@@ -24,7 +24,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
+from unstuck.schemas.subjects import HEADS_BUCKET, STREAM, storage_format_problem
 
 from .findings import FINDINGS, Finding, ReplayError
 from .reader import jetstream_of, read_head, read_heads, read_ordered, stream_prefix
@@ -35,6 +35,7 @@ from .replayer import (
     Replayer,
     Report,
     compact_head,
+    decision_lines,
     envelope_problem,
     sealed_ok,
 )
@@ -49,7 +50,9 @@ __all__ = [
     "ReplayError",
     "Replayer",
     "Report",
+    "check_format",
     "compact_head",
+    "decision_lines",
     "envelope_problem",
     "read_head",
     "read_heads",
@@ -76,6 +79,13 @@ def _collector_paused() -> Iterator[None]:
 Progress = Callable[[int, int], None]
 
 
+def check_format(stream: str, info: Any) -> None:
+    """Refuse, in one line naming the version, a stream written in another storage format."""
+    problem = storage_format_problem(stream, info.config.metadata, int(info.state.messages or 0))
+    if problem is not None:
+        raise ReplayError(problem)
+
+
 async def replay(
     target: Client | JetStreamContext,
     stream: str = STREAM,
@@ -98,6 +108,7 @@ async def replay(
         info = await js.stream_info(stream)
     except nats.js.errors.NotFoundError as exc:
         raise ReplayError(f"stream {stream} not found: check --stream and the server (NATS_URL)") from exc
+    check_format(stream, info)
     prefix = stream_prefix(info.config.subjects)
     heads: dict[str, Head] = {}
     if verify:
@@ -176,15 +187,21 @@ async def _confirm_duplicates(
     confirmed: list[list[tuple[int, str, str, int | None]]] = []
     for group in replayer.duplicate_candidates():
         by_id: dict[str, list[tuple[int, str, str, int | None]]] = {}
-        for sseq in sorted(group):
+        for sseq in sorted(set(group)):
             try:
                 msg = await js.get_msg(stream, seq=sseq)
-                obj = json.loads(bytes(msg.data or b""))
-            except (nats.js.errors.NotFoundError, ValueError):
+            except nats.js.errors.NotFoundError:
                 continue
-            seq = obj.get("seq") if type(obj.get("seq")) is int else None
-            event_id = str(obj.get("event_id"))
-            by_id.setdefault(event_id, []).append((sseq, event_id, str(obj.get("case_id")), seq))
+            for line in decision_lines(bytes(msg.data or b"")):
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                seq = obj.get("seq") if type(obj.get("seq")) is int else None
+                event_id = str(obj.get("event_id"))
+                by_id.setdefault(event_id, []).append((sseq, event_id, str(obj.get("case_id")), seq))
         confirmed += [g for g in by_id.values() if len(g) > 1]
     return confirmed
 

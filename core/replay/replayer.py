@@ -149,6 +149,18 @@ def sealed_ok(body: bytes, obj: dict[str, Any]) -> tuple[bool, bool]:
     return canonical, hashlib.sha256(canonical_json(rest)).hexdigest() == stored
 
 
+def decision_lines(body: bytes) -> list[bytes]:
+    """The event bodies of one stored message (storage format 2: a decision, one event per line).
+
+    A message whose lines are not each a JSON object is judged as one body (an event rewritten with
+    line breaks, say): that names what is wrong with it more precisely than broken halves would.
+    """
+    lines = body.split(b"\n")
+    if len(lines) > 1 and not all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):
+        return [body]
+    return lines
+
+
 Head = tuple[int, str, int]
 """A recorded head, compactly: (seq, hash, stream seq); a hundred thousand cases fit in a few MB."""
 
@@ -203,10 +215,19 @@ class Replayer:
     # one stored message ---------------------------------------------------------------------------
 
     def feed(self, subject: str, stream_seq: int, body: bytes) -> None:
+        """One stored message: a decision, its events one per line (storage format 2)."""
         report = self.report
         if not report.first_stream_seq:
             report.first_stream_seq = stream_seq
         report.last_stream_seq = stream_seq
+        if b"\n" not in body:
+            self._feed_event(subject, stream_seq, body)
+            return
+        for event_body in decision_lines(body):
+            self._feed_event(subject, stream_seq, event_body)
+
+    def _feed_event(self, subject: str, stream_seq: int, body: bytes) -> None:
+        report = self.report
         try:
             obj = _DECODE(body.decode())
         except ValueError as exc:  # UnicodeDecodeError too
