@@ -8,7 +8,7 @@ by construction. Appends carry ``Nats-Msg-Id`` (the decision id, which is its fi
 retried append is stored once) and ``Nats-Expected-Last-Subject-Sequence`` (the case's last message:
 two writers cannot fork a case). The stream's metadata names the format; a stream of another format
 is refused, never misread. The head of each case (seq, hash) is also written to a KV bucket outside
-the stream, so a cut-off tail is detectable.
+the stream, off the append's path (``heads.py``), so a cut-off tail is detectable.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ _NO_ACKNOWLEDGEMENT = (
     nats.errors.OutboundBufferLimitError,
 )
 T = TypeVar("T")
+
+OwnDecision = list[tuple[dict[str, Any], Any]]
+"""The sealed events of a decision being appended: (envelope fields with hash, payload model) each."""
+OnMessage = Callable[[int, str, bytes, OwnDecision | None], Awaitable[None]]
 
 
 def decision_body(event_bodies: Sequence[bytes]) -> bytes:
@@ -182,6 +186,7 @@ class EventStore:
         self.replicas = replicas
         self.timeout = timeout
         self.heads = HeadBook(js, heads_bucket, replicas)
+        self.in_flight: dict[str, OwnDecision] = {}  # decision id -> its sealed events, while appending
 
     async def ensure(self) -> None:
         """Create the stream (marked with the storage format) and the heads bucket if missing;
@@ -241,6 +246,9 @@ class EventStore:
             "Nats-Msg-Id": decision_id,
             "Nats-Expected-Last-Subject-Sequence": str(head.stream_seq),
         }
+        self.in_flight[decision_id] = [
+            (fields, e.data) for (_, fields), e in zip(sealed, events, strict=True)
+        ]
         try:
             ack = await self._publish(subject, decision_body([body for body, _ in sealed]), headers)
             stream_seq = int(ack.seq)
@@ -248,8 +256,10 @@ class EventStore:
             # nats-server checks the expected sequence before the duplicate window: a retry of an
             # append whose acknowledgement was lost is refused as a conflict, though it is stored
             stream_seq = await self._stored_last(subject, decision_id)
+        finally:
+            del self.in_flight[decision_id]
         stored = [StoredEvent(body=body, fields=fields, stream_seq=stream_seq) for body, fields in sealed]
-        await self.heads.record(case_id, stored[-1].seq, stored[-1].hash, stream_seq)
+        self.heads.note(case_id, stored[-1].seq, stored[-1].hash, stream_seq)  # written off this path
         return stored
 
     async def _stored_last(self, subject: str, decision_id: str) -> int:
@@ -313,17 +323,19 @@ class EventStore:
         info = await self.js.stream_info(self.stream)
         return int(info.state.last_seq)
 
-    async def follow(
-        self, on_message: Callable[[int, str, bytes], Awaitable[None]], start_seq: int = 1
-    ) -> Any:
+    async def follow(self, on_message: OnMessage, start_seq: int = 1) -> Any:
         """Deliver every message from ``start_seq`` on, in order, then new ones as they arrive.
 
         An ordered consumer: it survives reconnects and restarts itself on a gap. Returns the
-        subscription; ``on_message(stream_seq, subject, body)`` is awaited for each message in turn.
+        subscription; ``on_message(stream_seq, subject, body, own)`` is awaited for each message in
+        turn, ``own`` being the sealed events of a decision this store is appending right now (the
+        follower can see it before the append's acknowledgement), else None.
         """
+        in_flight = self.in_flight
 
         async def deliver(msg: Any) -> None:
-            await on_message(msg.metadata.sequence.stream, msg.subject, msg.data)
+            own = in_flight.get(msg.headers.get("Nats-Msg-Id", "")) if msg.headers and in_flight else None
+            await on_message(msg.metadata.sequence.stream, msg.subject, msg.data, own)
 
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1)

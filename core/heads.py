@@ -2,10 +2,12 @@
 
 The stream is the record; the heads bucket (a JetStream KV bucket) holds, for each case, where its
 record should end, so an auditor detects a cut-off tail (`tail_missing`) and an append the broker
-made but never recorded (`untracked_tail`). A head is written after each append, with
-compare-and-set so it never moves backwards when several brokers write; one that cannot be written
-is written again in the background until it lands; a restart reconciles the heads of the last
-appends with the stream.
+made but never recorded (`untracked_tail`). A head is written off the append's path: the append
+notes it and one background writer writes every noted head at once, in one concurrent round, with
+compare-and-set so it never moves backwards when several brokers write. While the bucket answers, a
+recorded head trails its append by at most ``HEAD_LAG_SECONDS`` (one round of writes: milliseconds);
+a head that cannot be written is written again every second until it lands; a broker that stops
+writes its noted heads first, and a restart reconciles the heads of the last appends with the stream.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from unstuck.schemas.subjects import HEADS_BUCKET
 
 log = logging.getLogger(__name__)
 
+RETRY_SECONDS = 1.0  # a head that could not be written is tried again after this
+
 
 class HeadsUnavailable(Exception):
     """The head of a case kept changing under this writer."""
@@ -35,9 +39,12 @@ class HeadBook:
         self.bucket = bucket
         self.replicas = replicas
         self.kv: Any = None
-        self._missed: dict[str, tuple[int, bytes]] = {}
-        self._revisions: dict[str, int] = {}  # the KV revision of each head this writer wrote last
-        self._repairing: asyncio.Task[None] | None = None
+        self._noted: dict[str, tuple[int, bytes]] = {}  # case -> (seq, value) waiting to be written
+        self._revisions: dict[str, tuple[int, int]] = {}  # case -> (KV revision, seq) known last
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer: asyncio.Task[None] | None = None
 
     async def ensure(self) -> None:
         """Open the bucket, creating it if missing."""
@@ -48,52 +55,108 @@ class HeadBook:
                 bucket=self.bucket, history=5, replicas=self.replicas, description="case heads"
             )
 
-    async def record(self, case_id: str, seq: int, digest: str, stream_seq: int) -> None:
-        """Record the case's head (its last event's seq, hash and stream sequence); on failure it is
-        written again in the background until it lands."""
+    def note(self, case_id: str, seq: int, digest: str, stream_seq: int) -> None:
+        """Record the case's head (its last event's seq, hash and the stream sequence of its last
+        message) off the caller's path: the background writer writes it at once."""
+        noted = self._noted.get(case_id)
+        if noted is not None and noted[0] >= seq:
+            return  # a newer head of the case is noted already
         value = json.dumps({"seq": seq, "hash": digest, "stream_seq": stream_seq}).encode()
+        self._noted[case_id] = (seq, value)
+        self._idle.clear()
+        self._wake.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_noted())
+
+    @property
+    def pending(self) -> int:
+        """Heads noted and not written yet."""
+        return len(self._noted)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every noted head is written; False when ``timeout`` passed first."""
         try:
-            await self._put(case_id, seq, value)
-        except Exception as exc:  # the stream holds the record; the head is written again until it lands
-            log.warning("head of %s not recorded: %s; retrying in the background", case_id, exc)
-            self._missed[case_id] = (seq, value)
-            if self._repairing is None or self._repairing.done():
-                self._repairing = asyncio.create_task(self._repair())
-        else:
-            missed = self._missed.get(case_id)
-            if missed is not None and missed[0] <= seq:
-                # a newer head landed: the missed older one must not be written over it later
-                del self._missed[case_id]
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Write the noted heads (for up to ``timeout`` seconds), then stop the writer."""
+        if not await self.flush(timeout):
+            log.warning("%d case head(s) not recorded at stop; the next start reconciles them", self.pending)
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except BaseException:  # cancelled, or it failed: nothing is left to wait for
+                pass
+            self._writer = None
+
+    async def _write_noted(self) -> None:
+        """The one writer: each round writes every head noted so far, concurrently."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._noted:
+                self._idle.set()
+                continue
+            batch, self._noted = self._noted, {}
+            results = await asyncio.gather(
+                *(self._put(case_id, seq, value) for case_id, (seq, value) in batch.items()),
+                return_exceptions=True,
+            )
+            failed = 0
+            for (case_id, (seq, value)), result in zip(batch.items(), results, strict=True):
+                if isinstance(result, BaseException):
+                    failed += 1
+                    noted = self._noted.get(case_id)
+                    if noted is None or noted[0] < seq:  # not superseded by a newer head meanwhile
+                        self._noted[case_id] = (seq, value)
+            if failed:
+                log.warning("%d case head(s) not recorded; retrying in %.0f s", failed, RETRY_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
+            if self._noted:
+                self._wake.set()
+            else:
+                self._idle.set()
 
     async def _put(self, case_id: str, seq: int, value: bytes) -> None:
         """Record a head unless a newer one is there: another replica may write the same case, and two
-        plain puts could land in the wrong order and move the recorded head backwards."""
-        revision = self._revisions.get(case_id)
+        plain puts could land in the wrong order and move the recorded head backwards.
+
+        Each write is a compare-and-set on the revision whose head this writer knows (its own last
+        write, or the newer head it found there); a known head at ``seq`` or beyond means nothing is
+        left to write, so a head noted late can never replace a newer one."""
+        known = self._revisions.get(case_id)  # (revision, seq of the head at that revision)
         for _ in range(10):
+            if known is not None and known[1] >= seq:
+                return
             try:
-                if revision is None:
+                if known is None:
                     written = await self.kv.create(case_id, value)
                 else:
-                    written = await self.kv.update(case_id, value, last=revision)
-                self._revisions[case_id] = int(written)
+                    written = await self.kv.update(case_id, value, last=known[0])
+                self._revisions[case_id] = (int(written), seq)
                 return
             except nats.js.errors.KeyWrongLastSequenceError:
                 try:
                     entry = await self.kv.get(case_id)
                 except nats.js.errors.KeyNotFoundError:
-                    revision = None
+                    known = None
                     continue
-                revision = int(entry.revision or 0)
-                if int(json.loads(entry.value or b"{}").get("seq", 0)) >= seq:
-                    self._revisions[case_id] = revision
-                    return
+                known = self._revisions[case_id] = (
+                    int(entry.revision or 0),
+                    int(json.loads(entry.value or b"{}").get("seq", 0)),
+                )
         raise HeadsUnavailable(f"the head of {case_id} kept changing")
 
     async def reconcile(self, heads: dict[str, tuple[int, str, int]]) -> int:
         """Record the heads a crashed writer appended but did not record: case -> (seq, hash, stream seq).
 
-        A broker records a case's head right after its append; a crash in between leaves the head
-        behind the stream (``untracked_tail``) until the case's next append. Returns how many were behind.
+        A broker notes a case's head right after its append; a crash before the writer wrote it
+        leaves the head behind the stream (``untracked_tail``) until the case's next append. Returns
+        how many were behind; they are written before this returns (or left to the writer's retries).
         """
         behind = 0
         for case_id, (seq, digest, stream_seq) in heads.items():
@@ -107,23 +170,10 @@ class HeadBook:
                 log.debug("head of %s not checked: %s", case_id, exc)
                 continue
             behind += 1
-            await self.record(case_id, seq, digest, stream_seq)
+            self.note(case_id, seq, digest, stream_seq)
+        if behind:
+            await self.flush(timeout=10.0)
         return behind
-
-    async def _repair(self) -> None:
-        """Write missed heads until each lands, never over a newer head another append wrote meanwhile."""
-        while self._missed:
-            await asyncio.sleep(1.0)
-            for case_id, (seq, value) in list(self._missed.items()):
-                if self._missed.get(case_id) != (seq, value):
-                    continue  # superseded by a newer head while this round was writing others
-                try:
-                    await self._put(case_id, seq, value)
-                except Exception as exc:
-                    log.debug("head of %s still not recorded: %s", case_id, exc)
-                    continue
-                if self._missed.get(case_id, (0, b""))[0] == seq:
-                    del self._missed[case_id]
 
     async def read_all(self) -> dict[str, dict[str, Any]]:
         """Every case's head as the broker recorded it outside the stream."""

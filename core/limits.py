@@ -73,4 +73,3 @@ class ClientRateLimiter:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
-

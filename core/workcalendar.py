@@ -33,6 +33,7 @@ class WorkingCalendar:
         self._holidays: dict[int, set[date]] = {}
         self._workdays: dict[int, set[date]] = {}
         self._warned: set[int] = set()
+        self._statutory: dict[date, bool] = {}  # the library's answers, asked once per day
         self._on_unknown_year = on_unknown_year
         if override_file is not None:
             self._load_override(override_file)
@@ -87,8 +88,12 @@ class WorkingCalendar:
             if day in self._holidays.get(day.year, ()):
                 return False
             return day.weekday() < 5
+        known = self._statutory.get(day)
+        if known is not None:
+            return known
         try:
-            return bool(chinese_calendar.is_workday(day))
+            known = self._statutory[day] = bool(chinese_calendar.is_workday(day))
+            return known
         except NotImplementedError:
             if day.year not in self._warned:
                 self._warned.add(day.year)

@@ -6,6 +6,9 @@ from .common import check_subject_token
 
 STREAM = "UNSTUCK_CASES"
 HEADS_BUCKET = "UNSTUCK_HEADS"
+HEAD_LAG_SECONDS = 2.0
+"""While the heads bucket answers, a case's recorded head trails its append by at most this; an
+auditor reports a head behind the stream only when it stays behind for longer."""
 IDS_BUCKET = "UNSTUCK_IDS"
 CASE_PREFIX = "unstuck.case"
 API_PREFIX = "unstuck.api"

@@ -11,7 +11,9 @@ import pytest
 from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json, check_body, event_hash
 from unstuck.eventstore import AppendConflict, EventStore, ExpectedHead, StoreFormatError, envelope_fields
+from unstuck.heads import HeadBook
 from unstuck.schemas.events import CaseOverdue, OwnerAssigned
+from unstuck.schemas.subjects import HEAD_LAG_SECONDS
 
 AT = datetime(2026, 9, 28, 1, 0, tzinfo=UTC)
 
@@ -114,6 +116,7 @@ async def test_a_retried_decision_with_the_same_event_ids_is_stored_once(store):
     ]
     assert [e.seq for e in stored] == [1, 2]
     assert await store.last_seq() == 1  # one decision, one message, stored once
+    await store.heads.flush()
     assert (await store.heads.read_all())["DD-20260928-0012"]["seq"] == 2
 
 
@@ -144,6 +147,7 @@ async def test_two_writers_cannot_fork_a_case(store):
 
 async def test_the_head_of_each_case_is_recorded_outside_the_stream(store):
     stored = await store.append("DD-20260928-0004", ExpectedHead(), [owner_event(1), owner_event(2)], AT)
+    assert await store.heads.flush(timeout=HEAD_LAG_SECONDS)  # written off the append's path, at once
     heads = await store.heads.read_all()
     assert heads["DD-20260928-0004"] == {
         "seq": 2,
@@ -170,11 +174,17 @@ def test_a_changed_byte_is_detected_by_the_hash_or_the_canonical_form():
 async def test_reconcile_records_the_heads_a_crashed_writer_left_behind(store):
     # a writer appended two events and crashed before recording the second head
     stored = await store.append("DD-20260928-0021", ExpectedHead(), [owner_event(1), owner_event(2)], AT)
-    await store.heads.record("DD-20260928-0021", 1, stored[0].hash, stored[0].stream_seq)
+    await store.heads.flush()
+    # as if the writer had got no further than the first event (the bucket as such a crash leaves it)
+    first_head = {"seq": 1, "hash": stored[0].hash, "stream_seq": 1}
+    await store.heads.kv.put("DD-20260928-0021", json.dumps(first_head).encode())
     assert (await store.heads.read_all())["DD-20260928-0021"]["seq"] == 1
-    # on restart the broker hands over the heads it rebuilt from the stream: one behind, one not
     other = await store.append("DD-20260928-0022", ExpectedHead(), [owner_event(3)], AT)
-    behind = await store.heads.reconcile(
+    await store.heads.flush()
+    # on restart the broker hands over the heads it rebuilt from the stream: one behind, one not
+    restarted = EventStore(store.js)
+    await restarted.ensure()
+    behind = await restarted.heads.reconcile(
         {
             "DD-20260928-0021": (2, stored[1].hash, stored[1].stream_seq),
             "DD-20260928-0022": (1, other[0].hash, other[0].stream_seq),
@@ -186,3 +196,20 @@ async def test_reconcile_records_the_heads_a_crashed_writer_left_behind(store):
         "hash": stored[1].hash,
         "stream_seq": stored[1].stream_seq,
     }
+
+
+async def test_a_head_noted_late_never_replaces_a_newer_head_another_replica_wrote(store, nats_client):
+    other = HeadBook(nats_client.jetstream())  # a second replica writing the same bucket
+    await other.ensure()
+    case_id = "DD-20260928-0041"
+    store.heads.note(case_id, 5, "5" * 64, 5)
+    await store.heads.flush()
+    other.note(case_id, 9, "9" * 64, 9)
+    await other.flush()
+    # this replica's heads of its own earlier appends arrive late, one after the other: the first
+    # finds the newer head there, and the second must not take that for a revision to write over
+    for seq in (6, 7):
+        store.heads.note(case_id, seq, str(seq) * 64, seq)
+        await store.heads.flush()
+    assert (await store.heads.read_all())[case_id]["seq"] == 9
+    await other.close()

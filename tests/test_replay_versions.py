@@ -42,7 +42,8 @@ async def append_by_hand(broker, nats_client, case_id: str, event_type: str, ver
             "Nats-Expected-Last-Subject-Sequence": str(broker.stream_seqs[case_id]),
         },
     )
-    await broker.store.heads.record(case_id, fields["seq"], digest, ack.seq)
+    broker.store.heads.note(case_id, fields["seq"], digest, ack.seq)
+    await broker.store.heads.flush()
     return state.seq + 1
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from unstuck import lifecycle as lc
 from unstuck.canonical import check_body
 from unstuck.envelope import envelope_problem
-from unstuck.eventstore import EventStore, StoredEvent, decision_events
+from unstuck.eventstore import EventStore, OwnDecision, StoredEvent, decision_events
 from unstuck.schemas.events import EventSchemaError, parse_payload
 from unstuck.schemas.subjects import case_subject
 
@@ -66,10 +66,17 @@ class CaseBook:
                         f"{self.applied_seq} of {self.catch_up_to}; check the NATS server and its log"
                     ) from None
 
-    async def on_stored(self, stream_seq: int, subject: str, body: bytes) -> None:
-        """The follower: apply each stored decision's events in stream order."""
+    async def on_stored(
+        self, stream_seq: int, subject: str, body: bytes, own: OwnDecision | None = None
+    ) -> None:
+        """The follower: apply each stored decision's events in stream order. A decision of this
+        broker's is never parsed again: applied already (``own_seqs``), or, when the follower sees it
+        before the append's acknowledgement, applied from the events the store sealed (``own``)."""
         if stream_seq in self.own_seqs:
             self.own_seqs.discard(stream_seq)  # applied already: no need to parse and check it again
+        elif own is not None:
+            for fields, data in own:
+                self.apply(fields, stream_seq, data)
         else:
             for event_body in decision_events(body):
                 try:

@@ -134,6 +134,7 @@ class Broker:
         self.background.stopping.set()
         await self.coordinator.stop()
         await self.background.stop()
+        await self.store.heads.close()
 
     @property
     def applied_seq(self) -> int:

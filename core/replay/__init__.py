@@ -12,6 +12,7 @@ verifying, 16 bytes per event for the duplicate-id index). The event bodies are 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import time
@@ -24,7 +25,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from unstuck.schemas.subjects import HEADS_BUCKET, STREAM, storage_format_problem
+from unstuck.schemas.subjects import HEAD_LAG_SECONDS, HEADS_BUCKET, STREAM, storage_format_problem
 
 from .findings import FINDINGS, Finding, ReplayError
 from .reader import jetstream_of, read_head, read_heads, read_ordered, stream_prefix
@@ -206,14 +207,29 @@ async def _confirm_duplicates(
     return confirmed
 
 
+HEAD_CODES = frozenset({"head_missing", "head_mismatch", "tail_missing", "untracked_tail"})
+
+
 async def _recheck_moved_heads(js: JetStreamContext, bucket: str, replayer: Replayer) -> None:
     """A case the broker moved on while we read is not a finding: read its head again and judge by it.
 
     The fresh head clears the case when it is the last event we read, or lies beyond what we read.
+    A head still behind the stream is read once more after ``HEAD_LAG_SECONDS``: the broker writes
+    heads just after its appends, so only a head behind for longer is reported.
     """
+    await _recheck_heads(js, bucket, replayer, HEAD_CODES)
+    behind = {"head_missing", "untracked_tail"}
+    if any(f.code in behind for f in replayer.report.findings):
+        await asyncio.sleep(HEAD_LAG_SECONDS)
+        await _recheck_heads(js, bucket, replayer, behind)
+
+
+async def _recheck_heads(
+    js: JetStreamContext, bucket: str, replayer: Replayer, codes: set[str] | frozenset[str]
+) -> None:
+    """Read the heads of the cases flagged with ``codes`` again; clear those the fresh head explains."""
     report = replayer.report
-    head_codes = {"head_missing", "head_mismatch", "tail_missing", "untracked_tail"}
-    flagged = {f.case_id for f in report.findings if f.code in head_codes and f.case_id}
+    flagged = {f.case_id for f in report.findings if f.code in codes and f.case_id}
     if not flagged or len(flagged) > 1000:
         return
     for case_id in sorted(flagged):
@@ -228,7 +244,7 @@ async def _recheck_moved_heads(js: JetStreamContext, bucket: str, replayer: Repl
         consistent = track is not None and seq == last_seq and digest == track.last_hash
         beyond = seq > last_seq and stream_seq > report.last_stream_seq
         if consistent or beyond:
-            keep = [f for f in report.findings if not (f.case_id == case_id and f.code in head_codes)]
+            keep = [f for f in report.findings if not (f.case_id == case_id and f.code in HEAD_CODES)]
             if track is not None:
                 track.findings -= len(report.findings) - len(keep)
             report.findings[:] = keep
