@@ -3,9 +3,10 @@
 The stream is the record; the heads bucket (a JetStream KV bucket) holds, for each case, where its
 record should end, so an auditor detects a cut-off tail (`tail_missing`) and an append the broker
 made but never recorded (`untracked_tail`). A head is written off the append's path: the append
-notes it and one background writer writes every noted head at once, in one concurrent round, with
+notes it and one background writer writes every noted head in concurrent rounds, at most one round
+per ``ROUND_SECONDS`` (so a case's heads noted meanwhile are written once, as the newest), with
 compare-and-set so it never moves backwards when several brokers write. While the bucket answers, a
-recorded head trails its append by at most ``HEAD_LAG_SECONDS`` (one round of writes: milliseconds);
+recorded head trails its append by at most ``HEAD_LAG_SECONDS`` (a round: tens of milliseconds);
 a head that cannot be written is written again every second until it lands; a broker that stops
 writes its noted heads first, and a restart reconciles the heads of the last appends with the stream.
 """
@@ -25,6 +26,8 @@ from unstuck.schemas.subjects import HEADS_BUCKET
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 1.0  # a head that could not be written is tried again after this
+ROUND_SECONDS = 0.05  # the writer starts a round at most this often: a case's heads noted meanwhile
+# (its opening and its answer, under load) are written once, as the newest
 
 
 class HeadsUnavailable(Exception):
@@ -45,6 +48,7 @@ class HeadBook:
         self._idle = asyncio.Event()
         self._idle.set()
         self._writer: asyncio.Task[None] | None = None
+        self._round_started = 0.0
 
     async def ensure(self) -> None:
         """Open the bucket, creating it if missing."""
@@ -95,9 +99,12 @@ class HeadBook:
 
     async def _write_noted(self) -> None:
         """The one writer: each round writes every head noted so far, concurrently."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
+            await asyncio.sleep(max(0.0, self._round_started + ROUND_SECONDS - loop.time()))
+            self._round_started = loop.time()
             if not self._noted:
                 self._idle.set()
                 continue
