@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -10,8 +11,17 @@ import pytest
 
 from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json, check_body, event_hash
-from unstuck.eventstore import AppendConflict, EventStore, ExpectedHead, StoreFormatError, envelope_fields
+from unstuck.eventstore import (
+    AppendConflict,
+    EventStore,
+    ExpectedHead,
+    StoreFormatError,
+    decision_body,
+    envelope_fields,
+    seal_decision,
+)
 from unstuck.heads import HeadBook
+from unstuck.replay import verify_stream
 from unstuck.schemas.events import CaseOverdue, OwnerAssigned
 from unstuck.schemas.subjects import HEAD_LAG_SECONDS
 
@@ -213,3 +223,39 @@ async def test_a_head_noted_late_never_replaces_a_newer_head_another_replica_wro
         await store.heads.flush()
     assert (await store.heads.read_all())[case_id]["seq"] == 9
     await other.close()
+
+
+async def publish_unrecorded(store: EventStore, case_id: str, head: ExpectedHead, n: int) -> None:
+    """A decision stored as a broker stores it, whose head the broker never recorded (it crashed)."""
+    sealed = seal_decision(case_id, head, [owner_event(n)], AT)
+    await store.js.publish(
+        f"unstuck.case.{case_id}",
+        decision_body([body for body, _ in sealed]),
+        stream="UNSTUCK_CASES",
+        headers={"Nats-Expected-Last-Subject-Sequence": str(head.stream_seq)},
+    )
+
+
+async def test_a_head_left_behind_by_a_crash_is_reported_after_the_lag_bound(store, nats_client):
+    stored = await store.append("DD-20260928-0051", ExpectedHead(), [owner_event(1)], AT)
+    await store.heads.flush()
+    head = ExpectedHead(1, stored[0].hash, stored[0].stream_seq)
+    await publish_unrecorded(store, "DD-20260928-0051", head, 2)
+    report = await verify_stream(nats_client)
+    assert [(f.code, f.case_id, f.seq) for f in report.findings] == [
+        ("untracked_tail", "DD-20260928-0051", 2)
+    ]
+
+
+async def test_a_head_written_within_the_lag_bound_is_not_a_finding(store, nats_client):
+    stored = await store.append("DD-20260928-0052", ExpectedHead(), [owner_event(1)], AT)
+    await store.heads.flush()
+    head = ExpectedHead(1, stored[0].hash, stored[0].stream_seq)
+    await publish_unrecorded(store, "DD-20260928-0052", head, 2)
+    auditing = asyncio.create_task(verify_stream(nats_client))
+    await asyncio.sleep(HEAD_LAG_SECONDS / 4)  # the auditor has read the old head by now
+    events = await store.read_case("DD-20260928-0052")
+    store.heads.note("DD-20260928-0052", 2, events[-1].hash, events[-1].stream_seq)
+    await store.heads.flush()
+    report = await auditing
+    assert report.ok, [str(f) for f in report.findings]
