@@ -2,8 +2,8 @@
 
     python -m bench.broker_process NATS_URL
 
-Prints one JSON line when it has caught up (seconds, cases, stream messages applied), then serves until
-it is terminated. The parent reads the peak resident set (VmHWM) from /proc.
+Prints one JSON line when it has caught up (seconds, cases, stream messages applied), then serves
+until it is terminated. The parent reads the peak resident set (VmHWM) from /proc.
 """
 
 from __future__ import annotations

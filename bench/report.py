@@ -99,7 +99,11 @@ def target_rows(result: dict[str, Any]) -> list[str]:
 def replay_rows(r: dict[str, Any]) -> list[str]:
     events, rate = r["stream"]["events"], r["replay_verify"]["events_per_s"]
     findings = r["replay_verify"]["findings"]
-    invalid = f"not measured: {findings} findings" if findings != 0 else None
+    invalid = None
+    if findings is None:
+        invalid = "not measured: no replay report"
+    elif findings:
+        invalid = f"not measured: {findings:,} findings"
     short = "" if events >= FULL_REPLAY_EVENTS else f" (target on {FULL_REPLAY_EVENTS:,})"
     holds = rate >= TARGET_REPLAY_EVENTS_PER_S and r["ratio"] >= TARGET_REPLAY_RATIO
     peak = r["replay_verify"]["peak_rss_mb"]

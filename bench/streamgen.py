@@ -1,15 +1,15 @@
 """Large case streams, written straight into JetStream for the replay and memory benchmarks.
 
 Events are built with the broker's own envelope code (``envelope_fields`` and ``seal``), so every
-body is canonical and every case's hash chain holds. In storage format 2 (the default) each
-decision is one message, grouped as the broker groups them:
-the opening (opened, classified, requested), a retry, the reply (replied, resolved), the closing,
-the evaluation; its body is the decision's sealed events joined by newlines, ``Nats-Msg-Id`` the
-decision's first event id and ``Nats-Expected-Last-Subject-Sequence`` the stream sequence of the
-case's previous message. Format 1 writes one message per event. Each case's head is recorded in the
-heads bucket in the broker's format: its last event's seq and hash, and the stream sequence of its
-last message. Publishing is pipelined (plain publishes, no ack awaited, the count checked at the
-end), so the stream fills at the server's pace rather than one round trip per message.
+body is canonical and every case's hash chain holds. In storage format 2 (the default) each decision
+is one message, grouped as the broker groups them: the opening (opened, classified, requested), a
+retry, the reply (replied, resolved), the closing, the evaluation; its body is the decision's sealed
+events joined by newlines, ``Nats-Msg-Id`` the decision's first event id and
+``Nats-Expected-Last-Subject-Sequence`` the stream sequence of the case's previous message. Format 1
+writes one message per event. Each case's head is recorded in the heads bucket in the broker's
+format: its last event's seq and hash, and the stream sequence of its last message. Publishing is
+pipelined (plain publishes, no ack awaited, the count checked at the end), so the stream fills at
+the server's pace rather than one round trip per message.
 """
 
 from __future__ import annotations
