@@ -244,10 +244,11 @@ def raw_coordination(client: Client, mode: str = "decision") -> One:
     async def one(i: int) -> float:
         started = time.perf_counter()
         subject = f"raw.case.{i}"
-        expected = await append(subject, opening, 0, f"{i}a")
+        # decision ids as long as the bus's (a ULID, 26 characters)
+        expected = await append(subject, opening, 0, f"{i:025d}a")
         reply = await client.request(RAW_REQUEST_SUBJECT, request, timeout=30)
         json.loads(reply.data)
-        await append(subject, replied, expected, f"{i}b")
+        await append(subject, replied, expected, f"{i:025d}b")
         return time.perf_counter() - started
 
     return one

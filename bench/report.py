@@ -309,17 +309,22 @@ def notes(result: dict[str, Any]) -> list[str]:
         )
     mem = result.get("memory")
     if mem:
-        stream = mem["stream"]
+        stream, loaded = mem["stream"], mem["loaded"]
+        rebuilt = (
+            f"{mem['bytes_per_case']:,.0f} bytes per open case"
+            if loaded["cases"] == stream["cases"]
+            else f"but {loaded['cases']:,} of {stream['cases']:,} cases rebuilt: the broker could not read the stream"
+        )
         out.append(
             f"Broker rebuild: {stream['events']:,} events ({stream['messages']:,} messages, storage format "
-            f"{stream.get('format', 1)}) in {mem['loaded']['seconds']:.1f}s ({mem['rebuild_events_per_s']:,.0f} "
-            f"events/s), {mem['bytes_per_case']:,.0f} bytes per open case."
+            f"{stream.get('format', 1)}) in {loaded['seconds']:.1f}s ({mem['rebuild_events_per_s']:,.0f} "
+            f"events/s), {rebuilt}."
         )
     r = result.get("replay")
     if r:
         stream = r["stream"]
         out.append(
             f"replay --verify findings on the generated stream ({stream['messages']:,} messages, storage format "
-            f"{stream.get('format', 1)}): {r['replay_verify']['findings']} (0 expected)."
+            f"{stream.get('format', 1)}): {r['replay_verify']['findings'] or 0:,} (0 expected)."
         )
     return out
