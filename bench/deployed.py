@@ -70,9 +70,10 @@ class Proc:
             raise RuntimeError(f"{self.name} exited ({self.process.returncode}): {self.log_tail()}")
         return raw.decode().strip()
 
-    def send(self, text: str) -> None:
+    async def send(self, text: str) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(text.encode() + b"\n")
+        await self.process.stdin.drain()
 
     def log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -173,11 +174,11 @@ async def deployed_run(
                 pids["nats-server"] = server.pid
                 cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
                 msgs = server.in_msgs()
-                load.send("go")
+                await load.send("go")
                 result = json.loads(await load.line(timeout=600))
                 msgs = server.in_msgs() - msgs
                 cpu = {name: (cpu_seconds(pid) - cpu[name]) * 1000 / count for name, pid in pids.items()}
-                load.send("stop")
+                await load.send("stop")
                 await asyncio.wait_for(load.process.wait(), 30)
             finally:
                 await load.stop()
