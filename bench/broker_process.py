@@ -2,8 +2,8 @@
 
     python -m bench.broker_process NATS_URL
 
-Prints one JSON line when it has caught up (seconds, cases, events applied), then serves until
-it is terminated. The parent reads the peak resident set (VmHWM) from /proc.
+Prints one JSON line when it has caught up (seconds, cases, stream messages applied), then serves
+until it is terminated. The parent reads the peak resident set (VmHWM) from /proc.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ async def main(url: str) -> None:
     await broker.start(serve_api=False)
     seconds = time.perf_counter() - started
     print(
-        json.dumps({"seconds": seconds, "cases": len(broker.states), "events": broker.applied_seq}),
+        json.dumps({"seconds": seconds, "cases": len(broker.states), "messages": broker.applied_seq}),
         flush=True,
     )
     await asyncio.Event().wait()  # until SIGTERM

@@ -60,19 +60,25 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-async def fill(server: Server, events: int, kinds: tuple[str, ...]) -> dict[str, Any]:
+async def fill(server: Server, events: int, kinds: tuple[str, ...], stream_format: int) -> dict[str, Any]:
     nc = await nats.connect(server.url, name="bench-streamgen")
     try:
-        made = await generate(nc, events, kinds, departments=BENCH_DEPARTMENTS)
+        made = await generate(nc, events, kinds, departments=BENCH_DEPARTMENTS, stream_format=stream_format)
     finally:
         await nc.close()
-    return {"events": made.events, "cases": made.cases, "seconds": made.seconds}
+    return {
+        "events": made.events,
+        "messages": made.messages,
+        "cases": made.cases,
+        "seconds": made.seconds,
+        "format": made.stream_format,
+    }
 
 
-async def replay_bench(workdir: Path, events: int, rounds: int) -> dict[str, Any]:
+async def replay_bench(workdir: Path, events: int, rounds: int, stream_format: int = 2) -> dict[str, Any]:
     """events/s of ``unstuck replay --verify`` and of a raw ordered consumer over the same stream."""
     with Server(workdir / "replay") as server:
-        stream = await fill(server, events, CLOSED_CASE)
+        stream = await fill(server, events, CLOSED_CASE, stream_format)
         raw_runs: list[Measured] = []
         replay_runs: list[Measured] = []
         report = workdir / "replay-report.json"
@@ -132,37 +138,39 @@ def _findings(report: Path) -> int | None:
 
 
 def broker_rss(url: str) -> dict[str, Any]:
-    """Start a broker process on ``url``, let it rebuild its state, read its peak RSS, stop it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.broker_process", url],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait()
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise RuntimeError(f"broker process failed: {err[-2000:]}")
-    ready = json.loads(line)
-    status = proc_status(proc.pid)
-    proc.terminate()  # only its peak RSS was wanted
-    proc.wait(timeout=60)
-    proc.stdin.close()
-    if proc.stderr:
-        proc.stderr.close()
-    proc.stdout.close()
+    """Start a broker process on ``url``, let it rebuild its state, read its peak RSS, stop it.
+
+    Its log goes to a file: a pipe nobody reads would stop a broker that logs much once it is full.
+    """
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.broker_process", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait()
+            err.seek(0)
+            raise RuntimeError(f"broker process failed: {err.read().decode(errors='replace')[-2000:]}")
+        ready = json.loads(line)
+        status = proc_status(proc.pid)
+        proc.terminate()  # only its peak RSS was wanted
+        proc.wait(timeout=60)
+        proc.stdin.close()
+        proc.stdout.close()
     return {**ready, "peak_rss_mb": status["VmHWM"] / 1024, "rss_mb": status["VmRSS"] / 1024}
 
 
-async def memory_bench(workdir: Path, cases: int) -> dict[str, Any]:
+async def memory_bench(workdir: Path, cases: int, stream_format: int = 2) -> dict[str, Any]:
     """Broker peak RSS with ``cases`` open cases rebuilt from the stream, against an empty stream."""
     with Server(workdir / "memory-empty") as server:
         empty = broker_rss(server.url)
     with Server(workdir / "memory") as server:
-        stream = await fill(server, cases * len(OPEN_CASE), OPEN_CASE)
+        stream = await fill(server, cases * len(OPEN_CASE), OPEN_CASE, stream_format)
         loaded = broker_rss(server.url)
     return {
         "stream": stream,
@@ -172,5 +180,6 @@ async def memory_bench(workdir: Path, cases: int) -> dict[str, Any]:
         * 1024
         * 1024
         / max(loaded["cases"], 1),
-        "rebuild_events_per_s": loaded["events"] / loaded["seconds"] if loaded["seconds"] else None,
+        # the broker reports the stream sequence it applied up to: messages, one per decision in format 2
+        "rebuild_events_per_s": stream["events"] / loaded["seconds"] if loaded["seconds"] else None,
     }

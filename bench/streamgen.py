@@ -1,9 +1,15 @@
 """Large case streams, written straight into JetStream for the replay and memory benchmarks.
 
 Events are built with the broker's own envelope code (``envelope_fields`` and ``seal``), so every
-body is canonical and every case's hash chain holds: ``unstuck replay --verify`` accepts them. Each
-case's head is recorded in the heads bucket in the broker's format. Publishing is pipelined
-(``publish_async``), so the stream fills at the server's pace rather than one round trip per event.
+body is canonical and every case's hash chain holds. In storage format 2 (the default) each decision
+is one message, grouped as the broker groups them: the opening (opened, classified, requested), a
+retry, the reply (replied, resolved), the closing, the evaluation; its body is the decision's sealed
+events joined by newlines, ``Nats-Msg-Id`` the decision's first event id and
+``Nats-Expected-Last-Subject-Sequence`` the stream sequence of the case's previous message. Format 1
+writes one message per event. Each case's head is recorded in the heads bucket in the broker's
+format: its last event's seq and hash, and the stream sequence of its last message. Publishing is
+pipelined (plain publishes, no ack awaited, the count checked at the end), so the stream fills at
+the server's pace rather than one round trip per message.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -96,6 +103,27 @@ def _templates(department: str) -> dict[str, NewEvent]:
     }
 
 
+def decision_body(bodies: Iterable[bytes]) -> bytes:
+    """One decision's message body in storage format 2: its sealed events joined by newlines."""
+    # until unstuck.eventstore offers decision_body (storage format 2), the same one line here
+    return b"\n".join(bodies)
+
+
+JOINS_DECISION = frozenset({"classified", "requested", "resolved"})
+"""Events the broker appends in the same decision as the event before them (opened..., replied...)."""
+
+
+def decisions(kinds: tuple[str, ...], stream_format: int) -> list[list[int]]:
+    """The positions of ``kinds`` grouped into decisions: one message each."""
+    groups: list[list[int]] = []
+    for k, kind in enumerate(kinds):
+        if stream_format >= 2 and groups and kind in JOINS_DECISION:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
 CLOSED_CASE = ("opened", "classified", "requested", "retried", "replied", "resolved", "closed", "evaluated")
 """Eight events: a case coordinated (one retry), answered, closed and evaluated."""
 
@@ -124,12 +152,18 @@ def case_bodies(
 @dataclass
 class GeneratedStream:
     events: int
+    messages: int
     cases: int
     seconds: float
+    stream_format: int
 
 
 async def generate(
-    nc: Client, events: int, kinds: tuple[str, ...] = CLOSED_CASE, departments: tuple[str, ...] = ("renshe",)
+    nc: Client,
+    events: int,
+    kinds: tuple[str, ...] = CLOSED_CASE,
+    departments: tuple[str, ...] = ("renshe",),
+    stream_format: int = 2,
 ) -> GeneratedStream:
     """Fill an empty UNSTUCK_CASES with ``events`` events (whole cases of ``kinds``) and record their heads."""
     started = time.perf_counter()
@@ -139,6 +173,7 @@ async def generate(
     if await store.last_seq() != 0:
         raise RuntimeError("generate needs an empty stream")
     templates = {d: _templates(d) for d in departments}
+    groups = decisions(kinds, stream_format)
     cases = max(1, events // len(kinds))
     stream_seq = 0
     heads: list[tuple[str, bytes]] = []
@@ -148,12 +183,15 @@ async def generate(
         bodies = case_bodies(case_id, kinds, templates[dept], START + timedelta(seconds=i))
         subject = case_subject(case_id)
         expected = 0  # a new case: its subject holds nothing yet
-        for event_id, body, _ in bodies:
+        for group in groups:
             # no reply subject: the stream stores it all the same, and the count is checked at the end
             await nc.publish(
                 subject,
-                body,
-                headers={"Nats-Msg-Id": event_id, "Nats-Expected-Last-Subject-Sequence": str(expected)},
+                decision_body(bodies[k][1] for k in group),
+                headers={
+                    "Nats-Msg-Id": bodies[group[0]][0],
+                    "Nats-Expected-Last-Subject-Sequence": str(expected),
+                },
             )
             stream_seq += 1
             expected = stream_seq
@@ -169,12 +207,18 @@ async def generate(
     await _wait_for(store, stream_seq)
     stored = await store.last_seq()
     if stored != stream_seq:
-        raise RuntimeError(f"stream holds {stored} events, {stream_seq} were published")
+        raise RuntimeError(f"stream holds {stored} messages, {stream_seq} were published")
     heads_info = await js.stream_info(f"KV_{HEADS_BUCKET}")
     while heads_info.state.messages < len(heads):
         await asyncio.sleep(0.05)
         heads_info = await js.stream_info(f"KV_{HEADS_BUCKET}")
-    return GeneratedStream(events=stream_seq, cases=cases, seconds=time.perf_counter() - started)
+    return GeneratedStream(
+        events=cases * len(kinds),
+        messages=stream_seq,
+        cases=cases,
+        seconds=time.perf_counter() - started,
+        stream_format=stream_format,
+    )
 
 
 async def _wait_for(store: EventStore, seq: int, timeout: float = 60.0) -> None:

@@ -6,6 +6,7 @@ broker builds for the benchmark case and answer with the reply the benchmark ada
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -83,6 +84,26 @@ def bench_config(codes: list[str]) -> Config:
         limits.api_burst = 1_000_000
         limits.cases_per_applicant_per_day = 10_000
     return config
+
+
+def bench_config_toml(codes: list[str]) -> str:
+    """``bench_config(codes)`` as an unstuck.toml, for a broker started as ``unstuck serve``."""
+    config = bench_config(codes)
+    sections: dict[str, dict[str, Any]] = {
+        "broker": config.broker.model_dump(mode="json"),
+        "retry": config.retry.model_dump(mode="json"),
+        "limits": config.limits.model_dump(mode="json"),
+    }
+    for code, dept in config.departments.items():
+        sections[f"departments.{code}"] = dept.model_dump(mode="json")
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            if value is not None and not isinstance(value, dict | list):
+                lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")  # JSON scalars are TOML
+        lines.append("")
+    return "\n".join(lines)
 
 
 def request_payload(department: str = "renshe") -> bytes:
