@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -25,7 +24,7 @@ from nats.aio.client import Client
 from ulid import ULID
 
 from unstuck.canonical import seal
-from unstuck.eventstore import EventStore, envelope_fields
+from unstuck.eventstore import EventStore, decision_body, envelope_fields
 from unstuck.lifecycle import NewEvent
 from unstuck.schemas import CaseIntake, Category, Outcome
 from unstuck.schemas import events as ev
@@ -101,12 +100,6 @@ def _templates(department: str) -> dict[str, NewEvent]:
         ),
         "evaluated": NewEvent("applicant", ev.CaseEvaluated(rating="good", comment="滿意")),
     }
-
-
-def decision_body(bodies: Iterable[bytes]) -> bytes:
-    """One decision's message body in storage format 2: its sealed events joined by newlines."""
-    # until unstuck.eventstore offers decision_body (storage format 2), the same one line here
-    return b"\n".join(bodies)
 
 
 JOINS_DECISION = frozenset({"classified", "requested", "resolved"})
