@@ -96,13 +96,10 @@ def seal(fields_without_hash: dict[str, Any]) -> tuple[bytes, str]:
     return canonical_json({**fields_without_hash, "hash": digest}), digest
 
 
-_SAFE_INTEGER = 2**53 - 1
-
-
 def _as_doubles(value: Any) -> Any:
-    """``value`` with every integer beyond ±(2^53-1) replaced by the double it denotes (OverflowError
-    past the largest double)."""
-    if type(value) is int and not -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+    """``value`` with every integer replaced by the double it denotes, as JSON parsers outside Python
+    read numbers (OverflowError past the largest double)."""
+    if type(value) is int:
         return float(value)
     if type(value) is dict:
         return {k: _as_doubles(v) for k, v in value.items()}

@@ -118,6 +118,20 @@ def test_a_value_without_floats_nulls_or_characters_beyond_the_bmp_takes_orjsons
     assert _orjson_if_jcs(value) == rfc8785.dumps(value)
 
 
+def test_a_character_beyond_u_ffff_outside_the_keys_keeps_orjsons_bytes() -> None:
+    value = {"s": "\U0001f600", "a": ["\U00010000"], "\uffff": 1}
+    assert _orjson_if_jcs(value) == b'{"a":["\xf0\x90\x80\x80"],"s":"\xf0\x9f\x98\x80","\xef\xbf\xbf":1}'
+
+
+def test_a_dict_or_a_list_orjson_writes_exactly_is_not_encoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    def reference(value: Any) -> bytes:
+        raise AssertionError(f"the reference encoder was called for {value!r}")
+
+    monkeypatch.setattr(rfc8785, "dumps", reference)
+    assert canonical_json({"b": [1, "中，文"], "a": True}) == '{"a":true,"b":[1,"中，文"]}'.encode()
+    assert canonical_json([{"b": 1, "a": 2}, "x"]) == b'[{"a":2,"b":1},"x"]'
+
+
 @pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.json")))
 def test_the_opened_event_of_every_sample_case_takes_orjsons_bytes(sample: str) -> None:
     intake = json.loads((SAMPLES / sample).read_text(encoding="utf-8"))
