@@ -74,7 +74,8 @@ def canonical_json(obj: Any) -> bytes:
 
     Raises ValueError (``rfc8785.CanonicalizationError``) for what JCS has no form for: NaN or
     Infinity, an integer beyond ±(2^53-1), a string with a lone surrogate, a key that is not a
-    string, a value of a type JSON does not have.
+    string, a value of a type JSON does not have (pass JSON values: orjson still writes a UUID or a
+    plain Enum member inside a dict or list, where the reference refuses them).
     """
     if type(obj) is dict or type(obj) is list:
         out = _orjson_if_jcs(obj)
