@@ -486,7 +486,8 @@ def _recheck_html(case: CaseRecord) -> list[str]:
     parts.append(
         "<h2>如何複核 How to re-check</h2><p><code>"
         f"{e(case.case_id)}.events.jsonl</code> holds the stored bodies, exactly, one per line. For each line, "
-        "the hash is sha256 over the line's canonical JSON without its <code>hash</code> member; each "
+        "the hash is sha256 over the line's canonical JSON (RFC 8785, JCS) without its <code>hash</code> "
+        "member, and the line is the canonical JSON of the whole event; each "
         "<code>prev_hash</code> is the hash of the line before (empty for the first). "
         f"<code>unstuck replay --verify --case {e(case.case_id)}</code> repeats every check against the "
         "live stream; docs/audit.md explains each finding.</p>"

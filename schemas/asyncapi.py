@@ -208,7 +208,8 @@ def build() -> dict[str, Any]:
             "title": "The events of one case",
             "description": (
                 f"JetStream stream `{STREAM}`, written by the broker only, never edited. Each message is the "
-                "canonical JSON of an event envelope (sorted keys, no spaces, UTF-8); `hash` is sha256 over "
+                "canonical JSON of an event envelope (RFC 8785, JCS: keys sorted by UTF-16 code units, no "
+                "spaces, UTF-8, numbers as ECMAScript writes them); `hash` is sha256 over "
                 "those bytes without `hash`, and `prev_hash` chains the events of a case."
             ),
             "parameters": {

@@ -60,7 +60,10 @@ class Applicant(WireModel):
         }
 
 
-FactValue = str | int | bool
+SAFE_INTEGER = 2**53 - 1
+"""The largest integer a JSON number holds exactly everywhere (I-JSON, RFC 7493): the hash chain's
+canonical form (RFC 8785) writes no integer beyond ±SAFE_INTEGER."""
+FactValue = str | Annotated[int, Field(ge=-SAFE_INTEGER, le=SAFE_INTEGER)] | bool
 MatterCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 

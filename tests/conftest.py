@@ -21,7 +21,7 @@ from unstuck.clock import SimulatedClock
 from unstuck.config import Config
 from unstuck.connection import close_client
 from unstuck.embedded import EmbeddedNats
-from unstuck.testing import api_call
+from unstuck.testing import api_call, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "examples" / "cases"
@@ -39,6 +39,24 @@ def sample(name: str, **changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def cases_dir() -> Path:
     return CASES
+
+
+async def closed_shop_sign(broker: Broker, client: Client) -> str:
+    """Sample 01 (a second-floor shop sign) opened, answered cannot, closed and rated good: 8 events."""
+    case_id = str((await api_call(client, "case.open", sample("01")))["case_id"])
+    await wait_for(lambda: broker.state_of(case_id).state == "answered")
+    await api_call(
+        client,
+        "case.close",
+        {
+            "case_id": case_id,
+            "actor": "w-zhang",
+            "outcome": "cannot",
+            "explanation": "已說明多層招牌不符規定",
+        },
+    )
+    await api_call(client, "case.evaluate", {"case_id": case_id, "actor": "w-zhang", "rating": "good"})
+    return case_id
 
 
 def require_tool(name: str, install: str) -> str:

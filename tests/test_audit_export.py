@@ -10,12 +10,11 @@ from itertools import pairwise
 import pytest
 from nats.js.api import StorageType, StreamConfig
 
-from conftest import sample
+from conftest import closed_shop_sign
 from unstuck import cli
 from unstuck.canonical import canonical_json
 from unstuck.schemas import EVENT_LABELS
 from unstuck.schemas.subjects import FORMAT_METADATA_KEY, STORAGE_FORMAT, case_subject
-from unstuck.testing import api_call, wait_for
 
 ID_NUMBER = "92210603MA10C8QX2K"  # the applicant of sample 01
 PHONE = "13904151234"
@@ -26,20 +25,7 @@ FORMAT_2 = {FORMAT_METADATA_KEY: str(STORAGE_FORMAT)}  # a copy stream read as s
 @pytest.fixture
 async def shop_sign(broker, builtin_adapters, nats_client) -> str:
     """Sample 01 (a second-floor shop sign) answered cannot, closed and rated good."""
-    case_id = (await api_call(nats_client, "case.open", sample("01")))["case_id"]
-    await wait_for(lambda: broker.state_of(case_id).state == "answered")
-    await api_call(
-        nats_client,
-        "case.close",
-        {
-            "case_id": case_id,
-            "actor": "w-zhang",
-            "outcome": "cannot",
-            "explanation": "已說明多層招牌不符規定",
-        },
-    )
-    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "actor": "w-zhang", "rating": "good"})
-    return case_id
+    return await closed_shop_sign(broker, nats_client)
 
 
 async def run(*args: str) -> int:

@@ -73,13 +73,20 @@ VERB_MODELS: dict[str, type[Any]] = {verb: m for verb, m in api.API_REQUESTS.ite
 # --- strategies from JSON Schema --------------------------------------------------------------------
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
-random_json = st.recursive(
-    json_scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
-    max_leaves=12,
-)
+
+
+def json_of(scalars: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """JSON values: these scalars, in lists and objects."""
+    return st.recursive(
+        scalars,
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+random_json = json_of(json_scalars)
 
 
 def from_schema(
@@ -455,8 +462,18 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 OWNER = "w-wang"  # the owner of sample 05, whose case the window opens and guides
 AT = "2026-09-28T01:00:00Z"
 REASON = "換人跟進"
+# what a sealed event can hold: RFC 8785, the canonical form, writes no integer beyond +-(2^53-1), no
+# NaN or Infinity (seal refuses them)
+sealable_ints = st.integers(-(2**53 - 1), 2**53 - 1)
+sealable_json = json_of(
+    st.none()
+    | st.booleans()
+    | sealable_ints
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+)
 NOT_JSON_OBJECTS = (
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.lists(st.integers(), max_size=3)
+    st.none() | st.booleans() | sealable_ints | st.text(max_size=20) | st.lists(sealable_ints, max_size=3)
 )
 # characters an actor (a staff id, a subject-safe token) may not hold
 FORBIDDEN_IN_ACTOR = st.sampled_from([" ", "\t", "\n", ".", "*", ">"])
@@ -480,10 +497,10 @@ REFUSED_BY_THE_FOLLOWER = {
     "seq_repeat": st.integers(-3, 2),  # a seq the case has (or none may have)
     "prev_hash": st.from_regex(HEX64, fullmatch=True) | st.just(""),
     "prev_hash_malformed": st.text(min_size=1, max_size=70).filter(lambda t: not HEX64.fullmatch(t))
-    | st.integers()
+    | sealable_ints
     | st.none()
     | st.lists(st.text(max_size=4), max_size=2),
-    "type": st.text(max_size=30).filter(lambda t: t not in EVENT_TYPES) | st.integers() | st.none(),
+    "type": st.text(max_size=30).filter(lambda t: t not in EVENT_TYPES) | sealable_ints | st.none(),
     "data": st.tuples(
         st.sampled_from(sorted(EVENT_TYPES)),
         NOT_JSON_OBJECTS
@@ -491,14 +508,15 @@ REFUSED_BY_THE_FOLLOWER = {
             lambda extra, rest: {**rest, f"zz_unknown_{extra}": 1},  # unknown fields are refused
             safe_text,
             st.dictionaries(
-                st.sampled_from(["owner", "reason", "category", "outcome"]), random_json, max_size=2
+                st.sampled_from(["owner", "reason", "category", "outcome"]), sealable_json, max_size=2
             ),
         ),
     ),
     # no such version of case.owner_assigned: none below 1, none newer than the code knows
-    "version": st.integers(max_value=0) | st.integers(min_value=CURRENT_VERSIONS["case.owner_assigned"] + 1),
+    "version": st.integers(-(2**53 - 1), 0)
+    | st.integers(CURRENT_VERSIONS["case.owner_assigned"] + 1, 2**53 - 1),
     "at_unparseable": st.sampled_from(["", "yesterday", "2026-13-45T99:00:00Z", "28/09/2026 09:00"])
-    | st.integers()
+    | sealable_ints
     | st.none(),
 }
 # the envelope and the subject: the follower refuses these too, and replay --verify reports them
@@ -507,14 +525,15 @@ REPORTED_BY_THE_AUDITOR = {
     "actor": st.builds(lambda a, bad, b: a + bad + b, safe_text, FORBIDDEN_IN_ACTOR, safe_text)
     | st.just("")
     | st.text(alphabet="abc", min_size=65, max_size=80)
-    | st.integers()
+    | sealable_ints
     | st.none(),
     "event_id": st.text(alphabet="ABC012", min_size=1, max_size=8)  # too short (made unique below)
     | st.builds(lambda a: f"{a}.{ULID()}", safe_text)  # a character outside the id alphabet
-    | st.integers()
+    | sealable_ints
     | st.none(),
-    "seq_not_int": st.sampled_from(["3", 3.0, None, "three", [3]]),
-    "v_not_int": st.sampled_from(["1", 1.0, None, True, [1]]),
+    # (3.0 is no case: it is the number 3, which the canonical form writes 3)
+    "seq_not_int": st.sampled_from(["3", 3.5, None, "three", [3]]),
+    "v_not_int": st.sampled_from(["1", 1.5, None, True, [1]]),
     "other_case": st.none(),  # a valid next event of another case, stored on this case's subject
     "bad_case_id": st.builds(
         lambda a, bad: f"{a}{bad}", safe_text, st.sampled_from([".", " ", "*", ">", "é"])

@@ -63,7 +63,10 @@ MODULES: dict[str, Target] = {
     ),
     "workcalendar": Target(("core/workcalendar.py",), ("tests/test_calendar.py",)),
     "rules": Target(("plugins/rules.py",), ("tests/test_rules.py",)),
-    "canonical": Target(("core/canonical.py",), ("tests/test_canonical.py", "tests/test_replay_chain.py")),
+    "canonical": Target(
+        ("core/canonical.py",),
+        ("tests/test_canonical.py", "tests/test_hot_paths.py", "tests/test_replay_chain.py"),
+    ),
     "replayer": Target(
         ("core/replay/replayer.py", "core/replay/findings.py", "core/envelope.py"),
         ("tests/test_replay_chain.py", "tests/test_replayer.py"),

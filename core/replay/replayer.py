@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from unstuck import lifecycle as lc
-from unstuck.canonical import canonical_json
+from unstuck.canonical import recanonical
 from unstuck.envelope import ENVELOPE_KEYS, HEX64, envelope_problem
 from unstuck.schemas.events import parse_payload
 from unstuck.schemas.subjects import STREAM
@@ -113,8 +113,6 @@ class Report:
 # --- integrity of one body ------------------------------------------------------------------------
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-"""The canonical form of ``canonical.canonical_json``, built once instead of on every call."""
 _DECODE = json.JSONDecoder().decode
 
 
@@ -127,7 +125,7 @@ def sealed_ok(body: bytes, obj: dict[str, Any]) -> tuple[bool, bool]:
     v) hold scalars, and a quote inside a JSON string is always escaped, so the last occurrence is
     the top-level one.
     """
-    canonical = _ENCODER.encode(obj).encode() == body
+    canonical = recanonical(obj) == body
     stored = obj.get("hash")
     if (
         canonical
@@ -145,8 +143,8 @@ def sealed_ok(body: bytes, obj: dict[str, Any]) -> tuple[bool, bool]:
         if at >= 0:
             digest = hashlib.sha256(body[:at] + body[at + len(member) :]).hexdigest()
             return True, digest == stored
-    rest = {k: v for k, v in obj.items() if k != "hash"}
-    return canonical, hashlib.sha256(canonical_json(rest)).hexdigest() == stored
+    content = recanonical({k: v for k, v in obj.items() if k != "hash"})
+    return canonical, content is not None and hashlib.sha256(content).hexdigest() == stored
 
 
 def decision_lines(body: bytes) -> list[bytes]:
