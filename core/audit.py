@@ -35,6 +35,7 @@ from .replay import (
     decision_lines,
     read_head,
     read_ordered,
+    recheck_heads,
     stream_prefix,
 )
 
@@ -125,6 +126,8 @@ async def load_case(
     for r in records:
         replayer.feed(r.subject, r.stream_seq, r.body)
     report = replayer.finish(_duplicates(records))
+    await recheck_heads(js, heads_bucket, replayer)  # the broker records a head just after its append
+    head = await read_head(js, heads_bucket, case_id) if report.moved_during_replay else head
     return CaseRecord(case_id, stream, records, report, head)
 
 

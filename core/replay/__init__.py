@@ -58,6 +58,7 @@ __all__ = [
     "read_head",
     "read_heads",
     "read_ordered",
+    "recheck_heads",
     "replay",
     "sealed_ok",
     "stream_prefix",
@@ -97,11 +98,14 @@ async def replay(
     until: datetime | None = None,
     heads_bucket: str = HEADS_BUCKET,
     progress: Progress | None = None,
+    head_lag: float = HEAD_LAG_SECONDS,
 ) -> Report:
     """Rebuild every case (or one) from ``stream``; with ``verify``, also prove the record intact.
 
     ``until`` gives the states as they were at that instant; ``since`` narrows the report to cases
-    with events from that instant on. Verification always covers every event read.
+    with events from that instant on. Verification always covers every event read. A head found
+    behind the stream is read again after ``head_lag`` seconds (0: judged as first read, for a
+    caller that knows the broker has written its heads).
     """
     js = jetstream_of(target)
     started = time.perf_counter()
@@ -146,7 +150,7 @@ async def replay(
     duplicates = await _confirm_duplicates(js, stream, replayer) if verify else None
     report = replayer.finish(duplicates)
     if verify:
-        await _recheck_moved_heads(js, heads_bucket, replayer)
+        await recheck_heads(js, heads_bucket, replayer, head_lag)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -158,10 +162,17 @@ async def verify_stream(
     case_id: str | None = None,
     heads_bucket: str = HEADS_BUCKET,
     progress: Progress | None = None,
+    head_lag: float = HEAD_LAG_SECONDS,
 ) -> Report:
     """``unstuck replay --verify`` as a function: ``report.ok``, ``report.findings``, ``report.summary()``."""
     return await replay(
-        target, stream, verify=True, case_id=case_id, heads_bucket=heads_bucket, progress=progress
+        target,
+        stream,
+        verify=True,
+        case_id=case_id,
+        heads_bucket=heads_bucket,
+        progress=progress,
+        head_lag=head_lag,
     )
 
 
@@ -210,17 +221,19 @@ async def _confirm_duplicates(
 HEAD_CODES = frozenset({"head_missing", "head_mismatch", "tail_missing", "untracked_tail"})
 
 
-async def _recheck_moved_heads(js: JetStreamContext, bucket: str, replayer: Replayer) -> None:
+async def recheck_heads(
+    js: JetStreamContext, bucket: str, replayer: Replayer, head_lag: float = HEAD_LAG_SECONDS
+) -> None:
     """A case the broker moved on while we read is not a finding: read its head again and judge by it.
 
     The fresh head clears the case when it is the last event we read, or lies beyond what we read.
-    A head still behind the stream is read once more after ``HEAD_LAG_SECONDS``: the broker writes
+    A head still behind the stream is read once more after ``head_lag`` seconds: the broker writes
     heads just after its appends, so only a head behind for longer is reported.
     """
     await _recheck_heads(js, bucket, replayer, HEAD_CODES)
     behind = {"head_missing", "untracked_tail"}
-    if any(f.code in behind for f in replayer.report.findings):
-        await asyncio.sleep(HEAD_LAG_SECONDS)
+    if head_lag > 0 and any(f.code in behind for f in replayer.report.findings):
+        await asyncio.sleep(head_lag)
         await _recheck_heads(js, bucket, replayer, behind)
 
 
