@@ -35,20 +35,24 @@ _ORJSON_OPTIONS = (
 )
 
 _ROLES = {
-    **dict.fromkeys(b":,[", ord("S")),
+    ord('"'): ord("Q"),
+    ord(":"): ord("S"),
+    **dict.fromkeys(b",[", ord("C")),
     **dict.fromkeys(b"-0123456789n", ord("0")),
     **dict.fromkeys(b".eEu", ord("E")),
     **dict.fromkeys(range(0xF0, 0xF5), ord("H")),
 }
 _SHAPE = bytes(_ROLES.get(b, ord(".")) for b in range(256))
-"""Each byte of orjson's output to its role: S a byte a value follows (``:`` ``,`` ``[``); 0 a digit, a
-minus sign or an ``n``; E a byte that makes a number a float (``.`` ``e`` ``E``) or a ``u``; H the
-first byte of a character beyond U+FFFF in UTF-8; ``.`` any other byte."""
+"""Each byte of orjson's output to its role: Q a quote; S a colon; C a byte an array value follows
+(``,`` ``[``); 0 a digit, a minus sign or an ``n``; E a byte that makes a number a float (``.`` ``e``
+``E``) or a ``u``; H the first byte of a character beyond U+FFFF in UTF-8; ``.`` any other byte."""
 
-_FLOAT = re.compile(rb"S0+E")
-"""A float or a null in the output, as ``_SHAPE`` maps it: after ``:``, ``,`` or ``[``, digits (and a
-sign) then ``.`` or an exponent, or ``nu``. orjson writes every float so, and a NaN or an Infinity as
-``null``; a string that happens to look alike only costs the reference encoding."""
+_FLOAT = re.compile(rb"(?:QS|C)0+E")
+"""A float or a null in the output, as ``_SHAPE`` maps it: where a value starts (after a key's closing
+quote and its colon, or after ``,`` or ``[``), digits (and a sign) then ``.`` or an exponent, or
+``nu``. orjson writes every float so, and a NaN or an Infinity as ``null``. A colon inside a string
+(a timestamp's ``13:42:13.869``) follows no quote, so it is not taken for one; a string that happens
+to look alike (``"a,1.5"``) only costs the reference encoding."""
 
 _KEY_BEYOND_BMP = re.compile(rb'[{,]"(?:[^"\\\xf0-\xf4]|\\.)*+[\xf0-\xf4](?:[^"\\]|\\.)*+":', re.DOTALL)
 """An object key holding a character beyond U+FFFF, in orjson's output (read from any key's opening
