@@ -24,6 +24,8 @@ from .department import Department
 from .events import EVENT_TYPES, Envelope
 from .subjects import (
     BROKER_QUEUE,
+    FORMAT_METADATA_KEY,
+    STORAGE_FORMAT,
     STREAM,
     api_subject,
     case_subject,
@@ -207,10 +209,15 @@ def build() -> dict[str, Any]:
             "address": case_subject("{case_id}"),
             "title": "The events of one case",
             "description": (
-                f"JetStream stream `{STREAM}`, written by the broker only, never edited. Each message is the "
-                "canonical JSON of an event envelope (RFC 8785, JCS: keys sorted by UTF-16 code units, no "
-                "spaces, UTF-8, numbers as ECMAScript writes them); `hash` is sha256 over "
-                "those bytes without `hash`, and `prev_hash` chains the events of a case."
+                f"JetStream stream `{STREAM}` (storage format {STORAGE_FORMAT}, named in the stream's "
+                f"metadata `{FORMAT_METADATA_KEY}`), written by the broker only, never edited. Each message "
+                "is one decision: the events one command produced, one per line, each line the canonical "
+                "JSON of an event envelope (RFC 8785, JCS: keys sorted by UTF-16 code units, no spaces, "
+                "UTF-8, numbers as ECMAScript writes them); `hash` is sha256 over those bytes without "
+                "`hash`, and `seq` and `prev_hash` chain the events of a case across decisions. Headers: "
+                "`Nats-Msg-Id` is the decision id (its first event's `event_id`), "
+                "`Nats-Expected-Last-Subject-Sequence` the case's previous message. The messages listed "
+                "here are the events a line can hold."
             ),
             "parameters": {
                 "case_id": {
