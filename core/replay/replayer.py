@@ -51,7 +51,7 @@ class CaseReplay:
         return self.findings == 0
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """What a replay found: every case's state, and with verification every finding."""
 
@@ -69,6 +69,14 @@ class Report:
     until: datetime | None = None
     case_filter: str | None = None
     seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        """Short on purpose: asyncio.run formats the repr of its main task's result when it restores
+        the SIGINT handler, and the full dataclass repr of a million-event report is gigabytes."""
+        return (
+            f"Report(stream={self.stream!r}, verified={self.verified}, events={self.events}, "
+            f"cases={len(self.cases)}, findings={len(self.findings)})"
+        )
 
     @property
     def ok(self) -> bool:
