@@ -6,6 +6,7 @@ Exit codes: 0 replayed (and, verifying, nothing wrong); 1 verification found som
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import io
@@ -19,6 +20,7 @@ from typing import Any, TextIO
 
 from unstuck.clock import CHINA
 from unstuck.connection import Connection, NoServer, data_dir, require_server
+from unstuck.lifecycle import CaseState
 from unstuck.replay import ReplayError, Report, replay
 from unstuck.schemas.privacy import mask_personal
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
@@ -47,7 +49,27 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the result here instead of stdout")
     p.add_argument("--reveal", action="store_true", help="json/csv: id and phone numbers unmasked")
+    p.add_argument(
+        "--jobs",
+        type=jobs_arg,
+        default=None,
+        metavar="N",
+        help="processes to verify with, cases split between them (default: one per core on a large "
+        "stream; 1: this process only)",
+    )
     p.set_defaults(func=run_replay)
+
+
+def jobs_arg(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1, 2 ... or auto)")
+    return jobs
 
 
 def add_source_args(p: Any) -> None:
@@ -149,6 +171,7 @@ def run_replay(args: Any) -> int:
             until=until,
             heads_bucket=args.heads_bucket,
             progress=bar,
+            jobs=args.jobs,
         )
 
     try:
@@ -194,9 +217,12 @@ def codes_by_case(report: Report) -> dict[str, str]:
     return {case_id: ";".join(sorted(c)) for case_id, c in codes.items()}
 
 
-def case_row(report: Report, case_id: str, codes: dict[str, str] | None = None) -> dict[str, Any]:
+def case_row(
+    report: Report, case_id: str, codes: dict[str, str] | None = None, state: CaseState | None = None
+) -> dict[str, Any]:
+    """One case's row; ``state`` when the caller has it already (a packed state is unpacked per read)."""
     track = report.cases[case_id]
-    s = track.state
+    s = state if state is not None else track.state
     return {
         "case_id": case_id,
         "state": s.state or "-",
@@ -246,9 +272,10 @@ def write_json(report: Report, out: TextIO, reveal: bool = False) -> None:
     out.write('\n],\n"cases": [')
     codes = codes_by_case(report)
     for i, track in enumerate(report.selected()):
-        state = track.state.to_dict()
+        s = track.state
+        state = s.to_dict()
         row = {
-            **case_row(report, track.case_id, codes),
+            **case_row(report, track.case_id, codes, s),
             "intact": track.intact,
             "state": state if reveal else masked_state(state),
         }
