@@ -41,6 +41,7 @@ from .replayer import (
     envelope_problem,
     sealed_ok,
 )
+from .rows import RowSpec, render_rows
 
 __all__ = [
     "ENVELOPE_KEYS",
@@ -99,13 +100,15 @@ async def replay(
     heads_bucket: str = HEADS_BUCKET,
     progress: Progress | None = None,
     jobs: int | None = 1,
+    rows: RowSpec | None = None,
 ) -> Report:
     """Rebuild every case (or one) from ``stream``; with ``verify``, also prove the record intact.
 
     ``until`` gives the states as they were at that instant; ``since`` narrows the report to cases
     with events from that instant on. Verification always covers every event read. ``jobs`` splits
     the cases over that many processes (``None``: one per core for a stream of ``PARALLEL_FROM``
-    messages or more); the report is the same.
+    messages or more); the report is the same. ``rows`` renders each case the report shows for the
+    output, in place of its state (``unstuck.replay.rows``).
     """
     js = jetstream_of(target)
     started = time.perf_counter()
@@ -130,7 +133,7 @@ async def replay(
     with _collector_paused():
         replayer = None
         if parts > 1:
-            replayer = await _read_split(js, settings, parts, heads, end_seq, total, progress)
+            replayer = await _read_split(js, settings, parts, heads, end_seq, total, progress, rows)
         if replayer is None:  # one process, or a split found unsound
             replayer = Replayer(stream, verify, prefix, heads, since, until, case_id)
             if case_id is not None and prefix is not None:
@@ -139,6 +142,8 @@ async def replay(
                 await _read_all(js, settings, replayer.feed, end_seq, total, progress)
             duplicates = await _confirm_duplicates(js, stream, replayer) if verify else None
             replayer.finish(duplicates)
+            if rows is not None:
+                render_rows(replayer, rows)
     report = replayer.report
     if not report.first_stream_seq:
         report.first_stream_seq = int(info.state.first_seq)
@@ -184,6 +189,7 @@ async def _read_split(
     end_seq: int,
     total: int,
     progress: Progress | None,
+    rows: RowSpec | None,
 ) -> Replayer | None:
     """The replay split by case over ``parts`` processes; None when it must be redone in one."""
     split = Split(settings, parts, heads)
@@ -195,7 +201,7 @@ async def _read_split(
             return None
         replayer = split.replayer
         duplicates = await _confirm_duplicates(js, settings.stream, replayer) if settings.verify else None
-        return split.finish(duplicates)
+        return split.finish(duplicates, rows)
     finally:
         split.stop()
 

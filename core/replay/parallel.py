@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import operator
 import os
 import pickle
 import traceback
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .findings import Finding, ReplayError, finding_order
 from .replayer import BUCKETS, CaseReplay, Head, Replayer, bucket_of
+from .rows import RowSpec, render_rows
 
 BATCH = 200
 """Messages per batch sent to a worker (some 150 KB of bodies)."""
@@ -99,12 +101,26 @@ class Tally:
 
 @dataclass
 class Outcome:
-    """A part's cases and findings after ``finish``, and the recorded heads behind its head findings."""
+    """A part's findings after ``finish``, the recorded heads behind its head findings, and how
+    many batches of cases follow (sent apart, so that neither side holds them twice at once)."""
 
-    cases: list[CaseReplay]
     findings: list[Finding]
     heads_checked: int
     heads: dict[str, Head]
+    batches: int
+
+
+CASES_PER_BATCH = 5000
+
+_TRACK_FIELDS = tuple(f.name for f in fields(CaseReplay))
+_track_values = operator.attrgetter(*_TRACK_FIELDS)
+
+
+def _track(values: tuple[Any, ...]) -> CaseReplay:
+    track = object.__new__(CaseReplay)
+    for name, value in zip(_TRACK_FIELDS, values, strict=True):
+        setattr(track, name, value)
+    return track
 
 
 def tally_of(replayer: Replayer) -> Tally:
@@ -113,15 +129,20 @@ def tally_of(replayer: Replayer) -> Tally:
     return Tally(r.events, r.first_stream_seq, r.last_stream_seq, replayer.misrouted, ids, seqs)
 
 
-def outcome_of(replayer: Replayer) -> Outcome:
+def _hand_over(replayer: Replayer, outbox: Connection) -> None:
+    """Send a finished part's outcome, then its cases in batches (emptying the part as they go)."""
     replayer.pack_all()
-    flagged = {f.case_id for f in replayer.report.findings if f.case_id in replayer.heads}
-    return Outcome(
-        list(replayer.cases.values()),
-        replayer.report.findings,
-        replayer.report.heads_checked,
-        {c: replayer.heads[c] for c in flagged if c is not None},
-    )
+    report = replayer.report
+    flagged = {f.case_id for f in report.findings if f.case_id in replayer.heads}
+    heads = {c: replayer.heads[c] for c in flagged if c is not None}
+    batches = -(-len(report.cases) // CASES_PER_BATCH)
+    outbox.send(Outcome(report.findings, report.heads_checked, heads, batches))
+    tracks = list(report.cases.values())
+    report.cases.clear()
+    while tracks:
+        batch = [_track_values(t) for t in tracks[-CASES_PER_BATCH:]]
+        del tracks[-CASES_PER_BATCH:]
+        outbox.send_bytes(pickle.dumps(batch, protocol=5))
 
 
 def _work(
@@ -140,11 +161,14 @@ def _work(
             for subject, stream_seq, body in pickle.loads(batch):
                 replayer.feed(subject, stream_seq, body)
         outbox.send(tally_of(replayer))
-        duplicates = inbox.recv()
-        if duplicates is None:
+        ending = inbox.recv()
+        if ending is None:
             return
+        duplicates, rows = ending
         replayer.finish(duplicates)
-        outbox.send(outcome_of(replayer))
+        if rows is not None:
+            render_rows(replayer, rows)
+        _hand_over(replayer, outbox)
     except (EOFError, BrokenPipeError):
         return  # the reading process gave up on the replay
     except BaseException:
@@ -182,13 +206,16 @@ class _Worker:
         self.batch = []
 
     def receive(self) -> Any:
-        try:
-            answer = self.outbox.recv()
-        except (EOFError, OSError) as exc:
-            raise ReplayError(f"a replay worker stopped (exit code {self.process.exitcode})") from exc
+        answer = pickle.loads(self.receive_bytes())
         if isinstance(answer, ReplayError):
             raise answer
         return answer
+
+    def receive_bytes(self) -> bytes:
+        try:
+            return self.outbox.recv_bytes()
+        except (EOFError, OSError) as exc:
+            raise ReplayError(f"a replay worker stopped (exit code {self.process.exitcode})") from exc
 
     def stop(self) -> None:
         for conn in (self.inbox, self.outbox):
@@ -253,16 +280,23 @@ class Split:
             self.replayer.add_id_index(tally.ids, tally.id_seqs)
         return sound
 
-    def finish(self, duplicates: list[list[tuple[int, str, str, int | None]]] | None) -> Replayer:
-        """Finish every part; this process's replayer then holds every case and every finding."""
+    def finish(
+        self, duplicates: list[list[tuple[int, str, str, int | None]]] | None, rows: RowSpec | None
+    ) -> Replayer:
+        """Finish every part (and render its rows); this process's replayer then holds every case
+        and every finding."""
         for worker in self.workers:
-            worker.inbox.send(duplicates or [])
+            worker.inbox.send((duplicates or [], rows))
         replayer = self.replayer
         replayer.finish(duplicates)
+        if rows is not None:
+            render_rows(replayer, rows)
         report = replayer.report
         for worker in self.workers:
             outcome: Outcome = worker.receive()
-            report.cases.update((track.case_id, track) for track in outcome.cases)
+            for _ in range(outcome.batches):
+                batch = pickle.loads(worker.receive_bytes())
+                report.cases.update((values[0], _track(values)) for values in batch)
             report.findings += outcome.findings
             report.heads_checked += outcome.heads_checked
             replayer.heads.update(outcome.heads)

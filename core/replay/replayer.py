@@ -38,7 +38,8 @@ class CaseReplay:
     case_id: str
     live: lc.CaseState | None = None
     packed: bytes | None = None
-    dictionary: bytes = b""  # what ``packed`` was deflated against, shared by the cases of a replay
+    row: bytes | None = None  # the case rendered for the output in place of its state (``rows``)
+    dictionary: bytes = b""  # what ``packed`` or ``row`` was deflated against, shared by many cases
     events: int = 0
     last_seq: int = 0
     last_hash: str = ""
@@ -61,6 +62,8 @@ class CaseReplay:
             return self.live
         if self.packed is not None:
             return unpack_state(self.packed, self.dictionary)
+        if self.row is not None:
+            raise LookupError(f"case {self.case_id}: its state was rendered for the output and not kept")
         return lc.CaseState(case_id=self.case_id)
 
     @property
@@ -113,14 +116,16 @@ class Report:
         return out
 
     def selected(self) -> list[CaseReplay]:
-        """The cases the report is about: all, or those active in the --since/--until window."""
-        cases = sorted(self.cases.values(), key=lambda c: c.case_id)
+        """The cases the report is about, by case id: all, or those active in the --since/--until window."""
+        return sorted((c for c in self.cases.values() if self.shows(c)), key=lambda c: c.case_id)
+
+    def shows(self, track: CaseReplay) -> bool:
+        """Whether the report is about this case (it was active in the --since/--until window)."""
         if self.since is not None:
-            return [c for c in cases if c.in_window]
+            return track.in_window
         if self.until is not None:  # a case opened after that moment did not exist yet
-            until = self.until
-            return [c for c in cases if c.first_at is not None and c.first_at <= until]
-        return cases
+            return track.first_at is not None and track.first_at <= self.until
+        return True
 
     def findings_of(self, case_id: str) -> list[Finding]:
         return [f for f in self.findings if f.case_id == case_id]
