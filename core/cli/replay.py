@@ -6,6 +6,7 @@ Exit codes: 0 replayed (and, verifying, nothing wrong); 1 verification found som
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import io
@@ -20,7 +21,7 @@ from typing import Any, TextIO
 from unstuck.clock import CHINA
 from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.replay import ReplayError, Report, replay
-from unstuck.schemas.privacy import mask_personal
+from unstuck.replay.rows import CELLS, Cells, RowSpec, cells_of, dump, row_of
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 from unstuck.texttable import table
 
@@ -47,7 +48,27 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the result here instead of stdout")
     p.add_argument("--reveal", action="store_true", help="json/csv: id and phone numbers unmasked")
+    p.add_argument(
+        "--jobs",
+        type=jobs_arg,
+        default=None,
+        metavar="N",
+        help="processes to verify with, cases split between them (default: one per core on a large "
+        "stream; 1: this process only)",
+    )
     p.set_defaults(func=run_replay)
+
+
+def jobs_arg(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1, 2 ... or auto)")
+    return jobs
 
 
 def add_source_args(p: Any) -> None:
@@ -149,6 +170,8 @@ def run_replay(args: Any) -> int:
             until=until,
             heads_bucket=args.heads_bucket,
             progress=bar,
+            jobs=args.jobs,
+            rows=RowSpec(state_json=args.format == "json", reveal=args.reveal),
         )
 
     try:
@@ -168,6 +191,9 @@ def run_replay(args: Any) -> int:
     else:
         write(report, args.format, sys.stdout, args.reveal)
     return EXIT_FINDINGS if report.findings else 0
+
+
+CELLS_ONLY = RowSpec()
 
 
 def write(report: Report, fmt: str, out: TextIO, reveal: bool = False) -> None:
@@ -194,33 +220,21 @@ def codes_by_case(report: Report) -> dict[str, str]:
     return {case_id: ";".join(sorted(c)) for case_id, c in codes.items()}
 
 
-def case_row(report: Report, case_id: str, codes: dict[str, str] | None = None) -> dict[str, Any]:
+def case_row(
+    report: Report, case_id: str, codes: dict[str, str] | None = None, cells: Cells | None = None
+) -> dict[str, Any]:
+    """One case's row; ``cells`` when the caller has them already (see ``row_of``)."""
     track = report.cases[case_id]
-    s = track.state
+    if cells is None:
+        cells = cells_of(track.state)
     return {
         "case_id": case_id,
-        "state": s.state or "-",
-        "category": s.category or "-",
-        "owner": s.owner or "-",
-        "seq": s.seq,
+        **dict(zip(CELLS, cells, strict=True)),
         "events": track.events,
-        "due_date": s.due_date.isoformat() if s.due_date else "",
-        "overdue": s.overdue,
-        "opened_at": s.opened_at.isoformat() if s.opened_at else "",
-        "last_event_at": s.last_event_at.isoformat() if s.last_event_at else "",
-        "head_hash": s.head_hash,
         "findings": track.findings,
         "codes": (codes if codes is not None else codes_by_case(report)).get(case_id, ""),
         "stopped": track.stopped or "",
     }
-
-
-def masked_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A state with the applicant's id and phone numbers masked (they live only in intake.applicant)."""
-    applicant = (state.get("intake") or {}).get("applicant")
-    if not isinstance(applicant, dict):
-        return state
-    return {**state, "intake": {**state["intake"], "applicant": mask_personal(applicant)}}
 
 
 def summary_json(report: Report) -> dict[str, Any]:
@@ -234,11 +248,8 @@ def summary_json(report: Report) -> dict[str, Any]:
 
 
 def write_json(report: Report, out: TextIO, reveal: bool = False) -> None:
-    """One JSON document: summary, findings (one per line) and cases (one per line)."""
-
-    def dump(value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
+    """One JSON document: summary, findings (one per line) and cases (one per line, by case id)."""
+    spec = RowSpec(state_json=True, reveal=reveal)
     out.write('{"summary": ' + json.dumps(summary_json(report), ensure_ascii=False, indent=2, sort_keys=True))
     out.write(',\n"findings": [')
     for i, f in enumerate(report.findings):
@@ -246,13 +257,14 @@ def write_json(report: Report, out: TextIO, reveal: bool = False) -> None:
     out.write('\n],\n"cases": [')
     codes = codes_by_case(report)
     for i, track in enumerate(report.selected()):
-        state = track.state.to_dict()
-        row = {
-            **case_row(report, track.case_id, codes),
-            "intact": track.intact,
-            "state": state if reveal else masked_state(state),
-        }
-        out.write(("\n" if i == 0 else ",\n") + dump(row))
+        cells, state = row_of(track, spec)
+        row = case_row(report, track.case_id, codes, cells)
+        # the state's JSON text goes in as it is: "state" sorts after the other keys but "stopped"
+        del row["state"]
+        stopped = row.pop("stopped")
+        row["intact"] = track.intact
+        text = f'{dump(row)[:-1]},"state":{state},"stopped":{dump(stopped)}}}'
+        out.write(("\n" if i == 0 else ",\n") + text)
     out.write("\n]}\n")
 
 
@@ -285,14 +297,14 @@ def write_csv(report: Report, out: TextIO) -> None:
     writer.writeheader()
     codes = codes_by_case(report)
     for track in report.selected():
-        writer.writerow(case_row(report, track.case_id, codes))
+        writer.writerow(case_row(report, track.case_id, codes, row_of(track, CELLS_ONLY)[0]))
 
 
 def to_table(report: Report) -> str:
     rows = []
     codes = codes_by_case(report)
     for track in report.selected():
-        r = case_row(report, track.case_id, codes)
+        r = case_row(report, track.case_id, codes, row_of(track, CELLS_ONLY)[0])
         record = "ok" if report.verified and track.intact else ""
         if track.findings:
             record = r["codes"]

@@ -28,6 +28,7 @@ from nats.js import JetStreamContext
 from unstuck.schemas.subjects import HEAD_LAG_SECONDS, HEADS_BUCKET, STREAM, storage_format_problem
 
 from .findings import FINDINGS, Finding, ReplayError
+from .parallel import Settings, Split, parts_for
 from .reader import jetstream_of, read_head, read_heads, read_ordered, stream_prefix
 from .replayer import (
     ENVELOPE_KEYS,
@@ -40,6 +41,7 @@ from .replayer import (
     envelope_problem,
     sealed_ok,
 )
+from .rows import RowSpec, render_rows
 
 __all__ = [
     "ENVELOPE_KEYS",
@@ -99,13 +101,18 @@ async def replay(
     heads_bucket: str = HEADS_BUCKET,
     progress: Progress | None = None,
     head_lag: float = HEAD_LAG_SECONDS,
+    jobs: int | None = 1,
+    rows: RowSpec | None = None,
 ) -> Report:
     """Rebuild every case (or one) from ``stream``; with ``verify``, also prove the record intact.
 
     ``until`` gives the states as they were at that instant; ``since`` narrows the report to cases
     with events from that instant on. Verification always covers every event read. A head found
     behind the stream is read again after ``head_lag`` seconds (0: judged as first read, for a
-    caller that knows the broker has written its heads).
+    caller that knows the broker has written its heads). ``jobs`` splits the cases over that many
+    processes (``None``: one per core for a stream of ``PARALLEL_FROM`` messages or more); the
+    report is the same. ``rows`` renders each case the report shows for the output, in place of its
+    state (``unstuck.replay.rows``).
     """
     js = jetstream_of(target)
     started = time.perf_counter()
@@ -124,35 +131,83 @@ async def replay(
             heads = await read_heads(js, heads_bucket)
     info = await js.stream_info(stream)  # after the heads: a head written meanwhile is not ahead of us
     end_seq = int(info.state.last_seq)
-    first_seq = int(info.state.first_seq)
-    replayer = Replayer(stream, verify, prefix, heads, since, until, case_id)
     total = max(int(info.state.messages), 0)
-
+    settings = Settings(stream, verify, prefix, since, until)
+    parts = 1 if case_id is not None else parts_for(jobs, total, PARALLEL_FROM)
     with _collector_paused():
-        if case_id is not None and prefix is not None:
-            await _read_case(js, stream, f"{prefix}.{case_id}", replayer, end_seq)
-        elif total:
-            done = 0
-
-            def take(msg: Any, sseq: int) -> None:
-                nonlocal done
-                replayer.feed(msg.subject, sseq, msg.data)
-                done += 1
-                if progress is not None and not done & 4095:
-                    progress(done, total)
-
-            subject = f"{prefix}.>" if prefix else ">"
-            await read_ordered(js, stream, subject, take, end_seq=end_seq)
-            if progress is not None:
-                progress(done, total)
-    if first_seq and not replayer.report.first_stream_seq:
-        replayer.report.first_stream_seq = first_seq
-    duplicates = await _confirm_duplicates(js, stream, replayer) if verify else None
-    report = replayer.finish(duplicates)
+        replayer = None
+        if parts > 1:
+            replayer = await _read_split(js, settings, parts, heads, end_seq, total, progress, rows)
+        if replayer is None:  # one process, or a split found unsound
+            replayer = Replayer(stream, verify, prefix, heads, since, until, case_id)
+            if case_id is not None and prefix is not None:
+                await _read_case(js, stream, f"{prefix}.{case_id}", replayer, end_seq)
+            elif total:
+                await _read_all(js, settings, replayer.feed, end_seq, total, progress)
+            duplicates = await _confirm_duplicates(js, stream, replayer) if verify else None
+            replayer.finish(duplicates)
+            if rows is not None:
+                render_rows(replayer, rows)
+    report = replayer.report
+    if not report.first_stream_seq:
+        report.first_stream_seq = int(info.state.first_seq)
     if verify:
         await recheck_heads(js, heads_bucket, replayer, head_lag)
     report.seconds = time.perf_counter() - started
     return report
+
+
+PARALLEL_FROM = 50_000
+"""Stored messages from which a replay with ``jobs=None`` is split over the cores."""
+
+
+async def _read_all(
+    js: JetStreamContext,
+    settings: Settings,
+    take: Callable[[str, int, bytes], None],
+    end_seq: int,
+    total: int,
+    progress: Progress | None,
+) -> None:
+    """Every message of the stream's case subjects, in stream order, to ``take``."""
+    done = 0
+
+    def deliver(msg: Any, sseq: int) -> None:
+        nonlocal done
+        take(msg.subject, sseq, msg.data)
+        done += 1
+        if progress is not None and not done & 4095:
+            progress(done, total)
+
+    prefix = settings.subject_prefix
+    await read_ordered(js, settings.stream, f"{prefix}.>" if prefix else ">", deliver, end_seq=end_seq)
+    if progress is not None:
+        progress(done, total)
+
+
+async def _read_split(
+    js: JetStreamContext,
+    settings: Settings,
+    parts: int,
+    heads: dict[str, Head],
+    end_seq: int,
+    total: int,
+    progress: Progress | None,
+    rows: RowSpec | None,
+) -> Replayer | None:
+    """The replay split by case over ``parts`` processes; None when it must be redone in one."""
+    split = Split(settings, parts, heads)
+    try:
+        if total:
+            await _read_all(js, settings, split.take, end_seq, total, progress)
+        if not split.close():
+            split.abandon()
+            return None
+        replayer = split.replayer
+        duplicates = await _confirm_duplicates(js, settings.stream, replayer) if settings.verify else None
+        return split.finish(duplicates, rows)
+    finally:
+        split.stop()
 
 
 async def verify_stream(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,14 +24,22 @@ from unstuck.schemas.events import parse_payload
 from unstuck.schemas.subjects import STREAM
 
 from .findings import Finding, finding_order
+from .packing import dictionary_of, pack_state, unpack_state
 
 
 @dataclass(slots=True)
 class CaseReplay:
-    """One case as replayed: its state and the bookkeeping that verification needs (no bodies)."""
+    """One case as replayed: its state and the bookkeeping that verification needs (no bodies).
+
+    The state is either ``live`` (a case fed recently) or ``packed`` (see ``packing``): ``state``
+    gives it either way. The replayer packs the states of the cases it has not fed for a while.
+    """
 
     case_id: str
-    state: lc.CaseState
+    live: lc.CaseState | None = None
+    packed: bytes | None = None
+    row: bytes | None = None  # the case rendered for the output in place of its state (``rows``)
+    dictionary: bytes = b""  # what ``packed`` or ``row`` was deflated against, shared by many cases
     events: int = 0
     last_seq: int = 0
     last_hash: str = ""
@@ -47,11 +56,28 @@ class CaseReplay:
     edge_prev: dict[int, str] | None = None  # prev_hash claimed by events beside a hole
 
     @property
+    def state(self) -> lc.CaseState:
+        """The replayed state (unpacked afresh on every read when the case is packed)."""
+        if self.live is not None:
+            return self.live
+        if self.packed is not None:
+            return unpack_state(self.packed, self.dictionary)
+        if self.row is not None:
+            raise LookupError(f"case {self.case_id}: its state was rendered for the output and not kept")
+        return lc.CaseState(case_id=self.case_id)
+
+    @property
     def intact(self) -> bool:
         return self.findings == 0
 
+    def pack(self, dictionary: bytes) -> None:
+        if self.live is not None:
+            self.packed = pack_state(self.live, dictionary)
+            self.dictionary = dictionary
+            self.live = None
 
-@dataclass
+
+@dataclass(repr=False)
 class Report:
     """What a replay found: every case's state, and with verification every finding."""
 
@@ -70,6 +96,14 @@ class Report:
     case_filter: str | None = None
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        """Short on purpose: asyncio.run formats the repr of its main task's result when it restores
+        the SIGINT handler, and the full dataclass repr of a million-event report is gigabytes."""
+        return (
+            f"Report(stream={self.stream!r}, verified={self.verified}, events={self.events}, "
+            f"cases={len(self.cases)}, findings={len(self.findings)})"
+        )
+
     @property
     def ok(self) -> bool:
         """True when verification found nothing wrong (always True without verification)."""
@@ -82,14 +116,16 @@ class Report:
         return out
 
     def selected(self) -> list[CaseReplay]:
-        """The cases the report is about: all, or those active in the --since/--until window."""
-        cases = sorted(self.cases.values(), key=lambda c: c.case_id)
+        """The cases the report is about, by case id: all, or those active in the --since/--until window."""
+        return sorted((c for c in self.cases.values() if self.shows(c)), key=lambda c: c.case_id)
+
+    def shows(self, track: CaseReplay) -> bool:
+        """Whether the report is about this case (it was active in the --since/--until window)."""
         if self.since is not None:
-            return [c for c in cases if c.in_window]
+            return track.in_window
         if self.until is not None:  # a case opened after that moment did not exist yet
-            until = self.until
-            return [c for c in cases if c.first_at is not None and c.first_at <= until]
-        return cases
+            return track.first_at is not None and track.first_at <= self.until
+        return True
 
     def findings_of(self, case_id: str) -> list[Finding]:
         return [f for f in self.findings if f.case_id == case_id]
@@ -159,6 +195,28 @@ def decision_lines(body: bytes) -> list[bytes]:
     return lines
 
 
+def fingerprint(event_id: str) -> int:
+    """A 64-bit fingerprint of an event id, the same in every process (``hash`` of a str is not).
+
+    Equal fingerprints are only candidates: the messages are fetched again and their ids compared.
+    """
+    raw = event_id.encode()
+    return (zlib.crc32(raw) << 32 | zlib.adler32(raw)) - (1 << 63)
+
+
+BUCKETS = 64
+"""A replay split over processes splits the cases into this many buckets by a hash of their id."""
+
+
+def bucket_of(case_id: bytes) -> int:
+    """The bucket of a case, from its id as stored (UTF-8): the same in every process."""
+    return zlib.crc32(case_id) % BUCKETS
+
+
+LIVE_CASES = 4096
+"""Cases whose state a replay keeps live; the others are packed (a few hundred bytes each)."""
+
+
 Head = tuple[int, str, int]
 """A recorded head, compactly: (seq, hash, stream seq); a hundred thousand cases fit in a few MB."""
 
@@ -190,6 +248,8 @@ class Replayer:
         since: datetime | None = None,
         until: datetime | None = None,
         case_id: str | None = None,
+        live_cases: int = LIVE_CASES,
+        buckets: frozenset[int] | None = None,
     ) -> None:
         self.verify = verify
         self.prefix = subject_prefix
@@ -206,9 +266,22 @@ class Replayer:
             case_filter=case_id,
         )
         self.cases = self.report.cases
+        self.live_cases = max(live_cases, 1)
+        self._hot: dict[str, CaseReplay] = {}  # the cases with a live state, least recently folded first
+        self._dictionary = b""
+        # one part of a replay split by case: the buckets (``bucket_of``) of the cases this one verifies
+        self.buckets = buckets
+        self.misrouted = 0  # events of cases outside ``buckets``: the split must be redone in one process
         # duplicate event ids: 64-bit fingerprints and stream seqs, bucketed so the final scan is small
         self._ids: list[array[int]] = [array("q") for _ in range(256)]
         self._id_seqs: list[array[int]] = [array("Q") for _ in range(256)]
+
+    def _owns(self, case_id: str) -> bool:
+        assert self.buckets is not None
+        if bucket_of(case_id.encode()) in self.buckets:
+            return True
+        self.misrouted += 1
+        return False
 
     # one stored message ---------------------------------------------------------------------------
 
@@ -232,6 +305,8 @@ class Replayer:
             obj = exc
         if not isinstance(obj, dict):
             if self.case_filter and subject.rpartition(".")[2] != self.case_filter:
+                return
+            if self.buckets is not None and not self._owns(subject.rpartition(".")[2]):
                 return
             report.events += 1
             if self.verify:
@@ -258,10 +333,12 @@ class Replayer:
                     f"stored on {subject}, but the body belongs to case {case_id}",
                 )
             return
+        if self.buckets is not None and not self._owns(case_id):
+            return
         report.events += 1
         track = self.cases.get(case_id)
         if track is None:
-            track = self.cases[case_id] = CaseReplay(case_id, lc.CaseState(case_id=case_id))
+            track = self.cases[case_id] = CaseReplay(case_id)
         track.events += 1
         track.last_stream_seq = stream_seq
         seq = obj.get("seq")
@@ -328,7 +405,7 @@ class Replayer:
             self._find("schema_invalid", case_id, seq, stream_seq, problem, track)
         event_id = obj.get("event_id")
         if isinstance(event_id, str):
-            fp = hash(event_id)
+            fp = fingerprint(event_id)
             self._ids[fp & 255].append(fp)
             self._id_seqs[fp & 255].append(stream_seq)
         if seq is not None:
@@ -451,7 +528,11 @@ class Replayer:
                 track.in_window = True
         if track.frozen:
             return
-        state = track.state
+        state = track.live
+        if state is None:  # new, or packed while other cases were fed
+            state = track.live = track.state
+            track.packed = None
+        self._fed(track)
         if not intact or at is None:
             track.frozen = True
             track.stopped = f"record broken at seq {seq}"
@@ -475,10 +556,28 @@ class Replayer:
                 return
         meta = lc.EventMeta(seq=seq, at=at, hash=str(obj.get("hash")))
         try:
-            track.state = lc.evolve(state, obj["type"], data, meta)
+            track.live = lc.evolve(state, obj["type"], data, meta)
         except Exception as exc:  # a valid event the lifecycle cannot fold: report, keep going
             track.frozen = True
             track.stopped = f"seq {seq}: evolve failed: {exc}"
+
+    def _fed(self, track: CaseReplay) -> None:
+        """Mark the case as just folded; pack the state of the case folded longest ago if too many are live."""
+        hot = self._hot
+        if hot.pop(track.case_id, None) is None and len(hot) >= self.live_cases:
+            self._pack(hot.pop(next(iter(hot))))
+        hot[track.case_id] = track
+
+    def _pack(self, track: CaseReplay) -> None:
+        if not self._dictionary and track.live is not None and track.live.intake:
+            self._dictionary = dictionary_of(track.live)  # the first case with an intake
+        track.pack(self._dictionary)
+
+    def pack_all(self) -> None:
+        """Pack every live state (before the cases are handed to another process)."""
+        for track in self._hot.values():
+            self._pack(track)
+        self._hot.clear()
 
     def _find(
         self,
@@ -496,6 +595,17 @@ class Replayer:
             track.findings += 1
 
     # after the last message ----------------------------------------------------------------------
+
+    def id_index(self) -> tuple[list[array[int]], list[array[int]]]:
+        """The duplicate-id index: per bucket, the event ids' fingerprints and their stream seqs."""
+        return self._ids, self._id_seqs
+
+    def add_id_index(self, ids: list[array[int]], seqs: list[array[int]]) -> None:
+        """Merge another part's index into this one (a replay split by case)."""
+        for mine, theirs in zip(self._ids, ids, strict=True):
+            mine.extend(theirs)
+        for mine, theirs in zip(self._id_seqs, seqs, strict=True):
+            mine.extend(theirs)
 
     def duplicate_candidates(self) -> list[list[int]]:
         """Groups of stream seqs whose event ids have the same 64-bit fingerprint (to be confirmed)."""
@@ -530,6 +640,8 @@ class Replayer:
         for group in duplicates or ():
             first = group[0]
             for sseq, event_id, case_id, seq in group[1:]:
+                if self.buckets is not None and bucket_of(case_id.encode()) not in self.buckets:
+                    continue  # another part of the replay reports it
                 self._find(
                     "duplicate_event_id",
                     case_id,

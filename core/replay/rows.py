@@ -1,0 +1,105 @@
+"""A case as one row of the replay's output: the cells taken from its state and, for JSON, the state
+itself as JSON text.
+
+Rendering a state is most of the cost of writing a row, so a replay asked for rows (``RowSpec``)
+renders each case's state once, in the process that replayed the case, right after ``finish``, and
+keeps it deflated in place of the state (``CaseReplay.row``). Writing the output then only joins
+text; a replay split over processes renders in all of them at once.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from unstuck import lifecycle as lc
+from unstuck.schemas.privacy import mask_personal
+
+from .replayer import CaseReplay, Replayer
+
+CELLS = (
+    "state",
+    "category",
+    "owner",
+    "seq",
+    "due_date",
+    "overdue",
+    "opened_at",
+    "last_event_at",
+    "head_hash",
+)
+"""The row's cells taken from the state, in this order."""
+
+Cells = tuple[str, str, str, int, str, bool, str, str, str]
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """What the output needs of each case: the cells only (table, CSV), or the state too (JSON)."""
+
+    state_json: bool = False
+    reveal: bool = False
+
+
+def dump(value: Any) -> str:
+    """Compact JSON with sorted keys, as each row of the JSON output is written."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def cells_of(s: lc.CaseState) -> Cells:
+    return (
+        str(s.state or "-"),  # a status is a StrEnum: its value, as the output writes it
+        s.category or "-",
+        s.owner or "-",
+        s.seq,
+        s.due_date.isoformat() if s.due_date else "",
+        s.overdue,
+        s.opened_at.isoformat() if s.opened_at else "",
+        s.last_event_at.isoformat() if s.last_event_at else "",
+        s.head_hash,
+    )
+
+
+def masked_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A state with the applicant's id and phone numbers masked (they live only in intake.applicant)."""
+    applicant = (state.get("intake") or {}).get("applicant")
+    if not isinstance(applicant, dict):
+        return state
+    return {**state, "intake": {**state["intake"], "applicant": mask_personal(applicant)}}
+
+
+def state_text(s: lc.CaseState, reveal: bool) -> str:
+    view = s.to_dict()
+    return dump(view if reveal else masked_state(view))
+
+
+def rendered(s: lc.CaseState, spec: RowSpec) -> tuple[Cells, str | None]:
+    return cells_of(s), state_text(s, spec.reveal) if spec.state_json else None
+
+
+def render_rows(replayer: Replayer, spec: RowSpec) -> None:
+    """Render every case the report shows, in place of its state (the others keep only their counts)."""
+    report = replayer.report
+    replayer.pack_all()
+    dictionary = b""
+    for track in report.cases.values():
+        row = b""  # a case the report does not show: only its counts are kept
+        if report.shows(track):
+            raw = marshal.dumps(rendered(track.state, spec))
+            if not dictionary:
+                dictionary = raw
+            packer = zlib.compressobj(1, zlib.DEFLATED, 13, 3, zdict=dictionary)
+            row = packer.compress(raw) + packer.flush()
+        track.row, track.packed, track.dictionary = row, None, dictionary
+
+
+def row_of(track: CaseReplay, spec: RowSpec) -> tuple[Cells, str | None]:
+    """The cells and state text of a case, rendered before or now."""
+    if track.row is None:
+        return rendered(track.state, spec)
+    unpacker = zlib.decompressobj(13, zdict=track.dictionary)
+    cells, text = marshal.loads(unpacker.decompress(track.row) + unpacker.flush())
+    return tuple(cells), text
