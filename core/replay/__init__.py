@@ -312,6 +312,9 @@ async def _recheck_heads(
         consistent = track is not None and seq == last_seq and digest == track.last_hash
         beyond = seq > last_seq and stream_seq > report.last_stream_seq
         if consistent or beyond:
+            if case_id not in replayer.heads:
+                report.heads_checked += 1  # a head recorded since the first read: checked now
+            replayer.heads[case_id] = (seq, digest, stream_seq)
             keep = [f for f in report.findings if not (f.case_id == case_id and f.code in HEAD_CODES)]
             if track is not None:
                 track.findings -= len(report.findings) - len(keep)

@@ -445,7 +445,7 @@ class Replayer:
             track.last_seq, track.last_hash = seq, stored_hash
         else:
             ok = False
-            hole = self._hole_of(track, seq)
+            hole = hole_of(track, seq)
             if hole is None:
                 self._find(
                     "seq_repeat",
@@ -456,7 +456,7 @@ class Replayer:
                     track,
                 )
                 return False
-            self._fill(track, hole, seq)
+            fill_hole(track, hole, seq)
             assert track.edge_hash is not None and track.edge_prev is not None
             self._find(
                 "seq_out_of_order",
@@ -492,34 +492,10 @@ class Replayer:
             track.head_seen = stored_hash
         return ok
 
-    @staticmethod
-    def _hole_of(track: CaseReplay, seq: int) -> list[int] | None:
-        for hole in track.holes or ():
-            if hole[0] <= seq <= hole[1]:
-                return hole
-        return None
-
-    @staticmethod
-    def _fill(track: CaseReplay, hole: list[int], seq: int) -> None:
-        assert track.holes is not None
-        track.holes.remove(hole)
-        lo, hi = hole
-        if lo < seq:
-            track.holes.append([lo, seq - 1])
-        if seq < hi:
-            track.holes.append([seq + 1, hi])
-
     def _fold(self, track: CaseReplay, obj: dict[str, Any], seq: int, intact: bool, data: Any) -> None:
         """Evolve the case's state by this event, as the broker would; stop at the first break."""
-        at_text = obj.get("at")
-        at: datetime | None = None
-        if self.since is not None or self.until is not None or not track.frozen:
-            try:
-                at = datetime.fromisoformat(at_text) if isinstance(at_text, str) else None
-            except ValueError:
-                at = None
-            if at is not None and at.tzinfo is None:
-                at = None
+        wanted = self.since is not None or self.until is not None or not track.frozen
+        at = event_instant(obj.get("at")) if wanted else None
         if at is not None:
             if track.first_at is None:
                 track.first_at = at
@@ -609,15 +585,7 @@ class Replayer:
 
     def duplicate_candidates(self) -> list[list[int]]:
         """Groups of stream seqs whose event ids have the same 64-bit fingerprint (to be confirmed)."""
-        groups: list[list[int]] = []
-        for fps, seqs in zip(self._ids, self._id_seqs, strict=True):
-            if len(set(fps)) == len(fps):
-                continue
-            where: dict[int, list[int]] = {}
-            for fp, sseq in zip(fps, seqs, strict=True):
-                where.setdefault(fp, []).append(sseq)
-            groups += [g for g in where.values() if len(g) > 1]
-        return groups
+        return colliding(self._ids, self._id_seqs)
 
     def finish(self, duplicates: list[list[tuple[int, str, str, int | None]]] | None = None) -> Report:
         """Findings that need the whole stream: gaps left open, duplicate ids, the recorded heads.
@@ -665,6 +633,47 @@ class Replayer:
             if finding is not None:
                 self._find(*finding)
         self.report.heads_checked = sum(1 for c in names if c in self.heads)
+
+
+def event_instant(at_text: Any) -> datetime | None:
+    """An event's ``at`` as an aware instant; None when it is not an ISO 8601 time with a zone."""
+    try:
+        at = datetime.fromisoformat(at_text) if isinstance(at_text, str) else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
+
+
+def hole_of(track: CaseReplay, seq: int) -> list[int] | None:
+    """The missing seq range of the case that holds ``seq``, if any."""
+    for hole in track.holes or ():
+        if hole[0] <= seq <= hole[1]:
+            return hole
+    return None
+
+
+def fill_hole(track: CaseReplay, hole: list[int], seq: int) -> None:
+    """``seq`` arrived late: split its missing range around it."""
+    assert track.holes is not None
+    track.holes.remove(hole)
+    lo, hi = hole
+    if lo < seq:
+        track.holes.append([lo, seq - 1])
+    if seq < hi:
+        track.holes.append([seq + 1, hi])
+
+
+def colliding(ids: list[array[int]], id_seqs: list[array[int]]) -> list[list[int]]:
+    """Groups of stream seqs whose fingerprints are equal, bucket by bucket."""
+    groups: list[list[int]] = []
+    for fps, seqs in zip(ids, id_seqs, strict=True):
+        if len(set(fps)) == len(fps):
+            continue
+        where: dict[int, list[int]] = {}
+        for fp, sseq in zip(fps, seqs, strict=True):
+            where.setdefault(fp, []).append(sseq)
+        groups += [g for g in where.values() if len(g) > 1]
+    return groups
 
 
 def head_finding(
