@@ -1,13 +1,14 @@
 """Hot paths written for speed must give what their plain definitions give.
 
 seal() encodes an event once instead of twice; the lifecycle replaces a case's
-state without ``dataclasses.replace``.
+state and a coordination without ``dataclasses.replace``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+from datetime import date
 from typing import Any
 
 from hypothesis import given
@@ -72,6 +73,36 @@ def test_a_replaced_case_state_equals_what_dataclasses_replace_gives(changes: di
 def test_replacing_a_field_a_case_state_does_not_have_is_an_error() -> None:
     try:
         lc._replace_state(lc.CaseState(case_id="X"), colour="red")
+    except TypeError as exc:
+        assert "colour" in str(exc)
+    else:
+        raise AssertionError("an unknown field was accepted")
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "status": st.sampled_from(list(lc.CoordinationStatus)),
+            "attempts": st.integers(0, 9),
+            "message": st.none() | st.text(max_size=8),
+            "last_reason": st.none() | st.sampled_from(["timeout", "error"]),
+        },
+    )
+)
+def test_a_replaced_coordination_equals_what_dataclasses_replace_gives(changes: dict[str, Any]) -> None:
+    before = lc.Coordination(
+        request_id="R1", department="scjg", round=1, question="q", deadline=date(2026, 11, 30)
+    )
+    assert lc.state.replace_coordination(before, **changes) == dataclasses.replace(before, **changes)
+
+
+def test_replacing_a_field_a_coordination_does_not_have_is_an_error() -> None:
+    before = lc.Coordination(
+        request_id="R1", department="scjg", round=1, question="q", deadline=date(2026, 11, 30)
+    )
+    try:
+        lc.state.replace_coordination(before, colour="red")
     except TypeError as exc:
         assert "colour" in str(exc)
     else:

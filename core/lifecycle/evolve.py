@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ from .state import (
     CoordinationStatus,
     EventMeta,
     NewEvent,
+    replace_coordination,
 )
 from .state import replace_state as _replace_state
 
@@ -281,5 +281,5 @@ def _update(state: CaseState, request_id: str, **changes: Any) -> CaseState:
     current = coords.get(request_id)
     if current is None:
         return state  # an event for an unknown request: verification flags it; the state ignores it
-    coords[request_id] = replace(current, **changes)
+    coords[request_id] = replace_coordination(current, **changes)
     return _replace_state(state, coordinations=coords)

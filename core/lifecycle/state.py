@@ -216,6 +216,25 @@ def replace_state(old: CaseState, /, **changes: Any) -> CaseState:
     return new
 
 
+_COORDINATION_FIELDS = tuple(f.name for f in fields(Coordination))
+_COORDINATION_INDEX = {name: i for i, name in enumerate(_COORDINATION_FIELDS)}
+_coordination_values = operator.attrgetter(*_COORDINATION_FIELDS)
+_COORDINATION_SETTERS = tuple(getattr(Coordination, name).__set__ for name in _COORDINATION_FIELDS)
+
+
+def replace_coordination(old: Coordination, /, **changes: Any) -> Coordination:
+    """``dataclasses.replace`` for a Coordination, the way ``replace_state`` does it."""
+    values = list(_coordination_values(old))
+    for name, value in changes.items():
+        if name not in _COORDINATION_INDEX:
+            raise TypeError(f"Coordination has no field {name!r}")
+        values[_COORDINATION_INDEX[name]] = value
+    new = object.__new__(Coordination)
+    for setter, value in zip(_COORDINATION_SETTERS, values, strict=True):
+        setter(new, value)
+    return new
+
+
 @dataclass(frozen=True, slots=True)
 class EventMeta:
     seq: int
