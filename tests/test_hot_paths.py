@@ -1,7 +1,8 @@
 """Hot paths written for speed must give what their plain definitions give.
 
 seal() encodes an event once instead of twice; the lifecycle replaces a case's
-state and a coordination without ``dataclasses.replace``.
+state and a coordination without ``dataclasses.replace``; a replay's JSON row is put together
+without dumping its state again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 
 from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json, check_body, seal
+from unstuck.replay import CaseReplay
+from unstuck.replay.rows import CELLS, dump, json_row
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
@@ -107,3 +110,33 @@ def test_replacing_a_field_a_coordination_does_not_have_is_an_error() -> None:
         assert "colour" in str(exc)
     else:
         raise AssertionError("an unknown field was accepted")
+
+
+texts = st.text(max_size=12)  # any characters: quotes, backslashes, control characters, CJK
+
+
+@given(
+    st.tuples(texts, texts, texts, st.integers(0, 99), texts, st.booleans(), texts, texts, texts),
+    st.dictionaries(st.text(max_size=6), values, max_size=4),
+    st.fixed_dictionaries(
+        {
+            "case_id": texts,
+            "events": st.integers(0, 99),
+            "findings": st.integers(0, 9),
+            "stopped": st.none() | texts,
+        }
+    ),
+    texts,
+)
+def test_a_json_row_put_together_is_the_row_dumped_with_its_state(
+    cells: tuple[Any, ...], state: dict[str, Any], track: dict[str, Any], codes: str
+) -> None:
+    case = CaseReplay(track["case_id"], events=track["events"], findings=track["findings"])
+    case.stopped = track["stopped"]
+    row = {"case_id": case.case_id, **dict(zip(CELLS, cells, strict=True)), "events": case.events}
+    row |= {"findings": case.findings, "codes": codes, "stopped": case.stopped or ""}
+    row |= {"intact": case.intact, "state": state}  # as the JSON output always wrote it
+    assert json_row(case, cells, dump(state), codes) == dump(row)
+    odd = (*cells[:3], str(cells[3]), *cells[4:])  # a cell of another type: the plain way
+    row["seq"] = odd[3]
+    assert json_row(case, odd, dump(state), codes) == dump(row)
