@@ -27,10 +27,10 @@ def test_a_message_goes_to_the_bucket_of_the_case_written_in_it():
 
 
 def test_the_reading_process_verifies_a_smaller_share_of_the_buckets():
-    assert split_buckets(2) == [frozenset(range(26)), frozenset(range(26, 64))]  # 0.4 of 64 is 25.6
-    three = split_buckets(3)  # 0.4 of two parts' worth is 0.27 of three: 17 buckets
-    assert three[0] == frozenset(range(17))
-    assert three[1] == frozenset(range(17, 64, 2)) and three[2] == frozenset(range(18, 64, 2))
+    assert split_buckets(2) == [frozenset(range(22)), frozenset(range(22, 64))]  # 0.35 of 64 is 22.4
+    three = split_buckets(3)  # 0.35 of two parts' worth is 0.233 of three: 14.9, so 15 buckets
+    assert three[0] == frozenset(range(15))
+    assert three[1] == frozenset(range(15, 64, 2)) and three[2] == frozenset(range(16, 64, 2))
     assert split_buckets(64)[0] == frozenset({0})  # never nothing, never more than leaves one each
     for parts in (2, 3, 5):
         shares = split_buckets(parts)
