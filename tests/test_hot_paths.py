@@ -2,7 +2,8 @@
 
 canonical_json takes orjson's bytes where they are RFC 8785's and the reference encoder's (rfc8785)
 elsewhere; the replayer's byte check cuts the hash member out of a body instead of encoding it
-again; the lifecycle replaces a case's state without ``dataclasses.replace``.
+again; the lifecycle replaces a case's state and a coordination without ``dataclasses.replace``; a
+replay's JSON row is put together without dumping its state again.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from hypothesis import strategies as st
 
 from unstuck import lifecycle as lc
 from unstuck.canonical import HASH_MISMATCH, NOT_CANONICAL, _orjson_if_jcs, canonical_json, check_body, seal
-from unstuck.replay import sealed_ok
+from unstuck.replay import CaseReplay, sealed_ok
+from unstuck.replay.rows import CELLS, dump, json_row
 
 SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cases"
 
@@ -236,3 +239,68 @@ def test_replacing_a_field_a_case_state_does_not_have_is_an_error() -> None:
         assert "colour" in str(exc)
     else:
         raise AssertionError("an unknown field was accepted")
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "status": st.sampled_from(list(lc.CoordinationStatus)),
+            "attempts": st.integers(0, 9),
+            "message": st.none() | st.text(max_size=8),
+            "last_reason": st.none() | st.sampled_from(["timeout", "error"]),
+        },
+    )
+)
+def test_a_replaced_coordination_equals_what_dataclasses_replace_gives(changes: dict[str, Any]) -> None:
+    before = lc.Coordination(
+        request_id="R1", department="scjg", round=1, question="q", deadline=date(2026, 11, 30)
+    )
+    assert lc.state.replace_coordination(before, **changes) == dataclasses.replace(before, **changes)
+
+
+def test_replacing_a_field_a_coordination_does_not_have_is_an_error() -> None:
+    before = lc.Coordination(
+        request_id="R1", department="scjg", round=1, question="q", deadline=date(2026, 11, 30)
+    )
+    try:
+        lc.state.replace_coordination(before, colour="red")
+    except TypeError as exc:
+        assert "colour" in str(exc)
+    else:
+        raise AssertionError("an unknown field was accepted")
+
+
+row_values = st.recursive(  # what a replay's JSON output holds (plain JSON, not canonical)
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+texts = st.text(max_size=12)  # any characters: quotes, backslashes, control characters, CJK
+
+
+@given(
+    st.tuples(texts, texts, texts, st.integers(0, 99), texts, st.booleans(), texts, texts, texts),
+    st.dictionaries(st.text(max_size=6), row_values, max_size=4),
+    st.fixed_dictionaries(
+        {
+            "case_id": texts,
+            "events": st.integers(0, 99),
+            "findings": st.integers(0, 9),
+            "stopped": st.none() | texts,
+        }
+    ),
+    texts,
+)
+def test_a_json_row_put_together_is_the_row_dumped_with_its_state(
+    cells: tuple[Any, ...], state: dict[str, Any], track: dict[str, Any], codes: str
+) -> None:
+    case = CaseReplay(track["case_id"], events=track["events"], findings=track["findings"])
+    case.stopped = track["stopped"]
+    row = {"case_id": case.case_id, **dict(zip(CELLS, cells, strict=True)), "events": case.events}
+    row |= {"findings": case.findings, "codes": codes, "stopped": case.stopped or ""}
+    row |= {"intact": case.intact, "state": state}  # as the JSON output always wrote it
+    assert json_row(case, cells, dump(state), codes) == dump(row)
+    odd = (*cells[:3], str(cells[3]), *cells[4:])  # a cell of another type: the plain way
+    row["seq"] = odd[3]
+    assert json_row(case, odd, dump(state), codes) == dump(row)

@@ -17,7 +17,9 @@ from nats.js.api import StorageType, StreamConfig
 from conftest import sample
 from unstuck import cli
 from unstuck.canonical import canonical_json, seal
-from unstuck.replay import FINDINGS, verify_stream
+from unstuck.replay import FINDINGS, replay, verify_stream
+from unstuck.replay.parallel import route, split_buckets
+from unstuck.replay.replayer import bucket_of
 from unstuck.schemas.subjects import FORMAT_METADATA_KEY, STORAGE_FORMAT
 from unstuck.testing import api_call, wait_for
 
@@ -326,3 +328,93 @@ async def test_a_copy_under_several_subject_prefixes_verifies_by_the_last_subjec
     assert report.subject_prefix is None and report.events == len(messages)
     one = await verify_stream(nats_client, COPY, case_id=recorded["A"])
     assert one.ok and list(one.cases) == [recorded["A"]]
+
+
+async def split_and_single(nats_server, tmp_path) -> tuple[int, dict, int, dict]:
+    """The CLI's JSON of the copy, replayed in one process and split over two: the same bytes but
+    for the time taken."""
+    codes, texts = [], []
+    for jobs in ("1", "2"):
+        target = tmp_path / f"jobs{jobs}.json"
+        args = ["replay", "--verify", "--stream", COPY, "--nats", nats_server.url, "--format", "json"]
+        codes.append(await asyncio.to_thread(cli.main, [*args, "--jobs", jobs, "--out", str(target)]))
+        lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+        texts.append("".join(line for line in lines if not line.startswith('  "seconds": ')))
+    assert texts[1] == texts[0]
+    return codes[0], json.loads(texts[0]), codes[1], json.loads(texts[1])
+
+
+async def test_a_replay_split_over_two_processes_reports_what_one_process_reports(
+    recorded, nats_client, nats_server, tmp_path, capsys
+):
+    js = nats_client.jetstream()
+    messages = await stored_messages(js)
+    a, b, c, d = (positions(messages, recorded[k]) for k in "ABCD")
+    # A and D are replayed by the reading process, B and C by the worker (their ids' buckets)
+    case_a, fields, _ = messages[a[2]]  # A seq 3 changed, its old hash kept
+    messages[a[2]] = (
+        case_a,
+        fields,
+        canonical_json({**fields, "data": {**fields["data"], "question": "改"}}),
+    )
+    case_b, fields, _ = messages[b[3]]  # B seq 4 resealed with the event id of A seq 2
+    reused = resealed(fields, event_id=messages[a[1]][1]["event_id"])
+    messages[b[3]] = (case_b, json.loads(reused), reused)
+    messages[c[1]], messages[c[2]] = messages[c[2]], messages[c[1]]  # C seq 2 and 3 swapped
+    await js.add_stream(
+        StreamConfig(name=COPY, subjects=[f"{COPY_PREFIX}.>"], storage=StorageType.FILE, metadata=FORMAT_2)
+    )
+    for i, (case_id, _, body) in enumerate(messages):
+        on = recorded["B"] if i == d[2] else case_id  # D seq 3 stored on B's subject
+        await js.publish(f"{COPY_PREFIX}.{on}", body, stream=COPY)
+    await js.publish(f"{COPY_PREFIX}.{recorded['C']}", b"not json", stream=COPY)
+
+    code_1, single, code_2, split = await split_and_single(nats_server, tmp_path)
+    assert code_1 == code_2 == 1
+    assert split == single
+    assert {(f["code"], f["case_id"], f["seq"]) for f in split["findings"]} == {
+        ("hash_mismatch", recorded["A"], 3),
+        ("duplicate_event_id", recorded["B"], 4),
+        ("prev_hash_mismatch", recorded["B"], 5),
+        ("seq_out_of_order", recorded["C"], 2),
+        ("unreadable", recorded["C"], None),
+        ("subject_mismatch", recorded["D"], 3),
+    }
+    states = {c["case_id"]: (c["state"]["seq"], c["stopped"]) for c in split["cases"]}
+    assert states == {
+        recorded["A"]: (2, "record broken at seq 3"),
+        recorded["B"]: (4, "record broken at seq 5"),
+        recorded["C"]: (1, "record broken at seq 3"),
+        recorded["D"]: (len(d), ""),  # its moved event is still in its place in the stream
+    }
+    one = await replay(nats_client, COPY, verify=True, jobs=1)
+    two = await replay(nats_client, COPY, verify=True, jobs=2)
+    assert two.findings == one.findings and two.summary() | {"seconds": 0} == one.summary() | {"seconds": 0}
+    assert {c: t.state for c, t in two.cases.items()} == {c: t.state for c, t in one.cases.items()}
+
+
+async def test_a_body_whose_case_cannot_be_read_from_its_bytes_is_replayed_again_in_one_process(
+    recorded, nats_client, nats_server, tmp_path
+):
+    js = nats_client.jetstream()
+    messages = await stored_messages(js)
+    i = positions(messages, recorded["A"])[1]
+    case_id, fields, body = messages[i]
+    owner = {part: buckets for part, buckets in enumerate(split_buckets(2))}
+    # the case id with one character escaped: the same JSON, other bytes, routed to the other part
+    mine = next(p for p, buckets in owner.items() if bucket_of(case_id.encode()) in buckets)
+    for at in range(len(case_id)):
+        escaped = case_id[:at] + f"\\u{ord(case_id[at]):04x}" + case_id[at + 1 :]
+        rewritten = body.replace(f'"case_id":"{case_id}"'.encode(), f'"case_id":"{escaped}"'.encode())
+        if route("x", rewritten) not in owner[mine]:
+            break
+    else:
+        raise AssertionError("no escaped form of the case id is routed to the other part")
+    messages[i] = (case_id, fields, rewritten)
+    await copy_stream(js, messages)
+    code_1, single, code_2, split = await split_and_single(nats_server, tmp_path)
+    assert code_1 == code_2 == 1
+    assert split == single
+    assert [(f["code"], f["case_id"], f["seq"]) for f in split["findings"]] == [
+        ("not_canonical", recorded["A"], 2)
+    ]

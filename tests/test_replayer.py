@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from unstuck.canonical import canonical_json, seal
-from unstuck.lifecycle import CLOSED, Coordination
+from unstuck.lifecycle import CLOSED, CaseState, CaseStatus, Coordination
+from unstuck.lifecycle import _replace_state as lc_replace
 from unstuck.replay import (
     FINDINGS,
     CaseReplay,
@@ -23,6 +24,8 @@ from unstuck.replay import (
     sealed_ok,
 )
 from unstuck.replay.findings import finding_order
+from unstuck.replay.packing import dictionary_of, pack_state, unpack_state
+from unstuck.replay.replayer import bucket_of, fingerprint
 
 PREFIX = "unstuck.case"
 A = "DD-20260928-0001"
@@ -1310,3 +1313,93 @@ def test_envelope_problems_name_the_field(change, expected):
         else:
             fields[key] = value
     assert envelope_problem(fields) == expected
+
+
+# --- memory: states packed, a replay split by case --------------------------------------------------
+
+
+def test_a_packed_state_unpacks_equal_to_the_state_it_was():
+    closed = replayer(scripted_case()).cases[A].state
+    extension = {"days": 3, "reason": "需補充材料", "until": date(2026, 10, 2)}  # dates: pickled instead
+    rich = lc_replace(
+        closed,
+        pending_extension=extension,
+        warned=frozenset({1, 3}),
+        escalations={"chengguan": (2, utc(2026, 9, 28, 9, 0))},
+    )
+    dictionary = dictionary_of(replayer(scripted_case()[:3]).cases[A].state)  # an earlier state
+    for state in (closed, rich, CaseState(case_id=B)):
+        assert unpack_state(pack_state(state, dictionary), dictionary) == state
+        assert unpack_state(pack_state(state), b"") == state  # without a dictionary too
+    assert len(pack_state(closed, dictionary)) < 450  # some 2.5 KB as objects, 1 KB deflated alone
+    assert type(unpack_state(pack_state(closed)).state) is CaseStatus
+
+
+def test_states_packed_while_other_cases_are_fed_replay_to_the_same_states_and_findings():
+    a = scripted_case()
+    b = warnings(B, 3)
+    c = warnings(C, 2, day=29)
+    interleaved = [a[0], b[0], c[0], a[1], b[1], a[2], c[1], a[3], b[2], a[4], a[5]]
+    heads = {A: head(a[5], 11), B: (3, b[2].hash, 9), C: (1, c[0].hash, 3)}  # C's head is behind
+    roomy = replayer(interleaved, heads)
+    tight = replayer(interleaved, heads, live_cases=1)  # each case packed as soon as another is fed
+    assert [t.live is None for t in tight.cases.values()] == [False, True, True]  # A was fed last
+    for r in (roomy, tight):
+        r.finish()
+    assert (
+        found(tight)
+        == found(roomy)
+        == [
+            (
+                "untracked_tail",
+                C,
+                2,
+                None,
+                "the stream has seq 2-2 after the recorded head seq 1",
+            )
+        ]
+    )
+    assert_closed_case(tight.cases[A], a)
+    for case_id in (A, B, C):
+        assert tight.cases[case_id].state == roomy.cases[case_id].state
+    assert tight.cases[B].state.warned == frozenset({1, 2, 3})
+
+
+def test_a_replayer_given_buckets_replays_only_their_cases_and_counts_the_others():
+    # CRC-32 of the case id, modulo 64: A (…0001) is in bucket 5, B (…0002) in bucket 63
+    assert (bucket_of(A.encode()), bucket_of(B.encode())) == (5, 63)
+    events = warnings(A, 2) + warnings(B, 3)
+    r = replayer(events, buckets=frozenset({5}))
+    r.finish()
+    assert list(r.cases) == [A] and r.report.events == 2
+    assert r.misrouted == 3  # B's events reached the wrong part: the split must be redone
+    unreadable = Replayer("TEST", verify=True, subject_prefix=PREFIX, buckets=frozenset({5}))
+    unreadable.feed(f"{PREFIX}.{B}", 1, b"not json")  # an unreadable body is its subject's case
+    assert (unreadable.misrouted, unreadable.report.findings) == (1, [])
+
+
+def test_a_duplicate_id_is_reported_by_the_part_that_holds_the_later_copy():
+    first = warnings(A, 1)[0]
+    copy = changed(warnings(B, 1)[0], event_id=first.fields["event_id"])
+    duplicates = [[(1, first.fields["event_id"], A, 1), (2, first.fields["event_id"], B, 1)]]
+    parts = [
+        replayer([first, copy], buckets=frozenset({5})),
+        replayer([first, copy], buckets=frozenset({63})),
+    ]
+    for part in parts:
+        part.finish(duplicates)
+    assert [f.code for f in parts[0].report.findings] == ["head_missing"]
+    assert [(f.code, f.case_id, f.stream_seq) for f in parts[1].report.findings] == [
+        ("head_missing", B, None),
+        ("duplicate_event_id", B, 2),
+    ]
+
+
+def test_event_id_fingerprints_are_the_same_in_every_process():
+    # the id's standard CRC-32 in the high half, its Adler-32 in the low half, shifted to a signed range
+    assert fingerprint("01JDZ6X3E4B3N8Q3M1ZK6J2V9A") == (0x63243251 << 32 | 0x58F106A8) - (1 << 63)
+
+
+def test_a_report_repr_stays_short_however_many_cases_it_holds():
+    r = replayer(warnings(A, 2) + warnings(B, 2))
+    assert repr(r.finish()) == "Report(stream='TEST', verified=True, events=4, cases=2, findings=2)"

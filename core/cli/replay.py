@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from unstuck.clock import CHINA
 from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.replay import ReplayError, Report, replay
-from unstuck.replay.rows import CELLS, Cells, RowSpec, cells_of, dump, row_of
+from unstuck.replay.rows import CELLS, Cells, RowSpec, cells_of, dump, json_row, row_of
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 from unstuck.texttable import table
 
@@ -258,13 +258,8 @@ def write_json(report: Report, out: TextIO, reveal: bool = False) -> None:
     codes = codes_by_case(report)
     for i, track in enumerate(report.selected()):
         cells, state = row_of(track, spec)
-        row = case_row(report, track.case_id, codes, cells)
-        # the state's JSON text goes in as it is: "state" sorts after the other keys but "stopped"
-        del row["state"]
-        stopped = row.pop("stopped")
-        row["intact"] = track.intact
-        text = f'{dump(row)[:-1]},"state":{state},"stopped":{dump(stopped)}}}'
-        out.write(("\n" if i == 0 else ",\n") + text)
+        assert state is not None
+        out.write(("\n" if i == 0 else ",\n") + json_row(track, cells, state, codes.get(track.case_id, "")))
     out.write("\n]}\n")
 
 

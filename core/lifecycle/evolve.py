@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +19,13 @@ from .state import (
     EVALUATED,
     GUIDING,
     INTAKE,
+    STATE_SETTERS,
     CaseState,
     Coordination,
     CoordinationStatus,
     EventMeta,
     NewEvent,
+    replace_coordination,
 )
 from .state import replace_state as _replace_state
 
@@ -33,11 +34,30 @@ SHARED_INTAKE_FIELDS = ("channel", "matter", "matter_title", "window", "departme
 
 
 def evolve(state: CaseState, event_type: str, data: WireModel, meta: EventMeta) -> CaseState:
-    """The state after one event. Pure; replay and the live broker both use it."""
+    """The state after one event. Pure; replay and the live broker both use it.
+
+    The rules never read the event's position (seq, head hash, time of the last event); it is put
+    into the state a rule returns, which is a new one not yet seen by anyone, so a state is copied
+    once per event rather than twice. A rule that changes nothing returns the state it was given,
+    and then the position goes into a copy.
+    """
     rule = _RULES.get(type(data))
     if rule is None:
         raise TypeError(f"evolve: no rule for {event_type}")
-    return rule(_replace_state(state, seq=meta.seq, head_hash=meta.hash, last_event_at=meta.at), data, meta)
+    new = rule(state, data, meta)
+    if new is state:
+        return _replace_state(state, seq=meta.seq, head_hash=meta.hash, last_event_at=meta.at)
+    _SET_SEQ(new, meta.seq)
+    _SET_HEAD_HASH(new, meta.hash)
+    _SET_LAST_EVENT_AT(new, meta.at)
+    return new
+
+
+_SET_SEQ, _SET_HEAD_HASH, _SET_LAST_EVENT_AT = (
+    STATE_SETTERS["seq"],
+    STATE_SETTERS["head_hash"],
+    STATE_SETTERS["last_event_at"],
+)
 
 
 def evolve_many(state: CaseState, events: Iterable[NewEvent], meta: EventMeta) -> CaseState:
@@ -261,5 +281,5 @@ def _update(state: CaseState, request_id: str, **changes: Any) -> CaseState:
     current = coords.get(request_id)
     if current is None:
         return state  # an event for an unknown request: verification flags it; the state ignores it
-    coords[request_id] = replace(current, **changes)
+    coords[request_id] = replace_coordination(current, **changes)
     return _replace_state(state, coordinations=coords)

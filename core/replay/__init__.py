@@ -135,19 +135,18 @@ async def replay(
     settings = Settings(stream, verify, prefix, since, until)
     parts = 1 if case_id is not None else parts_for(jobs, total, PARALLEL_FROM)
     with _collector_paused():
-        replayer = None
-        if parts > 1:
-            replayer = await _read_split(js, settings, parts, heads, end_seq, total, progress, rows)
-        if replayer is None:  # one process, or a split found unsound
-            replayer = Replayer(stream, verify, prefix, heads, since, until, case_id)
-            if case_id is not None and prefix is not None:
-                await _read_case(js, stream, f"{prefix}.{case_id}", replayer, end_seq)
-            elif total:
-                await _read_all(js, settings, replayer.feed, end_seq, total, progress)
-            duplicates = await _confirm_duplicates(js, stream, replayer) if verify else None
-            replayer.finish(duplicates)
-            if rows is not None:
-                render_rows(replayer, rows)
+        if parts == 1:
+            replayer = await _read_one(js, settings, heads, case_id, end_seq, total, progress, rows)
+        elif (split := await _read_split(js, settings, parts, heads, end_seq, total, progress, rows)) is None:
+            # a body named another case than its bytes showed: the whole replay again, in one process
+            report = await replay(
+                target, stream, verify=verify, since=since, until=until, heads_bucket=heads_bucket,
+                progress=progress, jobs=1, rows=rows,
+            )  # fmt: skip
+            report.seconds = time.perf_counter() - started
+            return report
+        else:
+            replayer = split
     report = replayer.report
     if not report.first_stream_seq:
         report.first_stream_seq = int(info.state.first_seq)
@@ -185,6 +184,31 @@ async def _read_all(
         progress(done, total)
 
 
+async def _read_one(
+    js: JetStreamContext,
+    settings: Settings,
+    heads: dict[str, Head],
+    case_id: str | None,
+    end_seq: int,
+    total: int,
+    progress: Progress | None,
+    rows: RowSpec | None,
+) -> Replayer:
+    """The replay in this process (which takes the heads over)."""
+    stream, prefix = settings.stream, settings.subject_prefix
+    replayer = Replayer(stream, settings.verify, prefix, heads, settings.since, settings.until, case_id)
+    heads.clear()  # the replayer keeps its own copy
+    if case_id is not None and prefix is not None:
+        await _read_case(js, stream, f"{prefix}.{case_id}", replayer, end_seq)
+    elif total:
+        await _read_all(js, settings, replayer.feed, end_seq, total, progress)
+    duplicates = await _confirm_duplicates(js, stream, replayer) if settings.verify else None
+    replayer.finish(duplicates)
+    if rows is not None:
+        render_rows(replayer, rows)
+    return replayer
+
+
 async def _read_split(
     js: JetStreamContext,
     settings: Settings,
@@ -195,8 +219,10 @@ async def _read_split(
     progress: Progress | None,
     rows: RowSpec | None,
 ) -> Replayer | None:
-    """The replay split by case over ``parts`` processes; None when it must be redone in one."""
+    """The replay split by case over ``parts`` processes (which take the heads over); None when it
+    must be redone in one."""
     split = Split(settings, parts, heads)
+    heads.clear()
     try:
         if total:
             await _read_all(js, settings, split.take, end_seq, total, progress)

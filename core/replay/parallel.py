@@ -40,7 +40,7 @@ BATCH = 200
 PIPE_BYTES = 1 << 20
 """Pipe capacity asked for on Linux, so the reader runs ahead of a worker by a few batches."""
 
-READER_SHARE = 0.4
+READER_SHARE = 0.35
 """Of two parts, the share of the cases the reading process verifies: reading the stream is the
 rest of its work."""
 

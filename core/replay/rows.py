@@ -96,6 +96,56 @@ def render_rows(replayer: Replayer, spec: RowSpec) -> None:
         track.row, track.packed, track.dictionary = row, None, dictionary
 
 
+_text = json.encoder.encode_basestring  # how ``dump`` writes a string (ensure_ascii=False)
+
+
+def json_row(track: CaseReplay, cells: Cells, state: str, codes: str) -> str:
+    """The case's line of the JSON output: what ``dump`` writes for its row with the state's JSON
+    text in it (the keys in sorted order), put together without sorting or encoding the state again."""
+    _status, category, owner, seq, due, overdue, opened, last, head = cells
+    texts = (category, codes, due, head, last, opened, owner)
+    if not (all(type(t) is str for t in texts) and type(seq) is int and type(overdue) is bool):
+        row = {"case_id": track.case_id, **dict(zip(CELLS, cells, strict=True)), "state": None}
+        row |= {"events": track.events, "findings": track.findings, "codes": codes, "intact": track.intact}
+        row["stopped"] = track.stopped or ""
+        return dump(row).replace('"state":null', f'"state":{state}', 1)
+    return "".join(
+        (
+            '{"case_id":',
+            _text(track.case_id),
+            ',"category":',
+            _text(category),
+            ',"codes":',
+            _text(codes),
+            ',"due_date":',
+            _text(due),
+            ',"events":',
+            str(track.events),
+            ',"findings":',
+            str(track.findings),
+            ',"head_hash":',
+            _text(head),
+            ',"intact":',
+            "true" if track.intact else "false",
+            ',"last_event_at":',
+            _text(last),
+            ',"opened_at":',
+            _text(opened),
+            ',"overdue":',
+            "true" if overdue else "false",
+            ',"owner":',
+            _text(owner),
+            ',"seq":',
+            str(seq),
+            ',"state":',
+            state,
+            ',"stopped":',
+            _text(track.stopped or ""),
+            "}",
+        )
+    )
+
+
 def row_of(track: CaseReplay, spec: RowSpec) -> tuple[Cells, str | None]:
     """The cells and state text of a case, rendered before or now."""
     if track.row is None:
