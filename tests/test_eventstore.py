@@ -259,3 +259,17 @@ async def test_a_head_written_within_the_lag_bound_is_not_a_finding(store, nats_
     await store.heads.flush()
     report = await auditing
     assert report.ok, [str(f) for f in report.findings]
+
+
+async def test_a_head_written_during_the_audit_is_judged_as_the_broker_holds_it(store, nats_client):
+    stored = await store.append("DD-20260928-0053", ExpectedHead(), [owner_event(1)], AT)
+    await store.heads.flush()
+    head = ExpectedHead(1, stored[0].hash, stored[0].stream_seq)
+    await publish_unrecorded(store, "DD-20260928-0053", head, 2)  # stored, its head not yet written
+    auditing = asyncio.create_task(verify_stream(nats_client))
+    await asyncio.sleep(HEAD_LAG_SECONDS / 4)
+    # the head then recorded names another event at seq 2: the stored one is not the broker's
+    store.heads.note("DD-20260928-0053", 2, "ab" * 32, 2)
+    await store.heads.flush()
+    report = await auditing
+    assert [(f.code, f.case_id, f.seq) for f in report.findings] == [("head_mismatch", "DD-20260928-0053", 2)]

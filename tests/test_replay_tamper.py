@@ -52,6 +52,7 @@ async def recorded(broker, builtin_adapters, nats_client) -> dict[str, str]:
         await api_call(
             nats_client, "case.evaluate", {"case_id": ids[name], "actor": "w-zhang", "rating": "good"}
         )
+    await broker.store.heads.flush()  # the heads the tests compare copies against are all recorded
     return ids
 
 

@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 
 from unstuck.schemas.subjects import HEAD_LAG_SECONDS, HEADS_BUCKET, STREAM, storage_format_problem
 
-from .findings import FINDINGS, Finding, ReplayError
+from .findings import FINDINGS, Finding, ReplayError, finding_order
 from .parallel import Settings, Split, parts_for
 from .reader import jetstream_of, read_head, read_heads, read_ordered, stream_prefix
 from .replayer import (
@@ -39,6 +39,7 @@ from .replayer import (
     compact_head,
     decision_lines,
     envelope_problem,
+    head_finding,
     sealed_ok,
 )
 from .rows import RowSpec, render_rows
@@ -337,12 +338,20 @@ async def _recheck_heads(
         last_seq = track.last_seq if track else 0
         consistent = track is not None and seq == last_seq and digest == track.last_hash
         beyond = seq > last_seq and stream_seq > report.last_stream_seq
+        keep = [f for f in report.findings if not (f.case_id == case_id and f.code in HEAD_CODES)]
+        if track is not None:
+            track.findings -= len(report.findings) - len(keep)
+        report.findings[:] = keep
+        if case_id not in replayer.heads:
+            report.heads_checked += 1  # a head recorded since the first read: checked now
+        replayer.heads[case_id] = (seq, digest, stream_seq)
         if consistent or beyond:
-            if case_id not in replayer.heads:
-                report.heads_checked += 1  # a head recorded since the first read: checked now
-            replayer.heads[case_id] = (seq, digest, stream_seq)
-            keep = [f for f in report.findings if not (f.case_id == case_id and f.code in HEAD_CODES)]
-            if track is not None:
-                track.findings -= len(report.findings) - len(keep)
-            report.findings[:] = keep
             report.moved_during_replay.append(case_id)
+            continue
+        # judged by the head the broker holds now; the hash of the event at a head short of the tail
+        # was not kept, so such a head is judged by its seq alone (an untracked tail either way)
+        if track is not None and seq <= last_seq:
+            track.head_seen = track.last_hash if seq == last_seq else digest
+        if (finding := head_finding(case_id, track, (seq, digest, stream_seq))) is not None:
+            replayer._find(*finding)
+            report.findings.sort(key=finding_order)
