@@ -24,14 +24,13 @@ import operator
 import os
 import pickle
 import traceback
-from array import array
 from dataclasses import dataclass, fields
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .findings import Finding, ReplayError, finding_order
-from .replayer import BUCKETS, CaseReplay, Head, Replayer, bucket_of
+from .replayer import BUCKETS, CaseReplay, Head, IdIndex, Replayer, bucket_of
 from .rows import RowSpec, render_rows
 
 BATCH = 200
@@ -95,8 +94,7 @@ class Tally:
     first_stream_seq: int
     last_stream_seq: int
     misrouted: int
-    ids: list[array[int]]
-    id_seqs: list[array[int]]
+    ids: IdIndex
 
 
 @dataclass
@@ -125,8 +123,7 @@ def _track(values: tuple[Any, ...]) -> CaseReplay:
 
 def tally_of(replayer: Replayer) -> Tally:
     r = replayer.report
-    ids, seqs = replayer.id_index()
-    return Tally(r.events, r.first_stream_seq, r.last_stream_seq, replayer.misrouted, ids, seqs)
+    return Tally(r.events, r.first_stream_seq, r.last_stream_seq, replayer.misrouted, replayer.ids)
 
 
 def _hand_over(replayer: Replayer, outbox: Connection) -> None:
@@ -277,7 +274,7 @@ class Split:
             firsts = [s for s in (report.first_stream_seq, tally.first_stream_seq) if s]
             report.first_stream_seq = min(firsts, default=0)
             report.last_stream_seq = max(report.last_stream_seq, tally.last_stream_seq)
-            self.replayer.add_id_index(tally.ids, tally.id_seqs)
+            self.replayer.ids.merge(tally.ids)
         return sound
 
     def finish(

@@ -215,8 +215,66 @@ def bucket_of(case_id: bytes) -> int:
     return zlib.crc32(case_id) % BUCKETS
 
 
+class IdIndex:
+    """Where each event id was stored, to find ids used twice: 64-bit fingerprints and stream seqs
+    (16 bytes per event), bucketed so that the final scan is small."""
+
+    def __init__(self) -> None:
+        self.fingerprints: list[array[int]] = [array("q") for _ in range(256)]
+        self.stream_seqs: list[array[int]] = [array("Q") for _ in range(256)]
+
+    def add(self, fp: int, stream_seq: int) -> None:
+        self.fingerprints[fp & 255].append(fp)
+        self.stream_seqs[fp & 255].append(stream_seq)
+
+    def merge(self, other: IdIndex) -> None:
+        """Take in another part's index (a replay split by case)."""
+        for mine, theirs in zip(self.fingerprints, other.fingerprints, strict=True):
+            mine.extend(theirs)
+        for mine, theirs in zip(self.stream_seqs, other.stream_seqs, strict=True):
+            mine.extend(theirs)
+
+    def candidates(self) -> list[list[int]]:
+        """Groups of stream seqs whose event ids have the same fingerprint (to be confirmed)."""
+        groups: list[list[int]] = []
+        for fps, seqs in zip(self.fingerprints, self.stream_seqs, strict=True):
+            if len(set(fps)) == len(fps):
+                continue
+            where: dict[int, list[int]] = {}
+            for fp, sseq in zip(fps, seqs, strict=True):
+                where.setdefault(fp, []).append(sseq)
+            groups += [g for g in where.values() if len(g) > 1]
+        return groups
+
+
 LIVE_CASES = 4096
 """Cases whose state a replay keeps live; the others are packed (a few hundred bytes each)."""
+
+
+class LiveStates:
+    """The cases whose state is live, least recently folded first; a case folded when ``limit``
+    are live has the state of the first of them packed."""
+
+    def __init__(self, limit: int = LIVE_CASES) -> None:
+        self.limit = max(limit, 1)
+        self.cases: dict[str, CaseReplay] = {}
+        self.dictionary = b""  # the packed states' compression dictionary, from the first one packed
+
+    def fed(self, track: CaseReplay) -> None:
+        cases = self.cases
+        if cases.pop(track.case_id, None) is None and len(cases) >= self.limit:
+            self.pack(cases.pop(next(iter(cases))))
+        cases[track.case_id] = track
+
+    def pack(self, track: CaseReplay) -> None:
+        if not self.dictionary and track.live is not None and track.live.intake:
+            self.dictionary = dictionary_of(track.live)  # the first case with an intake
+        track.pack(self.dictionary)
+
+    def pack_all(self) -> None:
+        for track in self.cases.values():
+            self.pack(track)
+        self.cases.clear()
 
 
 Head = tuple[int, str, int]
@@ -268,15 +326,11 @@ class Replayer:
             case_filter=case_id,
         )
         self.cases = self.report.cases
-        self.live_cases = max(live_cases, 1)
-        self._hot: dict[str, CaseReplay] = {}  # the cases with a live state, least recently folded first
-        self._dictionary = b""
+        self.live = LiveStates(live_cases)
         # one part of a replay split by case: the buckets (``bucket_of``) of the cases this one verifies
         self.buckets = buckets
         self.misrouted = 0  # events of cases outside ``buckets``: the split must be redone in one process
-        # duplicate event ids: 64-bit fingerprints and stream seqs, bucketed so the final scan is small
-        self._ids: list[array[int]] = [array("q") for _ in range(256)]
-        self._id_seqs: list[array[int]] = [array("Q") for _ in range(256)]
+        self.ids = IdIndex()
 
     def _owns(self, case_id: str) -> bool:
         assert self.buckets is not None
@@ -407,9 +461,7 @@ class Replayer:
             self._find("schema_invalid", case_id, seq, stream_seq, problem, track)
         event_id = obj.get("event_id")
         if isinstance(event_id, str):
-            fp = fingerprint(event_id)
-            self._ids[fp & 255].append(fp)
-            self._id_seqs[fp & 255].append(stream_seq)
+            self.ids.add(fingerprint(event_id), stream_seq)
         if seq is not None:
             intact = self._check_chain(track, obj, seq, stream_seq) and intact
         return intact, data
@@ -534,7 +586,7 @@ class Replayer:
         if state is None:  # new, or packed while other cases were fed
             state = track.live = track.state
             track.packed = None
-        self._fed(track)
+        self.live.fed(track)
         if not intact or at is None:
             track.frozen = True
             track.stopped = f"record broken at seq {seq}"
@@ -563,23 +615,9 @@ class Replayer:
             track.frozen = True
             track.stopped = f"seq {seq}: evolve failed: {exc}"
 
-    def _fed(self, track: CaseReplay) -> None:
-        """Mark the case as just folded; pack the state of the case folded longest ago if too many are live."""
-        hot = self._hot
-        if hot.pop(track.case_id, None) is None and len(hot) >= self.live_cases:
-            self._pack(hot.pop(next(iter(hot))))
-        hot[track.case_id] = track
-
-    def _pack(self, track: CaseReplay) -> None:
-        if not self._dictionary and track.live is not None and track.live.intake:
-            self._dictionary = dictionary_of(track.live)  # the first case with an intake
-        track.pack(self._dictionary)
-
     def pack_all(self) -> None:
         """Pack every live state (before the cases are handed to another process)."""
-        for track in self._hot.values():
-            self._pack(track)
-        self._hot.clear()
+        self.live.pack_all()
 
     def _find(
         self,
@@ -598,28 +636,9 @@ class Replayer:
 
     # after the last message ----------------------------------------------------------------------
 
-    def id_index(self) -> tuple[list[array[int]], list[array[int]]]:
-        """The duplicate-id index: per bucket, the event ids' fingerprints and their stream seqs."""
-        return self._ids, self._id_seqs
-
-    def add_id_index(self, ids: list[array[int]], seqs: list[array[int]]) -> None:
-        """Merge another part's index into this one (a replay split by case)."""
-        for mine, theirs in zip(self._ids, ids, strict=True):
-            mine.extend(theirs)
-        for mine, theirs in zip(self._id_seqs, seqs, strict=True):
-            mine.extend(theirs)
-
     def duplicate_candidates(self) -> list[list[int]]:
         """Groups of stream seqs whose event ids have the same 64-bit fingerprint (to be confirmed)."""
-        groups: list[list[int]] = []
-        for fps, seqs in zip(self._ids, self._id_seqs, strict=True):
-            if len(set(fps)) == len(fps):
-                continue
-            where: dict[int, list[int]] = {}
-            for fp, sseq in zip(fps, seqs, strict=True):
-                where.setdefault(fp, []).append(sseq)
-            groups += [g for g in where.values() if len(g) > 1]
-        return groups
+        return self.ids.candidates()
 
     def finish(self, duplicates: list[list[tuple[int, str, str, int | None]]] | None = None) -> Report:
         """Findings that need the whole stream: gaps left open, duplicate ids, the recorded heads.
