@@ -30,15 +30,14 @@ from nats.js import JetStreamContext
 from unstuck.schemas.subjects import HEAD_LAG_SECONDS, HEADS_BUCKET, STREAM, storage_format_problem
 
 from .findings import FINDINGS, Finding, ReplayError
+from .headbook import Head, HeadBook, compact_head
 from .parallel import Settings, Split, parts_for
 from .reader import jetstream_of, read_head, read_heads, read_ordered, stream_prefix
 from .replayer import (
     ENVELOPE_KEYS,
     CaseReplay,
-    Head,
     Replayer,
     Report,
-    compact_head,
     decision_lines,
     envelope_problem,
     sealed_ok,
@@ -120,11 +119,11 @@ async def replay(
         raise ReplayError(f"stream {stream} not found: check --stream and the server (NATS_URL)") from exc
     check_format(stream, info)
     prefix = stream_prefix(info.config.subjects)
-    heads: dict[str, Head] = {}
+    heads = HeadBook()
     if verify:
         if case_id is not None:
             head = await read_head(js, heads_bucket, case_id)
-            heads = {case_id: compact_head(head)} if head else {}
+            heads = HeadBook({case_id: head} if head else {})
         else:
             heads = await read_heads(js, heads_bucket)
     info = await js.stream_info(stream)  # after the heads: a head written meanwhile is not ahead of us
@@ -187,7 +186,7 @@ async def _read_all(
 async def _read_one(
     js: JetStreamContext,
     settings: Settings,
-    heads: dict[str, Head],
+    heads: HeadBook,
     case_id: str | None,
     end_seq: int,
     total: int,
@@ -197,7 +196,6 @@ async def _read_one(
     """The replay in this process (which takes the heads over)."""
     stream, prefix = settings.stream, settings.subject_prefix
     replayer = Replayer(stream, settings.verify, prefix, heads, settings.since, settings.until, case_id)
-    heads.clear()  # the replayer keeps its own copy
     if case_id is not None and prefix is not None:
         await _read_case(js, stream, f"{prefix}.{case_id}", replayer, end_seq)
     elif total:
@@ -213,7 +211,7 @@ async def _read_split(
     js: JetStreamContext,
     settings: Settings,
     parts: int,
-    heads: dict[str, Head],
+    heads: HeadBook,
     end_seq: int,
     total: int,
     progress: Progress | None,

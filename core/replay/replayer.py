@@ -24,6 +24,7 @@ from unstuck.schemas.events import parse_payload
 from unstuck.schemas.subjects import STREAM
 
 from .findings import Finding, finding_order
+from .headbook import Head, HeadBook
 from .packing import dictionary_of, pack_state, unpack_state
 
 
@@ -277,19 +278,6 @@ class LiveStates:
         self.cases.clear()
 
 
-Head = tuple[int, str, int]
-"""A recorded head, compactly: (seq, hash, stream seq); a hundred thousand cases fit in a few MB."""
-
-
-def compact_head(value: Head | Mapping[str, Any]) -> Head:
-    if isinstance(value, tuple):
-        return value
-    try:
-        return int(value.get("seq", -1)), str(value.get("hash", "")), int(value.get("stream_seq", 0))
-    except (TypeError, ValueError):
-        return -1, f"unreadable head value {value!r:.40}", 0
-
-
 # --- the replayer (pure: bytes in, states and findings out) ---------------------------------------
 
 
@@ -313,7 +301,7 @@ class Replayer:
     ) -> None:
         self.verify = verify
         self.prefix = subject_prefix
-        self.heads: dict[str, Head] = {k: compact_head(v) for k, v in (heads or {}).items()}
+        self.heads = heads if isinstance(heads, HeadBook) else HeadBook(heads)
         self.until = until
         self.since = since
         self.case_filter = case_id
@@ -471,7 +459,7 @@ class Replayer:
         case_id = track.case_id
         prev_hash = obj.get("prev_hash")
         stored_hash = str(obj.get("hash"))
-        head = self.heads.get(case_id)
+        head_seq = self.heads.seq_of(case_id)
         expected = track.last_seq + 1
         ok = True
         if seq == expected:
@@ -542,7 +530,7 @@ class Replayer:
                 )
             track.edge_hash[seq] = stored_hash
             track.edge_prev[seq] = str(prev_hash)
-        if head is not None and seq == head[0] and track.head_seen is None:
+        if seq == head_seq and track.head_seen is None:
             track.head_seen = stored_hash
         return ok
 
