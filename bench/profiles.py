@@ -108,12 +108,13 @@ async def replay_profile(work: Path, events: int) -> str:
             [
                 *(sys.executable, "-m", "cProfile", "-o", str(stats), "-m", "unstuck", "replay", "--verify"),
                 *("--nats", server.url, "--format", "json", "--out", str(work / "replay.json")),
+                *("--jobs", "1"),  # cProfile sees one process: all the work in it
             ],
             cwd=ROOT,
             check=False,
             capture_output=True,
         )
-    return table(str(stats), f"unstuck replay --verify over {events} events")
+    return table(str(stats), f"unstuck replay --verify --jobs 1 over {events} events")
 
 
 async def main(args: argparse.Namespace) -> None:

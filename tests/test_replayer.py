@@ -24,6 +24,7 @@ from unstuck.replay import (
     sealed_ok,
 )
 from unstuck.replay.findings import finding_order
+from unstuck.replay.headbook import HeadBook
 from unstuck.replay.packing import dictionary_of, pack_state, unpack_state
 from unstuck.replay.replayer import bucket_of, fingerprint
 
@@ -1003,6 +1004,17 @@ def test_recorded_heads_are_kept_compactly_and_unreadable_ones_say_so():
     )
     r = Replayer(heads={A: {"seq": 2, "hash": "ab", "stream_seq": 5}, B: (1, "cd", 2)})
     assert r.heads == {A: (2, "ab", 5), B: (1, "cd", 2)}
+    digest = "0123456789abcdef" * 4
+    book = HeadBook({A: {"seq": 7, "hash": digest, "stream_seq": 2**64 - 1}, B: (-1, "unreadable", 0)})
+    assert book == {A: (7, digest, 2**64 - 1), B: (-1, "unreadable", 0)}
+    assert (book.seq_of(A), book.seq_of(B), book.seq_of(C)) == (7, -1, None)
+    assert [type(v) for v in book._heads.values()] == [bytes, tuple]  # 48 bytes, or as it came
+    assert [dict(part) for part in book.split(lambda c: c == B, 2)] == [
+        {A: (7, digest, 2**64 - 1)},
+        {B: (-1, "unreadable", 0)},
+    ]
+    book.drop(A)
+    assert list(book) == [B] and len(book) == 1 and A not in book
 
 
 def test_an_unreadable_recorded_head_is_a_head_finding():

@@ -24,14 +24,14 @@ import operator
 import os
 import pickle
 import traceback
-from array import array
 from dataclasses import dataclass, fields
 from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .findings import Finding, ReplayError, finding_order
-from .replayer import BUCKETS, CaseReplay, Head, Replayer, bucket_of
+from .headbook import Head, HeadBook
+from .replayer import BUCKETS, CaseReplay, IdIndex, Replayer, bucket_of
 from .rows import RowSpec, render_rows
 
 BATCH = 200
@@ -81,7 +81,7 @@ class Settings:
     since: datetime | None
     until: datetime | None
 
-    def replayer(self, buckets: frozenset[int], heads: dict[str, Head]) -> Replayer:
+    def replayer(self, buckets: frozenset[int], heads: HeadBook) -> Replayer:
         return Replayer(
             self.stream, self.verify, self.subject_prefix, heads, self.since, self.until, buckets=buckets
         )
@@ -95,8 +95,7 @@ class Tally:
     first_stream_seq: int
     last_stream_seq: int
     misrouted: int
-    ids: list[array[int]]
-    id_seqs: list[array[int]]
+    ids: IdIndex
 
 
 @dataclass
@@ -125,8 +124,7 @@ def _track(values: tuple[Any, ...]) -> CaseReplay:
 
 def tally_of(replayer: Replayer) -> Tally:
     r = replayer.report
-    ids, seqs = replayer.id_index()
-    return Tally(r.events, r.first_stream_seq, r.last_stream_seq, replayer.misrouted, ids, seqs)
+    return Tally(r.events, r.first_stream_seq, r.last_stream_seq, replayer.misrouted, replayer.ids)
 
 
 def _hand_over(replayer: Replayer, outbox: Connection) -> None:
@@ -150,7 +148,7 @@ def _work(
     outbox: Connection,
     settings: Settings,
     buckets: frozenset[int],
-    heads: dict[str, Head],
+    heads: HeadBook,
 ) -> None:
     """A worker process: feed the batches it is sent, hand over its tally, finish, hand over the rest."""
     gc.disable()  # long-lived cases and no cycles: the collector would only rescan them
@@ -185,7 +183,7 @@ def _widen(conn: Connection) -> None:
 
 
 class _Worker:
-    def __init__(self, settings: Settings, buckets: frozenset[int], heads: dict[str, Head]) -> None:
+    def __init__(self, settings: Settings, buckets: frozenset[int], heads: HeadBook) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process with a live event loop
         inbox_r, self.inbox = context.Pipe(duplex=False)
         self.outbox, outbox_w = context.Pipe(duplex=False)
@@ -233,16 +231,14 @@ class Split:
     ``finish`` finishes every part and merges all of them into this process's replayer.
     """
 
-    def __init__(self, settings: Settings, parts: int, heads: dict[str, Head]) -> None:
+    def __init__(self, settings: Settings, parts: int, heads: HeadBook) -> None:
         buckets = split_buckets(parts)
         owner = [0] * BUCKETS
         for part, owned in enumerate(buckets):
             for b in owned:
                 owner[b] = part
         self.owner = owner
-        split_heads: list[dict[str, Head]] = [{} for _ in range(parts)]
-        for case_id, head in heads.items():
-            split_heads[owner[bucket_of(case_id.encode())]][case_id] = head
+        split_heads = heads.split(lambda case_id: owner[bucket_of(case_id.encode())], parts)
         self.workers: list[_Worker] = []
         try:
             for part in range(1, parts):
@@ -277,7 +273,7 @@ class Split:
             firsts = [s for s in (report.first_stream_seq, tally.first_stream_seq) if s]
             report.first_stream_seq = min(firsts, default=0)
             report.last_stream_seq = max(report.last_stream_seq, tally.last_stream_seq)
-            self.replayer.add_id_index(tally.ids, tally.id_seqs)
+            self.replayer.ids.merge(tally.ids)
         return sound
 
     def finish(
@@ -299,7 +295,8 @@ class Split:
                 report.cases.update((values[0], _track(values)) for values in batch)
             report.findings += outcome.findings
             report.heads_checked += outcome.heads_checked
-            replayer.heads.update(outcome.heads)
+            for case_id, head in outcome.heads.items():
+                replayer.heads.put(case_id, head)
         report.findings.sort(key=finding_order)
         return replayer
 

@@ -16,7 +16,7 @@ from unstuck.natsprivate import api_prefix_of, connection_of
 from unstuck.schemas.subjects import HEADS_BUCKET
 
 from .findings import ReplayError
-from .replayer import Head, compact_head
+from .headbook import HeadBook
 
 
 def jetstream_of(target: Client | JetStreamContext) -> JetStreamContext:
@@ -174,9 +174,9 @@ async def _pull(
     return count, last_sseq
 
 
-async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> dict[str, Head]:
+async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> HeadBook:
     """Every case head the broker recorded in the KV bucket, read in one pass over its stream."""
-    heads: dict[str, Head] = {}
+    heads = HeadBook()
     prefix = f"$KV.{bucket}."
     try:
         await js.stream_info(f"KV_{bucket}")
@@ -187,16 +187,16 @@ async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> dict[s
         key = msg.subject[len(prefix) :]
         op = (msg.headers or {}).get("KV-Operation")
         if op in ("DEL", "PURGE") or not msg.data:
-            heads.pop(key, None)
+            heads.drop(key)
             return
         try:
             value = json.loads(msg.data)
         except ValueError:
             value = None
         if isinstance(value, dict):
-            heads[key] = compact_head(value)
+            heads.put(key, value)
         else:
-            heads[key] = (-1, f"unreadable head value {msg.data[:40]!r}", 0)
+            heads.put(key, (-1, f"unreadable head value {msg.data[:40]!r}", 0))
 
     await read_ordered(js, f"KV_{bucket}", f"{prefix}>", take, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
     return heads

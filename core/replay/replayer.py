@@ -24,6 +24,7 @@ from unstuck.schemas.events import parse_payload
 from unstuck.schemas.subjects import STREAM
 
 from .findings import Finding, finding_order
+from .headbook import Head, HeadBook
 from .packing import dictionary_of, pack_state, unpack_state
 
 
@@ -213,21 +214,66 @@ def bucket_of(case_id: bytes) -> int:
     return zlib.crc32(case_id) % BUCKETS
 
 
+class IdIndex:
+    """Where each event id was stored, to find ids used twice: 64-bit fingerprints and stream seqs
+    (16 bytes per event), bucketed so that the final scan is small."""
+
+    def __init__(self) -> None:
+        self.fingerprints: list[array[int]] = [array("q") for _ in range(256)]
+        self.stream_seqs: list[array[int]] = [array("Q") for _ in range(256)]
+
+    def add(self, fp: int, stream_seq: int) -> None:
+        self.fingerprints[fp & 255].append(fp)
+        self.stream_seqs[fp & 255].append(stream_seq)
+
+    def merge(self, other: IdIndex) -> None:
+        """Take in another part's index (a replay split by case)."""
+        for mine, theirs in zip(self.fingerprints, other.fingerprints, strict=True):
+            mine.extend(theirs)
+        for mine, theirs in zip(self.stream_seqs, other.stream_seqs, strict=True):
+            mine.extend(theirs)
+
+    def candidates(self) -> list[list[int]]:
+        """Groups of stream seqs whose event ids have the same fingerprint (to be confirmed)."""
+        groups: list[list[int]] = []
+        for fps, seqs in zip(self.fingerprints, self.stream_seqs, strict=True):
+            if len(set(fps)) == len(fps):
+                continue
+            where: dict[int, list[int]] = {}
+            for fp, sseq in zip(fps, seqs, strict=True):
+                where.setdefault(fp, []).append(sseq)
+            groups += [g for g in where.values() if len(g) > 1]
+        return groups
+
+
 LIVE_CASES = 4096
 """Cases whose state a replay keeps live; the others are packed (a few hundred bytes each)."""
 
 
-Head = tuple[int, str, int]
-"""A recorded head, compactly: (seq, hash, stream seq); a hundred thousand cases fit in a few MB."""
+class LiveStates:
+    """The cases whose state is live, least recently folded first; a case folded when ``limit``
+    are live has the state of the first of them packed."""
 
+    def __init__(self, limit: int = LIVE_CASES) -> None:
+        self.limit = max(limit, 1)
+        self.cases: dict[str, CaseReplay] = {}
+        self.dictionary = b""  # the packed states' compression dictionary, from the first one packed
 
-def compact_head(value: Head | Mapping[str, Any]) -> Head:
-    if isinstance(value, tuple):
-        return value
-    try:
-        return int(value.get("seq", -1)), str(value.get("hash", "")), int(value.get("stream_seq", 0))
-    except (TypeError, ValueError):
-        return -1, f"unreadable head value {value!r:.40}", 0
+    def fed(self, track: CaseReplay) -> None:
+        cases = self.cases
+        if cases.pop(track.case_id, None) is None and len(cases) >= self.limit:
+            self.pack(cases.pop(next(iter(cases))))
+        cases[track.case_id] = track
+
+    def pack(self, track: CaseReplay) -> None:
+        if not self.dictionary and track.live is not None and track.live.intake:
+            self.dictionary = dictionary_of(track.live)  # the first case with an intake
+        track.pack(self.dictionary)
+
+    def pack_all(self) -> None:
+        for track in self.cases.values():
+            self.pack(track)
+        self.cases.clear()
 
 
 # --- the replayer (pure: bytes in, states and findings out) ---------------------------------------
@@ -253,7 +299,7 @@ class Replayer:
     ) -> None:
         self.verify = verify
         self.prefix = subject_prefix
-        self.heads: dict[str, Head] = {k: compact_head(v) for k, v in (heads or {}).items()}
+        self.heads = heads if isinstance(heads, HeadBook) else HeadBook(heads)
         self.until = until
         self.since = since
         self.case_filter = case_id
@@ -266,15 +312,11 @@ class Replayer:
             case_filter=case_id,
         )
         self.cases = self.report.cases
-        self.live_cases = max(live_cases, 1)
-        self._hot: dict[str, CaseReplay] = {}  # the cases with a live state, least recently folded first
-        self._dictionary = b""
+        self.live = LiveStates(live_cases)
         # one part of a replay split by case: the buckets (``bucket_of``) of the cases this one verifies
         self.buckets = buckets
         self.misrouted = 0  # events of cases outside ``buckets``: the split must be redone in one process
-        # duplicate event ids: 64-bit fingerprints and stream seqs, bucketed so the final scan is small
-        self._ids: list[array[int]] = [array("q") for _ in range(256)]
-        self._id_seqs: list[array[int]] = [array("Q") for _ in range(256)]
+        self.ids = IdIndex()
 
     def _owns(self, case_id: str) -> bool:
         assert self.buckets is not None
@@ -405,9 +447,7 @@ class Replayer:
             self._find("schema_invalid", case_id, seq, stream_seq, problem, track)
         event_id = obj.get("event_id")
         if isinstance(event_id, str):
-            fp = fingerprint(event_id)
-            self._ids[fp & 255].append(fp)
-            self._id_seqs[fp & 255].append(stream_seq)
+            self.ids.add(fingerprint(event_id), stream_seq)
         if seq is not None:
             intact = self._check_chain(track, obj, seq, stream_seq) and intact
         return intact, data
@@ -417,7 +457,7 @@ class Replayer:
         case_id = track.case_id
         prev_hash = obj.get("prev_hash")
         stored_hash = str(obj.get("hash"))
-        head = self.heads.get(case_id)
+        head_seq = self.heads.seq_of(case_id)
         expected = track.last_seq + 1
         ok = True
         if seq == expected:
@@ -488,7 +528,7 @@ class Replayer:
                 )
             track.edge_hash[seq] = stored_hash
             track.edge_prev[seq] = str(prev_hash)
-        if head is not None and seq == head[0] and track.head_seen is None:
+        if seq == head_seq and track.head_seen is None:
             track.head_seen = stored_hash
         return ok
 
@@ -508,7 +548,7 @@ class Replayer:
         if state is None:  # new, or packed while other cases were fed
             state = track.live = track.state
             track.packed = None
-        self._fed(track)
+        self.live.fed(track)
         if not intact or at is None:
             track.frozen = True
             track.stopped = f"record broken at seq {seq}"
@@ -537,23 +577,9 @@ class Replayer:
             track.frozen = True
             track.stopped = f"seq {seq}: evolve failed: {exc}"
 
-    def _fed(self, track: CaseReplay) -> None:
-        """Mark the case as just folded; pack the state of the case folded longest ago if too many are live."""
-        hot = self._hot
-        if hot.pop(track.case_id, None) is None and len(hot) >= self.live_cases:
-            self._pack(hot.pop(next(iter(hot))))
-        hot[track.case_id] = track
-
-    def _pack(self, track: CaseReplay) -> None:
-        if not self._dictionary and track.live is not None and track.live.intake:
-            self._dictionary = dictionary_of(track.live)  # the first case with an intake
-        track.pack(self._dictionary)
-
     def pack_all(self) -> None:
         """Pack every live state (before the cases are handed to another process)."""
-        for track in self._hot.values():
-            self._pack(track)
-        self._hot.clear()
+        self.live.pack_all()
 
     def _find(
         self,
@@ -572,20 +598,9 @@ class Replayer:
 
     # after the last message ----------------------------------------------------------------------
 
-    def id_index(self) -> tuple[list[array[int]], list[array[int]]]:
-        """The duplicate-id index: per bucket, the event ids' fingerprints and their stream seqs."""
-        return self._ids, self._id_seqs
-
-    def add_id_index(self, ids: list[array[int]], seqs: list[array[int]]) -> None:
-        """Merge another part's index into this one (a replay split by case)."""
-        for mine, theirs in zip(self._ids, ids, strict=True):
-            mine.extend(theirs)
-        for mine, theirs in zip(self._id_seqs, seqs, strict=True):
-            mine.extend(theirs)
-
     def duplicate_candidates(self) -> list[list[int]]:
         """Groups of stream seqs whose event ids have the same 64-bit fingerprint (to be confirmed)."""
-        return colliding(self._ids, self._id_seqs)
+        return self.ids.candidates()
 
     def finish(self, duplicates: list[list[tuple[int, str, str, int | None]]] | None = None) -> Report:
         """Findings that need the whole stream: gaps left open, duplicate ids, the recorded heads.
@@ -661,19 +676,6 @@ def fill_hole(track: CaseReplay, hole: list[int], seq: int) -> None:
         track.holes.append([lo, seq - 1])
     if seq < hi:
         track.holes.append([seq + 1, hi])
-
-
-def colliding(ids: list[array[int]], id_seqs: list[array[int]]) -> list[list[int]]:
-    """Groups of stream seqs whose fingerprints are equal, bucket by bucket."""
-    groups: list[list[int]] = []
-    for fps, seqs in zip(ids, id_seqs, strict=True):
-        if len(set(fps)) == len(fps):
-            continue
-        where: dict[int, list[int]] = {}
-        for fp, sseq in zip(fps, seqs, strict=True):
-            where.setdefault(fp, []).append(sseq)
-        groups += [g for g in where.values() if len(g) > 1]
-    return groups
 
 
 def head_finding(
