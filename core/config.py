@@ -78,6 +78,9 @@ class BrokerConfig(Section):
     tick_seconds: float = Field(default=60.0, gt=0)
     stream: str = "UNSTUCK_CASES"
     replicas: int = Field(default=1, ge=1, le=5)
+    snapshot_seconds: float = Field(
+        default=300.0, ge=1, le=86400, description="how often the open cases are snapshotted while they change"
+    )
 
 
 class LimitsConfig(Section):

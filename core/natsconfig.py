@@ -40,7 +40,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unstuck.schemas.subjects import API_PREFIX, CASE_PREFIX, HEADS_BUCKET, IDS_BUCKET, NOTIFY_PREFIX
+from unstuck.schemas.subjects import (
+    API_PREFIX,
+    CASE_PREFIX,
+    HEADS_BUCKET,
+    IDS_BUCKET,
+    NOTIFY_PREFIX,
+    SNAPSHOTS_BUCKET,
+)
 
 CONFIG_FILE = "nats-server.conf"
 SETTINGS_FILE = "nats-config.json"
@@ -149,16 +156,18 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
     The JetStream API subjects are the exact ones nats-py sends for what each role does
     (tests/test_security_permissions.py exercises each of them against a real server).
     """
-    heads, ids = f"KV_{HEADS_BUCKET}", f"KV_{IDS_BUCKET}"
+    heads, ids, snapshots = f"KV_{HEADS_BUCKET}", f"KV_{IDS_BUCKET}", f"OBJ_{SNAPSHOTS_BUCKET}"
     inbox = f"{inbox_prefix(user)}.>"
     if principal.role == "broker":
-        streams = (stream, heads, ids)
+        streams = (stream, heads, ids, snapshots)
         return {
             "publish": {
                 "allow": [
                     f"{CASE_PREFIX}.>",  # appends to the case record
                     f"$KV.{HEADS_BUCKET}.>",  # the heads written outside the stream
                     f"$KV.{IDS_BUCKET}.>",  # case id allocation
+                    f"$O.{SNAPSHOTS_BUCKET}.>",  # the snapshot of the open cases
+                    _js("STREAM", "PURGE", snapshots),  # a new snapshot drops the old one's chunks
                     "unstuck.dept.*.coordinate",
                     f"{NOTIFY_PREFIX}.>",
                     _js("INFO"),
@@ -168,8 +177,8 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
                     *[_js("STREAM", "MSG", "GET", s) for s in streams],
                     *[_js("DIRECT", "GET", s) for s in streams],
                     *[_js("DIRECT", "GET", s, ">") for s in streams],
-                    *[_js("CONSUMER", "CREATE", s) for s in (stream, heads)],
-                    *[_js("CONSUMER", "CREATE", s, ">") for s in (stream, heads)],
+                    *[_js("CONSUMER", "CREATE", s) for s in (stream, heads, snapshots)],
+                    *[_js("CONSUMER", "CREATE", s, ">") for s in (stream, heads, snapshots)],
                 ]
             },
             "subscribe": {"allow": [f"{API_PREFIX}.>", inbox]},

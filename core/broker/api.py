@@ -134,6 +134,7 @@ def mask(record: dict[str, Any], key: str, reveal: bool) -> dict[str, Any]:
 
 
 async def get_case(a: Api, req: api.GetCase) -> dict[str, Any]:
+    await a.book.ensure(req.case_id)
     out: dict[str, Any] = {"state": mask(a.case(req.case_id).to_dict(), "intake", req.reveal)}
     if req.events:
         out["events"] = [mask(e.fields, "data", req.reveal) for e in await a.read_case(req.case_id)]
@@ -337,8 +338,9 @@ class Api:
         self.handlers = {verb: self._handler(api.API_REQUESTS[verb], spec) for verb, spec in VERBS.items()}
 
     def case(self, case_id: str) -> lc.CaseState:
-        state = self.book.states.get(case_id)
-        if state is None:
+        """The case in memory (``book.ensure`` reads a closed one back first)."""
+        state = self.book.state_of(case_id)
+        if not state.exists:
             raise no_such_case(case_id)
         return state
 
@@ -348,6 +350,7 @@ class Api:
             if spec.query is not None:
                 return await spec.query(self, req)
             assert spec.command is not None
+            await self.book.ensure(req.case_id)
             command = spec.command(req, self.rules, self.case(req.case_id))
             return self.runner.reply(await self.runner.execute(req.case_id, constant(command)))
 

@@ -34,8 +34,12 @@ class CommandRunner:
     unsure: Callable[[str], None]  # told of a case whose append went unanswered (its head is checked later)
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
-    async def execute(self, case_id: str, build: Build) -> list[StoredEvent]:
+    async def execute(self, case_id: str, build: Build, stored_before: bool = True) -> list[StoredEvent]:
+        """Decide and append; ``stored_before``: the case may exist on the stream (False for a case
+        number just allocated, which saves reading its subject back)."""
         async with self.locks[case_id]:
+            if stored_before:
+                await self.book.ensure(case_id)
             for _ in range(5):
                 state = self.book.state_of(case_id)
                 new_events = lc.decide(state, build(state))
@@ -65,7 +69,7 @@ class CommandRunner:
     def reply(self, stored: list[StoredEvent]) -> dict[str, Any]:
         """What the API answers to a command: the case, its state now, the events appended."""
         case_id = stored[0].case_id if stored else None
-        state = self.book.states.get(case_id) if case_id else None
+        state = self.book.state_of(case_id) if case_id else None
         return {
             "case_id": case_id,
             "state": state.state if state else None,

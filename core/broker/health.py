@@ -40,7 +40,7 @@ class HeadKeeper:
         heads = {
             case_id: (state.seq, state.head_hash, self.book.stream_seqs.get(case_id, 0))
             for case_id in self.unsure
-            if (state := self.book.states.get(case_id)) is not None and state.seq > 0
+            if (state := self.book.state_of(case_id)).seq > 0
         }
         try:
             await self.store.heads.reconcile(heads)
@@ -54,11 +54,10 @@ class HeadKeeper:
 
     async def reconcile_recent(self, window: int = 10_000) -> None:
         """After a crash, record the heads of the cases with an event among the last ``window`` messages."""
-        states = self.book.states
         recent = {
-            case_id: (states[case_id].seq, states[case_id].head_hash, stream_seq)
+            case_id: (state.seq, state.head_hash, stream_seq)
             for case_id, stream_seq in self.book.stream_seqs.items()
-            if stream_seq > self.book.catch_up_to - window and case_id in states
+            if stream_seq > self.book.catch_up_to - window and (state := self.book.state_of(case_id)).seq > 0
         }
         try:
             behind = await self.store.heads.reconcile(recent)
@@ -101,6 +100,7 @@ class HealthWatcher:
             "nats_connected": connected,
             "stream": self.book.store.stream,
             "stream_ok": self.stream_ok,
-            "cases": len(self.book.states),
+            "cases": self.book.known_cases,
+            "open_cases": len(self.book.states),
             "applied_seq": self.book.applied_seq,
         }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +111,11 @@ class CaseIds:
 class ClientRefs:
     """client_ref -> case id of the cases this broker has seen opened (the bucket answers the rest)."""
 
-    cases: dict[str, str] = field(default_factory=dict)
+    cases: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    kept: int = 20_000  # the most recent; older ones are answered by the bucket
 
     def observe(self, old: lc.CaseState, new: lc.CaseState, event_type: str) -> None:
         if event_type == "case.opened" and new.intake.get("client_ref"):
             self.cases[new.intake["client_ref"]] = new.case_id
+            if len(self.cases) > self.kept:
+                self.cases.popitem(last=False)

@@ -38,11 +38,12 @@ class CaseOpener:
                 return self._opened_before(self.refs.cases[ref])
             self.quota.check(intake)
             case_id = await self.ids.ref_holder(ref, None) if ref else None
+            fresh = None
             if case_id is None:
                 fresh = await self.ids.allocate()
                 case_id = (await self.ids.ref_holder(ref, fresh) or fresh) if ref else fresh
-            if case_id not in self.book.states and ref and await self.store.read_case(case_id):
-                await self.book.reload(case_id)  # stored by another replica or an unconfirmed earlier try
+            if ref:  # stored by another replica or by an unconfirmed earlier try, perhaps closed since
+                await self.book.ensure(case_id)
             if self.book.state_of(case_id).exists:
                 return self._opened_before(case_id)
             now = self.rules.clock.now()
@@ -51,7 +52,9 @@ class CaseOpener:
             )
             try:
                 stored = await self.runner.execute(
-                    case_id, constant(lc.Open(intake=intake, classification=classification))
+                    case_id,
+                    constant(lc.Open(intake=intake, classification=classification)),
+                    stored_before=case_id != fresh or bool(ref),
                 )
             except lc.Refused:
                 if ref and self.book.state_of(case_id).exists:  # another replica finished the same open

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from unstuck import lifecycle as lc
 from unstuck.clock import Clock, local_date
@@ -14,28 +15,28 @@ from unstuck.schemas import api
 from .errors import ApiFailure
 
 
+def applicant_key(id_number: str) -> str:
+    """The index key of an applicant: a digest, so the index (and the snapshots that keep it) hold no
+    id number."""
+    return hashlib.sha256(id_number.strip().upper().encode()).hexdigest()[:32]
+
+
 @dataclass(eq=False)
 class ApplicantQuota:
+    """Counts the cases opened per applicant on the current local day, as they are folded in (so a
+    case closed since still counts); a snapshot keeps the day's index across a restart."""
+
     limits: LimitsConfig
     clock: Clock
-    states: Mapping[str, lc.CaseState]
     _day: date | None = None  # the local day _opened indexes
-    _opened: dict[str, list[str]] = field(
-        default_factory=dict
-    )  # applicant id number -> cases opened that day
+    _opened: dict[str, list[str]] = field(default_factory=dict)  # applicant key -> cases opened that day
 
     def check(self, intake: api.OpenCase) -> None:
         limit = self.limits.cases_per_applicant_per_day
         if not limit:
             return
-        id_number = intake.applicant.id_number.get_secret_value()
-        today = local_date(self.clock.now())
-        if self._day != today:  # one scan a day; then each opened case is indexed as it is applied
-            self._day = today
-            self._opened = {}
-            for state in self.states.values():
-                self._index(state)
-        opened = sorted(self._opened.get(id_number, ()))
+        self._roll(local_date(self.clock.now()))
+        opened = sorted(self._opened.get(applicant_key(intake.applicant.id_number.get_secret_value()), ()))
         if len(opened) >= limit:
             shown = ", ".join(opened[:3]) + (" ..." if len(opened) > 3 else "")
             raise ApiFailure(
@@ -48,12 +49,25 @@ class ApplicantQuota:
             )
 
     def observe(self, old: lc.CaseState, new: lc.CaseState, event_type: str) -> None:
-        if not old.exists and new.exists and self._day is not None:
-            self._index(new)
-
-    def _index(self, state: lc.CaseState) -> None:
-        if state.opened_at is None or local_date(state.opened_at) != self._day:
+        if old.exists or not new.exists or new.opened_at is None:
             return
-        id_number = (state.intake.get("applicant") or {}).get("id_number")
+        today = local_date(self.clock.now())
+        self._roll(today)
+        if local_date(new.opened_at) != today:
+            return
+        id_number = (new.intake.get("applicant") or {}).get("id_number")
         if isinstance(id_number, str):
-            self._opened.setdefault(id_number, []).append(state.case_id)
+            self._opened.setdefault(applicant_key(id_number), []).append(new.case_id)
+
+    def _roll(self, today: date) -> None:
+        if self._day != today:
+            self._day, self._opened = today, {}
+
+    def export(self) -> dict[str, Any]:
+        """The day's index, for a snapshot."""
+        return {"day": self._day.isoformat() if self._day else None, "opened": self._opened}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        day = saved.get("day")
+        self._day = date.fromisoformat(day) if day else None
+        self._opened = {key: list(cases) for key, cases in (saved.get("opened") or {}).items()}

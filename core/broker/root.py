@@ -6,12 +6,14 @@ facade: it keeps the names they use and forwards to the part that does the work.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import pluggy
 from nats.aio.client import Client
 
+from unstuck import lifecycle as lc
 from unstuck.clock import WALL, Clock, WallClock
 from unstuck.config import Config
 from unstuck.coordinator import Coordinator
@@ -34,8 +36,11 @@ from .opening import CaseOpener
 from .quota import ApplicantQuota
 from .reactions import Reactions
 from .rules import Rules
+from .snapshots import SnapshotKeeper
 from .status import StatusReport
 from .transport import API_VERBS, ApiTransport
+
+log = logging.getLogger(__name__)
 
 
 class Broker:
@@ -66,7 +71,7 @@ class Broker:
         self.background = background = Background()
         self.book = book = CaseBook(store, self.metrics.stream_rejected.inc)
         self.gauges, refs = CaseGauges(self.metrics), ClientRefs()
-        quota = ApplicantQuota(config.limits, clock, book.states)
+        self.quota = quota = ApplicantQuota(config.limits, clock)
         book.observers += [self.gauges.account, refs.observe, quota.observe]
         rules = Rules(pm, self.calendar, config, clock, self.departments)
         self.heads = HeadKeeper(book, store)
@@ -88,7 +93,7 @@ class Broker:
             self.coordinator,
             self.metrics.waiting,
             self.gauges.stalled_counts,
-            book.states,
+            book,
             clock,
             wall,
         )
@@ -97,6 +102,7 @@ class Broker:
         api = Api(book, runner, rules, store.read_case, opener.open, self.report.status, self.ticker.tick)
         self.transport = ApiTransport(nc, api.handlers, config, self.metrics, background)
         self.watcher = HealthWatcher(nc, self.js, book, self.heads, self.metrics, background)
+        self.snapshots = SnapshotKeeper(self.js, book, quota, replicas=config.broker.replicas)
         self._subs: list[Any] = []
         # the facade: the names callers use, each answered by its part
         self.states, self.stream_seqs, self.state_of = book.states, book.stream_seqs, book.state_of
@@ -107,8 +113,11 @@ class Broker:
     async def start(self, serve_api: bool = True) -> None:
         await self.store.ensure()
         self.watcher.stream_ok = True
-        self._subs.append(await self.book.follow())
+        start_seq = await self._restore()
+        self._subs.append(await self.book.follow(start_seq))
         await self.book.wait_caught_up()
+        if start_seq == 1 and self.book.applied_seq > 0:  # read from the start: never again
+            await self._snapshot()
         for code in self.departments:
             self.metrics.add_department(code)
         self.metrics.nats_connected.set(1)
@@ -118,7 +127,46 @@ class Broker:
             self._subs.append(await self.transport.subscribe())
         self.background.spawn(self.watcher.watch())
         self.background.spawn(self.heads.reconcile_recent())
+        self.background.spawn(self._snapshot_every(self.config.broker.snapshot_seconds))
         await self.nc.flush()
+
+    async def _restore(self) -> int:
+        """Start from the stored snapshot of the open cases, checked against the chain: the stream
+        sequence to follow from (1 without a usable snapshot)."""
+        last = await self.store.last_seq()
+        snapshot = await self.snapshots.load(last) if last else None
+        if snapshot is None:
+            return 1
+        self.book.restore(snapshot.states, snapshot.known_cases, snapshot.covers)
+        self.quota.restore(snapshot.quota)
+        wrong = await self.snapshots.verify(snapshot)
+        if wrong:
+            log.warning(
+                "the snapshot of %s disagrees with the stream on %d case(s) (%s): read back from their subjects",
+                self.store.stream,
+                len(wrong),
+                ", ".join(sorted(wrong)[:5]),
+            )
+            for case_id in wrong:
+                self.book.states.pop(case_id, None)
+                self.book.stream_seqs.pop(case_id, None)
+                await self.book.load(case_id)
+        for state in self.book.states.values():  # the gauges count what the snapshot brought back
+            self.gauges.account(lc.CaseState(case_id=state.case_id), state, "snapshot")
+        self.snapshots.saved_covers = snapshot.covers
+        return snapshot.covers + 1
+
+    async def _snapshot(self) -> None:
+        try:
+            await self.snapshots.save()
+        except Exception as exc:  # the next one will do: start-up then reads a longer tail
+            log.warning("snapshot of the open cases not stored: %s", exc)
+
+    async def _snapshot_every(self, seconds: float) -> None:
+        while not self.background.stopping.is_set():
+            await self.background.pause(seconds)
+            if self.book.applied_seq > self.snapshots.saved_covers and not self.background.stopping.is_set():
+                await self._snapshot()
 
     def start_ticker(self, interval: float) -> None:
         """Run the deadline watcher every ``interval`` seconds until the broker stops."""
@@ -134,6 +182,8 @@ class Broker:
         self.background.stopping.set()
         await self.coordinator.stop()
         await self.background.stop()
+        if self.book.caught_up.is_set() and self.book.applied_seq > self.snapshots.saved_covers:
+            await self._snapshot()
         await self.store.heads.close()
 
     @property

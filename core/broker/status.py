@@ -16,6 +16,8 @@ from unstuck.clock import Clock, WallClock
 from unstuck.coordinator import Coordinator
 from unstuck.metrics import PendingCoordinations
 
+from .casebook import CaseBook
+
 
 @dataclass(eq=False)
 class StatusReport:
@@ -23,7 +25,7 @@ class StatusReport:
     figures: Coordinator  # each department's policy and reply figures
     waiting: PendingCoordinations  # since when coordinations wait, in case time
     stalled_counts: Mapping[str, int]
-    states: Mapping[str, lc.CaseState]
+    book: CaseBook  # its open cases, and how many cases were ever opened
     clock: Clock
     wall: WallClock
 
@@ -44,7 +46,7 @@ class StatusReport:
         )
         open_cases = 0
         overdue: dict[str, int] = {}
-        for s in self.states.values():
+        for s in self.book.states.values():
             if s.state in lc.OPEN_STATES:
                 open_cases += 1
                 if s.overdue:
@@ -55,7 +57,7 @@ class StatusReport:
             "open_cases": open_cases,
             "overdue_cases": sum(overdue.values()),
             "overdue_by_category": dict(sorted(overdue.items())),
-            "cases": len(self.states),
+            "cases": self.book.known_cases,
             "at": now.isoformat(),
         }
 

@@ -1,0 +1,210 @@
+"""The broker holds the open cases only: closed ones leave memory and come back on demand, and a
+restart starts from the snapshot of the open cases, checked against the chain, never from history."""
+
+from __future__ import annotations
+
+import json
+
+import nats
+import pytest
+
+from conftest import sample
+from unstuck import lifecycle as lc
+from unstuck.adapters.registry import installed_departments
+from unstuck.broker import Broker
+from unstuck.lifecycle.state import replace_state
+from unstuck.broker.snapshots import Snapshot, decode_state, encode_state
+from unstuck.testing import api_call, close_client, wait_for
+
+
+async def open_case(nc, name: str, **changes) -> str:
+    return (await api_call(nc, "case.open", sample(name, **changes)))["case_id"]
+
+
+async def close_case(broker, nc, case_id: str) -> None:
+    owner = broker.state_of(case_id).owner
+    await api_call(
+        nc,
+        "case.close",
+        {"case_id": case_id, "actor": owner, "outcome": "resolved", "explanation": "已辦結"},
+    )
+
+
+async def answered_and_closed(broker, nc, name: str) -> str:
+    case_id = await open_case(nc, name)
+    await wait_for(lambda: broker.state_of(case_id).state == lc.ANSWERED)
+    await close_case(broker, nc, case_id)
+    return case_id
+
+
+async def start_broker(server, config, clock) -> tuple[Broker, object]:
+    nc = await nats.connect(server.url)
+    b = Broker(nc, config, clock, departments=installed_departments())
+    await b.start(serve_api=False)
+    return b, nc
+
+
+async def stop_broker(b: Broker, nc) -> None:
+    await b.stop()
+    await close_client(nc)
+
+
+async def test_a_closed_case_leaves_memory_and_comes_back_for_a_late_rating(
+    broker, builtin_adapters, nats_client
+):
+    broker.book.closed_kept = 1  # keep one closed case: the second closing pushes the first out
+    first = await answered_and_closed(broker, nats_client, "01")
+    second = await answered_and_closed(broker, nats_client, "07")
+    still_open = await open_case(nats_client, "01", client_ref="still-open")
+
+    assert first not in broker.states and first not in broker.book.closed
+    assert second in broker.book.closed and second not in broker.states
+    assert still_open in broker.states
+
+    shown = await api_call(nats_client, "case.get", {"case_id": first})
+    assert shown["state"]["state"] == "closed" and shown["state"]["case_id"] == first
+    loads = broker.book.loads
+    await api_call(nats_client, "case.evaluate", {"case_id": first, "actor": "w-zhang", "rating": "good"})
+    assert broker.state_of(first).state == lc.EVALUATED
+    types = [e.type for e in await broker.store.read_case(first)]
+    assert types[-2:] == ["case.closed", "case.evaluated"]
+    assert broker.book.loads == loads  # case.get read it back; the rating found it in memory
+
+
+async def test_a_restart_reads_the_snapshot_and_the_tail_only(
+    nats_server, builtin_adapters, nats_client, sim_clock, unstuck_config
+):
+    a, nc_a = await start_broker(nats_server, unstuck_config, sim_clock)
+    sub = await a.transport.subscribe()
+    try:
+        closed = await answered_and_closed(a, nats_client, "01")
+        open_ids = [await open_case(nats_client, "07"), await open_case(nats_client, "01", category="hard")]
+        await wait_for(lambda: all(a.state_of(c).state == lc.ANSWERED for c in open_ids))
+        expected = {c: a.state_of(c) for c in open_ids}
+        last = await a.store.last_seq()
+    finally:
+        await sub.unsubscribe()
+        await stop_broker(a, nc_a)  # a clean stop stores the snapshot
+
+    b, nc_b = await start_broker(nats_server, unstuck_config, sim_clock)
+    try:
+        assert b.book.followed_from == last + 1  # nothing of the history was read again
+        assert {c: b.state_of(c) for c in open_ids} == expected
+        assert closed not in b.states and b.book.known_cases == 3
+        assert b.status()["cases"] == 3 and b.status()["open_cases"] == 2
+        open_gauge = sum(
+            s.value
+            for metric in b.metrics.open_cases.collect()
+            for s in metric.samples
+            if s.name == "unstuck_cases_open"
+        )
+        assert open_gauge == 2
+    finally:
+        await stop_broker(b, nc_b)
+
+
+async def test_a_replica_started_from_an_old_snapshot_folds_the_tail(
+    broker, builtin_adapters, nats_client, nats_server, sim_clock, unstuck_config
+):
+    kept_open = await open_case(nats_client, "07")
+    to_close = await open_case(nats_client, "01")
+    await wait_for(lambda: broker.state_of(to_close).state == lc.ANSWERED)
+    await wait_for(lambda: broker.state_of(kept_open).state == lc.ANSWERED)
+    covers = await broker.snapshots.save()
+    await close_case(broker, nats_client, to_close)  # after the snapshot: only the tail says so
+    newer = await open_case(nats_client, "01")
+
+    b, nc_b = await start_broker(nats_server, unstuck_config, sim_clock)
+    try:
+        assert b.book.followed_from == covers + 1
+        assert to_close not in b.states and newer in b.states and kept_open in b.states
+        assert b.state_of(kept_open) == broker.state_of(kept_open)
+        assert b.book.known_cases == 3
+    finally:
+        await stop_broker(b, nc_b)
+
+
+async def test_a_snapshot_that_disagrees_with_the_chain_is_corrected_from_the_subject(
+    broker, builtin_adapters, nats_client, nats_server, sim_clock, unstuck_config
+):
+    case_id = await open_case(nats_client, "07")
+    await wait_for(lambda: broker.state_of(case_id).state == lc.ANSWERED)
+    true_state = broker.state_of(case_id)
+    snapshot = broker.snapshots.take()
+    forged = replace_state(true_state, overdue=True, head_hash="f" * 64)
+    snapshot.states = [(forged if s.case_id == case_id else s, seq) for s, seq in snapshot.states]
+    store = await broker.snapshots.bucket()
+    await store.put(broker.store.stream, snapshot.encode(broker.store.stream))
+
+    b, nc_b = await start_broker(nats_server, unstuck_config, sim_clock)
+    try:
+        assert b.state_of(case_id) == true_state
+        assert b.book.loads == 1
+    finally:
+        await stop_broker(b, nc_b)
+
+
+async def test_a_snapshot_of_a_longer_stream_is_not_used(
+    broker, builtin_adapters, nats_client, nats_server, sim_clock, unstuck_config
+):
+    case_id = await open_case(nats_client, "07")
+    snapshot = broker.snapshots.take()
+    snapshot.covers += 1000  # as if the stream had been deleted and created again since
+    store = await broker.snapshots.bucket()
+    await store.put(broker.store.stream, snapshot.encode(broker.store.stream))
+
+    b, nc_b = await start_broker(nats_server, unstuck_config, sim_clock)
+    try:
+        assert b.book.followed_from == 1
+        assert case_id in b.states
+    finally:
+        await stop_broker(b, nc_b)
+
+
+async def test_every_state_a_window_produces_survives_the_snapshot_codec(broker, builtin_adapters, nats_client):
+    """Open, answered, extended, escalated, closed, evaluated, with accountability: each encoded and
+    decoded equals the original, value for value, and keeps its types."""
+    refused = await open_case(nats_client, "01", category="refused")
+    extended = await open_case(nats_client, "07")
+    await wait_for(lambda: broker.state_of(extended).state == lc.ANSWERED)
+    await api_call(
+        nats_client,
+        "case.extend",
+        {"case_id": extended, "actor": "w-zhang", "working_days": 2, "reason": "待委員會研究"},
+    )
+    await api_call(
+        nats_client,
+        "case.escalate",
+        {"case_id": extended, "actor": "w-zhang", "department": "window", "level": "section_head", "note": "請協調"},
+    )
+    await api_call(
+        nats_client,
+        "accountability.record",
+        {
+            "case_id": refused,
+            "actor": "leader-gao",
+            "staff": "renshe-clerk-07",
+            "section": "養老保險科",
+            "leader_in_charge": "leader-wang",
+            "finding": "推諉",
+            "measures": ["interview"],
+            "fault_tolerance": False,
+        },
+    )
+    evaluated = await answered_and_closed(broker, nats_client, "01")
+    await api_call(nats_client, "case.evaluate", {"case_id": evaluated, "actor": "w-zhang", "rating": "bad"})
+    states = [broker.state_of(c) for c in (refused, extended, evaluated)]
+    assert states[1].pending_extension and states[1].escalations and states[0].accountability
+    for state in states:
+        encoded = json.loads(json.dumps(encode_state(state)))  # through JSON text, as stored
+        decoded = decode_state(encoded)
+        assert decoded == state
+        assert type(decoded.state) is type(state.state)
+        for mine, theirs in zip(decoded.coordinations.values(), state.coordinations.values(), strict=True):
+            assert type(mine.status) is type(theirs.status) and mine.deadline == theirs.deadline
+
+
+async def test_a_snapshot_from_another_stream_is_refused(broker):
+    raw = broker.snapshots.take().encode("SOME_OTHER_STREAM")
+    with pytest.raises(ValueError, match="SOME_OTHER_STREAM"):
+        Snapshot.decode(raw, broker.store.stream)
