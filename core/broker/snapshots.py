@@ -114,30 +114,46 @@ class Snapshot:
     taken_at: float
 
     def encode(self, stream: str) -> bytes:
-        doc = {
+        """A header line, then one line per open case (so reading it back never holds the whole
+        document as JSON values next to the states), deflated."""
+        header = {
             "format": SNAPSHOT_FORMAT,
             "stream": stream,
             "covers": self.covers,
             "known_cases": self.known_cases,
             "quota": self.quota,
             "taken_at": self.taken_at,
-            "states": [[encode_state(s), seq] for s, seq in self.states],
+            "states": len(self.states),
         }
-        return zlib.compress(orjson.dumps(doc), 6)
+        lines = [orjson.dumps(header)]
+        lines += [orjson.dumps([seq, encode_state(s)]) for s, seq in self.states]
+        return zlib.compress(b"\n".join(lines), 6)
 
     @classmethod
     def decode(cls, raw: bytes, stream: str) -> Snapshot:
-        doc = orjson.loads(zlib.decompress(raw))
-        if doc.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"snapshot format {doc.get('format')!r}, this broker reads {SNAPSHOT_FORMAT}")
-        if doc.get("stream") != stream:
-            raise ValueError(f"snapshot of stream {doc.get('stream')!r}, not {stream!r}")
+        text = zlib.decompress(raw)
+        end = text.find(b"\n")
+        header = orjson.loads(text[: end if end >= 0 else len(text)])
+        if header.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"snapshot format {header.get('format')!r}, this broker reads {SNAPSHOT_FORMAT}")
+        if header.get("stream") != stream:
+            raise ValueError(f"snapshot of stream {header.get('stream')!r}, not {stream!r}")
+        states: list[tuple[lc.CaseState, int]] = []
+        start = end + 1 if end >= 0 else len(text)
+        while start < len(text):
+            stop = text.find(b"\n", start)
+            stop = len(text) if stop < 0 else stop
+            seq, encoded = orjson.loads(text[start:stop])
+            states.append((decode_state(encoded), int(seq)))
+            start = stop + 1
+        if len(states) != header.get("states"):
+            raise ValueError(f"snapshot holds {len(states)} case(s), its header says {header.get('states')}")
         return cls(
-            covers=int(doc["covers"]),
-            states=[(decode_state(s), int(seq)) for s, seq in doc["states"]],
-            known_cases=int(doc["known_cases"]),
-            quota=doc.get("quota") or {},
-            taken_at=float(doc.get("taken_at") or 0),
+            covers=int(header["covers"]),
+            states=states,
+            known_cases=int(header["known_cases"]),
+            quota=header.get("quota") or {},
+            taken_at=float(header.get("taken_at") or 0),
         )
 
 
