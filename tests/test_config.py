@@ -38,6 +38,7 @@ DOCUMENTED_BROKER = {
     "tick_seconds": 60.0,
     "stream": "UNSTUCK_CASES",
     "replicas": 1,
+    "snapshot_seconds": 300.0,
 }
 DOCUMENTED_WINDOW = {
     "duty_leader": "duty-leader",
@@ -186,6 +187,7 @@ metrics_address = "127.0.0.1:9555"
 max_payload_bytes = 131072
 api_concurrency = 32
 tick_seconds = 15
+snapshot_seconds = 30
 stream = "SY_CASES"
 replicas = 3
 
@@ -241,6 +243,7 @@ def test_every_documented_key_is_accepted_and_lands_in_the_config(tmp_path):
         "tick_seconds": 15.0,
         "stream": "SY_CASES",
         "replicas": 3,
+        "snapshot_seconds": 30.0,
     }
     assert config.window.duty_leader == "leader-zhou"
     assert config.window.chain == {

@@ -12,8 +12,8 @@ from conftest import sample
 from unstuck import lifecycle as lc
 from unstuck.adapters.registry import installed_departments
 from unstuck.broker import Broker
-from unstuck.lifecycle.state import replace_state
 from unstuck.broker.snapshots import Snapshot, decode_state, encode_state
+from unstuck.lifecycle.state import replace_state
 from unstuck.testing import api_call, close_client, wait_for
 
 

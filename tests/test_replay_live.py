@@ -202,12 +202,16 @@ async def run_workload(url: str, workload: list[tuple[Any, ...]]) -> None:
             await asyncio.sleep(0.05)
     finally:
         await host.stop()
+    try:
+        report = await replay(nc, verify=True)
+        assert report.ok, [str(f) for f in report.findings]
+        # the examples share the stream: this broker started from the last one's snapshot
+        assert len(report.cases) == broker.book.known_cases
+        for case_id, track in report.cases.items():
+            await broker.book.ensure(case_id)  # a closed case is read back from its subject
+            assert track.state.to_dict() == broker.state_of(case_id).to_dict(), case_id
+    finally:
         await broker.stop()
-    report = await replay(nc, verify=True)
-    assert report.ok, [str(f) for f in report.findings]
-    assert set(report.cases) == set(broker.states)
-    for case_id, track in report.cases.items():
-        assert track.state.to_dict() == broker.state_of(case_id).to_dict(), case_id
     await hnc.close()
     await nc.close()
 
