@@ -15,6 +15,7 @@ The lists are asked on 6 October at noon: D is past its due date, so it counts a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -23,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ledger_support import KEY, CaseWriter, intake
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from ledger_support import KEY, CaseWriter, intake
 from unstuck import lifecycle as lc
 from unstuck.broker.api import ledger_row
 from unstuck.clock import CHINA
-from unstuck.eventstore import EventStore
+from unstuck.eventstore import EventStore, ExpectedHead
 from unstuck.ledger import InvalidFilter, Ledger, LedgerConfigError, Projector
 from unstuck.ledger.tables import accountability, cases, coordinations, ratings
 from unstuck.schemas import api
@@ -207,8 +208,6 @@ async def test_a_late_event_of_a_closed_case_is_projected_once_from_its_own_subj
 
 
 async def _heads(writer: CaseWriter, case_id: str) -> dict[str, Any]:
-    from unstuck.eventstore import ExpectedHead
-
     events = await writer.store.read_case(case_id)
     return {case_id: ExpectedHead(events[-1].seq, events[-1].hash, events[-1].stream_seq)}
 
@@ -216,8 +215,6 @@ async def _heads(writer: CaseWriter, case_id: str) -> dict[str, Any]:
 async def test_wait_for_returns_once_the_ledger_has_the_message(projected, nats_client):
     ledger, projector, writer = projected
     runner = Projector(nats_client.jetstream(), projector.stream, ledger)
-    import asyncio
-
     task = asyncio.create_task(runner.run())
     try:
         seq = await writer.open(
@@ -273,3 +270,21 @@ def test_the_key_is_made_once_beside_the_database_readable_by_its_owner_only(tmp
     assert key_file.stat().st_mode & 0o777 == 0o600
     first.close()
     second.close()
+
+
+def test_the_migrations_create_exactly_the_tables_of_the_metadata(ledger_url: str):
+    """A migrated database compared with ``tables.metadata`` by Alembic: nothing missing, nothing extra."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from unstuck.ledger import migrate
+    from unstuck.ledger.tables import metadata
+
+    ledger = Ledger.open(ledger_url, key=KEY)
+    try:
+        with ledger.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE})
+            assert compare_metadata(context, metadata) == []
+            assert migrate.current(conn) == migrate.head() == "0001"
+    finally:
+        ledger.close()

@@ -7,6 +7,7 @@ stream sequence. ``check`` compares the rows with states replayed from the strea
 explains the tables, the personal data rule and the projection.
 """
 
+from . import check
 from .applicants import applicant_key, normalised
 from .check import Difference, compare
 from .database import Batch, Ledger, PositionMoved, default_url
@@ -24,6 +25,7 @@ __all__ = [
     "PositionMoved",
     "Projector",
     "applicant_key",
+    "check",
     "compare",
     "default_url",
     "normalised",

@@ -73,6 +73,7 @@ def snapshot(conn: Connection) -> dict[str, dict[str, Any]]:
             "rated": r.rating,
             "accountability": accountable.get(r.case_id, 0),
             "coordinations": coordinated.get(r.case_id, 0),
+            "last_stream_seq": int(r.last_stream_seq),
         }
     return out
 

@@ -19,6 +19,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _cases()
+    _coordinations()
+    _accountability()
+    _ratings()
+    _position()
+
+
+def _cases() -> None:
     op.create_table(
         "ledger_cases",
         sa.Column("case_id", sa.String(64), primary_key=True),
@@ -64,6 +72,8 @@ def upgrade() -> None:
     ):
         op.create_index(f"ix_ledger_cases_{name}", "ledger_cases", columns)
 
+
+def _coordinations() -> None:
     op.create_table(
         "ledger_coordinations",
         sa.Column("case_id", sa.String(64), primary_key=True),
@@ -79,6 +89,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_ledger_coordinations_department", "ledger_coordinations", ["department", "case_id"])
 
+
+def _accountability() -> None:
     op.create_table(
         "ledger_accountability",
         sa.Column("case_id", sa.String(64), primary_key=True),
@@ -100,6 +112,8 @@ def upgrade() -> None:
     op.create_index("ix_ledger_accountability_department", "ledger_accountability", ["department"])
     op.create_index("ix_ledger_accountability_staff", "ledger_accountability", ["staff"])
 
+
+def _ratings() -> None:
     op.create_table(
         "ledger_ratings",
         sa.Column("case_id", sa.String(64), primary_key=True),
@@ -112,6 +126,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_ledger_ratings_at", "ledger_ratings", ["at"])
 
+
+def _position() -> None:
     op.create_table(
         "ledger_position",
         sa.Column("projection", sa.String(64), primary_key=True),
