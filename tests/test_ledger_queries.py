@@ -288,3 +288,42 @@ def test_the_migrations_create_exactly_the_tables_of_the_metadata(ledger_url: st
             assert migrate.current(conn) == migrate.head() == "0001"
     finally:
         ledger.close()
+
+
+def test_the_ledger_section_of_the_configuration(tmp_path: Path):
+    from unstuck.config import Config, ConfigError, load_config
+
+    assert Config().ledger.model_dump() == {"url": None, "applicant_key_file": None, "personal_data": False}
+    path = tmp_path / "unstuck.toml"
+    path.write_text(
+        '[ledger]\nurl = "postgresql+psycopg://u@db/x"\napplicant_key_file = "keys/ledger.key"\npersonal_data = true\n',
+        encoding="utf-8",
+    )
+    settings = load_config(path).ledger
+    assert (settings.url, settings.applicant_key_file, settings.personal_data) == (
+        "postgresql+psycopg://u@db/x",
+        tmp_path / "keys" / "ledger.key",
+        True,
+    )
+    path.write_text('[ledger]\nurll = "sqlite:///x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"ledger\.urll: Extra inputs are not permitted"):
+        load_config(path)
+
+
+async def test_personal_data_when_configured_keeps_the_unmasked_applicant(nats_client, tmp_path: Path):
+    js = nats_client.jetstream()
+    store = EventStore(js)
+    await store.ensure()
+    await CaseWriter(store).open(A, china(10, 1, 9), intake(), "hard", date(2026, 10, 15), ["renshe"])
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'l.sqlite'}", key=KEY, personal_data=True)
+    try:
+        await Projector(js, store.stream, ledger).catch_up()
+        with ledger.engine.connect() as conn:
+            row = conn.execute(select(cases).where(cases.c.case_id == A)).one()
+        assert (row.applicant, row.applicant_name, row.applicant_id_number) == (
+            "李建國 2106**********3456",
+            "李建國",
+            "210603198805123456",
+        )
+    finally:
+        ledger.close()
