@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from unstuck.clock import WALL
+from unstuck.connection import data_dir
 from unstuck.schemas import api
 
 from . import migrate, queries
@@ -232,6 +233,4 @@ def _key_beside(url: URL) -> Path:
     """Where the applicant key is kept by default: beside a SQLite file, else in the data directory."""
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         return Path(url.database).parent / KEY_FILE_NAME
-    from unstuck.connection import data_dir
-
     return data_dir() / KEY_FILE_NAME

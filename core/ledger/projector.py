@@ -17,6 +17,7 @@ own subject, reading the messages below the one being applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -96,6 +97,8 @@ class Projector:
         self._sub = await self.js.pull_subscribe_bind(durable=self.name, stream=self.stream)
 
     async def _unsubscribe(self) -> None:
+        if self._sub is None:
+            return
         try:
             await self._sub.unsubscribe()
         except Exception as exc:  # a closed connection: nothing to undo
@@ -106,19 +109,19 @@ class Projector:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Project new messages as they come until ``stop()``; a failed batch is retried from the
-        position the database holds."""
-        await self.start()
+        """Project new messages as they come until ``stop()``. A failed batch (the database or NATS
+        away) is logged and retried from the position the database holds, once a second."""
         try:
             while not self._stopping.is_set():
                 try:
+                    if self._sub is None:
+                        await self.start()
                     await self.step(timeout=0.5)
                 except Exception as exc:
-                    log.error(
-                        "ledger projector: batch not written (%s); resuming from the ledger's position", exc
-                    )
-                    await asyncio.sleep(1.0)
-                    await self.start()
+                    log.error("ledger projector: %s; resuming from the ledger's position", exc)
+                    await self._unsubscribe()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), 1.0)
         finally:
             await self._unsubscribe()
 
