@@ -95,6 +95,25 @@ class LimitsConfig(Section):
     )
 
 
+class LedgerConfig(Section):
+    """The ledger (台賬) read model in a database (docs/ledger.md)."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db; "
+        "default a SQLite file ledger.sqlite in the data directory",
+    )
+    applicant_key_file: Path | None = Field(
+        default=None,
+        description="the secret key that hashes applicant id numbers; default a file generated once "
+        "beside the database (mode 0600)",
+    )
+    personal_data: bool = Field(
+        default=False,
+        description="also store the applicant's unmasked name and id number in the case row (never by default)",
+    )
+
+
 DEFAULT_DEPARTMENTS: dict[str, dict[str, Any]] = {
     "renshe": {"name": "人力資源和社會保障局", "higher": "省人力資源和社會保障廳"},
     "scjg": {"name": "市場監督管理局", "higher": "省市場監督管理局"},
@@ -108,6 +127,7 @@ class Config(Section):
     deadlines: DeadlineConfig = Field(default_factory=DeadlineConfig)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     departments: dict[str, DepartmentConfig] = Field(default_factory=dict)
     staff: dict[str, str] = Field(
         default_factory=dict, description="staff id → clerk | section_head | leader_in_charge | director"
@@ -196,6 +216,9 @@ def load_config(path: Path | None = None) -> Config:
     override = config.deadlines.calendar_override
     if override is not None and not override.is_absolute():
         config.deadlines.calendar_override = Path(path).parent / override
+    key_file = config.ledger.applicant_key_file
+    if key_file is not None and not key_file.is_absolute():
+        config.ledger.applicant_key_file = Path(path).parent / key_file
     if config.deadlines.calendar_override is not None:
         try:  # read it now: a bad file found by the broker would stop it after NATS has started
             WorkingCalendar(config.deadlines.calendar_override)

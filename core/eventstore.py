@@ -38,7 +38,8 @@ from unstuck.schemas.subjects import (
     storage_format_problem,
 )
 
-from .canonical import seal
+from .canonical import check_body, seal
+from .envelope import envelope_problem
 from .heads import HeadBook
 from .lifecycle import NewEvent
 
@@ -92,6 +93,19 @@ def _fields_of(event_body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def sealed_event(subject: str, body: bytes) -> tuple[dict[str, Any], list[str]]:
+    """A stored event judged on its own, as ``unstuck replay --verify`` would: its fields, and what is
+    wrong with it (empty when it is sealed bytes with a valid envelope stored under its own case's
+    subject). Every reader that folds the stream (the broker's case book, the ledger's projector)
+    applies only events with no problem, so none of them applies an event the auditor would report."""
+    fields, problems = check_body(body)
+    if not problems and (problem := envelope_problem(fields)) is not None:
+        problems = [f"envelope: {problem}"]
+    if not problems and subject != case_subject(fields["case_id"]):
+        problems = [f"stored under {subject}, not its case's subject"]
+    return fields, problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,19 +319,23 @@ class EventStore:
                 await asyncio.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 
-    async def read_case(self, case_id: str) -> list[StoredEvent]:
-        """Every stored event of one case, in order."""
+    async def read_case(self, case_id: str, before: int | None = None) -> list[StoredEvent]:
+        """Every stored event of one case, in order; with ``before``, only those of messages whose
+        stream sequence is below it (the case as it stood when that message was written)."""
         subject = case_subject(case_id)
         out: list[StoredEvent] = []
         seq = 0
-        while True:
+        while before is None or seq + 1 < before:
             try:
                 msg = await self.js.get_msg(self.stream, seq=seq + 1, subject=subject, next=True)
             except nats.js.errors.NotFoundError:
                 return out
             seq = int(msg.seq or 0)
+            if before is not None and seq >= before:
+                return out
             for body in decision_events(bytes(msg.data or b"")):
                 out.append(StoredEvent(body=body, fields=_fields_of(body), stream_seq=seq))
+        return out
 
     async def last_seq(self) -> int:
         info = await self.js.stream_info(self.stream)

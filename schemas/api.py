@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from .case import CaseIntake
+from .case import CaseIntake, MaskedStr
 from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
 from .coordination import Outcome
 
@@ -50,13 +50,34 @@ class GetCase(WireModel):
 
 
 class ListCases(WireModel):
-    """``case.list``: filters of the case ledger."""
+    """``case.list``: filters of the case ledger (台賬); every filter given must hold."""
 
     state: str | None = None
     category: Category | None = None
-    department: DepartmentCode | None = None
+    department: DepartmentCode | None = Field(
+        default=None, description="the intake department or any department asked"
+    )
     overdue: bool | None = None
+    applicant_id_number: MaskedStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the applicant's id number or credit code, matched through its keyed hash; never echoed",
+    )
+    matter: ShortText | None = Field(
+        default=None, description="part of the matter's title, or its code (e.g. shop_sign)"
+    )
+    opened_from: date | None = Field(default=None, description="opened on this local date or later")
+    opened_to: date | None = Field(default=None, description="opened on this local date or earlier")
     limit: int = Field(default=200, ge=1, le=10000)
+
+    @field_validator("opened_to")
+    @classmethod
+    def _range(cls, value: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("opened_from")
+        if value is not None and start is not None and value < start:
+            raise ValueError(f"opened_to {value} is before opened_from {start}: give a range in order")
+        return value
 
 
 class Classify(WireModel):

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import glob
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +99,64 @@ async def running_broker(
     finally:
         await broker.stop()
         await close_client(nc)
+
+
+# --- the ledger's databases: SQLite in the test's folder, PostgreSQL from Debian's binaries ------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the session (``UNSTUCK_TEST_POSTGRES_URL``, or one started here from
+    ``/usr/lib/postgresql/*/bin``, as the ``postgres`` user when run as root: it refuses root); its
+    URL, for psycopg, with the maintenance database ``postgres``."""
+    given = os.environ.get("UNSTUCK_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if not found:
+        message = "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): apt-get install postgresql"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set, so a missing tool is a failure, not a skip)")
+        pytest.skip(message)
+    bindir = Path(found[-1]).parent
+    base = Path(tempfile.mkdtemp(prefix="unstuck-pg-"))  # not under pytest's 0700 root folder
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres", "postgres")
+    data, port = base / "data", _free_port()
+    run = functools.partial(subprocess.run, check=True, capture_output=True, text=True)
+    run([*as_user, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+         "--locale=C", "--no-sync"])  # fmt: skip
+    options = f"-p {port} -k {base} -h 127.0.0.1 -F"
+    run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"])
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty ledger database of each kind: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+        return
+    import psycopg
+
+    server = request.getfixturevalue("postgres_server")
+    name = f"ledger_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield "postgresql+psycopg://" + server.split("://", 1)[1].rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

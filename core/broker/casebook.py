@@ -23,9 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from unstuck import lifecycle as lc
-from unstuck.canonical import check_body
-from unstuck.envelope import envelope_problem
-from unstuck.eventstore import EventStore, OwnDecision, StoredEvent, decision_events
+from unstuck.eventstore import EventStore, OwnDecision, StoredEvent, decision_events, sealed_event
 from unstuck.schemas.events import EventSchemaError, parse_payload
 from unstuck.schemas.subjects import case_subject
 
@@ -242,11 +240,7 @@ class CaseBook:
     def _sealed(self, stream_seq: int, subject: str, body: bytes) -> dict[str, Any] | None:
         """The fields of a stored event `unstuck replay --verify` would pass on its own: sealed bytes, a
         valid envelope, stored under its own case's subject; None (and counted) otherwise."""
-        fields, problems = check_body(body)
-        if not problems and (problem := envelope_problem(fields)) is not None:
-            problems = [f"envelope: {problem}"]
-        if not problems and subject != case_subject(fields["case_id"]):
-            problems = [f"stored under {subject}, not its case's subject"]
+        fields, problems = sealed_event(subject, body)
         if problems:  # not written by a broker (put into the stream by something else)
             self._reject("stream message %s not applied: %s", stream_seq, "; ".join(problems))
             return None

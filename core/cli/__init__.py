@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 from unstuck import __version__
 
-from . import adapters, audit, calendar, case, replay, schemas, security, serve, status
+from . import adapters, audit, calendar, case, ledger, replay, schemas, security, serve, status
 from .common import CliError
 
-MODULES = [serve, replay, audit, case, adapters, status, calendar, schemas, security]
+MODULES = [serve, replay, audit, case, adapters, status, ledger, calendar, schemas, security]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Alembic scripts of the ledger's schema (run by ``unstuck.ledger.migrate``)."""
