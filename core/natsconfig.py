@@ -45,6 +45,7 @@ from unstuck.schemas.subjects import (
     CASE_PREFIX,
     HEADS_BUCKET,
     IDS_BUCKET,
+    LEDGER_CONSUMER,
     NOTIFY_PREFIX,
     SNAPSHOTS_BUCKET,
 )
@@ -168,6 +169,11 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
                     f"$KV.{IDS_BUCKET}.>",  # case id allocation
                     f"$O.{SNAPSHOTS_BUCKET}.>",  # the snapshot of the open cases
                     _js("STREAM", "PURGE", snapshots),  # a new snapshot drops the old one's chunks
+                    # the ledger's projector: its own durable consumer on the case stream, acknowledged
+                    _js("CONSUMER", "DURABLE", "CREATE", stream, LEDGER_CONSUMER),
+                    *[_js("CONSUMER", op, stream, LEDGER_CONSUMER) for op in ("INFO", "DELETE")],
+                    _js("CONSUMER", "MSG", "NEXT", stream, LEDGER_CONSUMER),
+                    f"$JS.ACK.{stream}.{LEDGER_CONSUMER}.>",
                     "unstuck.dept.*.coordinate",
                     f"{NOTIFY_PREFIX}.>",
                     _js("INFO"),

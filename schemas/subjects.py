@@ -10,6 +10,7 @@ HEAD_LAG_SECONDS = 2.0
 """While the heads bucket answers, a case's recorded head trails its append by at most this; an
 auditor reports a head behind the stream only when it stays behind for longer."""
 IDS_BUCKET = "UNSTUCK_IDS"
+LEDGER_CONSUMER = "unstuck_ledger"  # the durable consumer that projects the stream into the ledger
 SNAPSHOTS_BUCKET = "UNSTUCK_SNAPSHOTS"  # object store: a snapshot of the open cases per case stream
 CASE_PREFIX = "unstuck.case"
 API_PREFIX = "unstuck.api"

@@ -37,10 +37,11 @@ async def answered_and_closed(broker, nc, name: str) -> str:
     return case_id
 
 
-async def start_broker(server, config, clock) -> tuple[Broker, object]:
+async def start_broker(server, config, clock, serve_api: bool = False) -> tuple[Broker, object]:
     nc = await nats.connect(server.url)
     b = Broker(nc, config, clock, departments=installed_departments())
-    await b.start(serve_api=False)
+    await b.start(serve_api=serve_api)
+    await nc.flush()
     return b, nc
 
 
@@ -74,8 +75,7 @@ async def test_a_closed_case_leaves_memory_and_comes_back_for_a_late_rating(
 async def test_a_restart_reads_the_snapshot_and_the_tail_only(
     nats_server, builtin_adapters, nats_client, sim_clock, unstuck_config
 ):
-    a, nc_a = await start_broker(nats_server, unstuck_config, sim_clock)
-    sub = await a.transport.subscribe()
+    a, nc_a = await start_broker(nats_server, unstuck_config, sim_clock, serve_api=True)
     try:
         closed = await answered_and_closed(a, nats_client, "01")
         open_ids = [await open_case(nats_client, "07"), await open_case(nats_client, "01", category="hard")]
@@ -83,7 +83,6 @@ async def test_a_restart_reads_the_snapshot_and_the_tail_only(
         expected = {c: a.state_of(c) for c in open_ids}
         last = await a.store.last_seq()
     finally:
-        await sub.unsubscribe()
         await stop_broker(a, nc_a)  # a clean stop stores the snapshot
 
     b, nc_b = await start_broker(nats_server, unstuck_config, sim_clock)

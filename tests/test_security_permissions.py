@@ -276,6 +276,9 @@ async def test_the_broker_opens_a_case_end_to_end_with_each_party_on_its_own_cre
         auditor, _ = await connect("auditor")
         report = await verify_stream(auditor, case_id=case_id)
         assert report.ok and list(report.cases) == [case_id]
+        # the ledger's projector works on the broker's credentials: the list sees the case
+        listed = {c["case_id"]: c for c in (await api_call(cli, "case.list", {}))["cases"]}
+        assert listed[case_id]["state"] == "answered"  # the server is shared: other tests' cases too
         assert chengguan_errors.errors == [] and cli_errors.errors == []
     finally:
         await host.stop()

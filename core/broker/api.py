@@ -17,12 +17,13 @@ from pydantic import ValidationError
 from unstuck import lifecycle as lc
 from unstuck.clock import local_date
 from unstuck.eventstore import StoredEvent
-from unstuck.schemas import CATEGORY_LABELS, Category, CoordinationReply, Level, api, mask_personal
+from unstuck.schemas import Category, CoordinationReply, Level, api, mask_personal
 from unstuck.schemas.events import AccountabilityRecorded
 
 from .casebook import CaseBook
 from .commands import CommandRunner, constant
 from .errors import ApiFailure, no_such_case, parse, validation_failure
+from .ledgerview import LedgerView
 from .rules import Rules
 
 Build = Callable[[Any, Rules, lc.CaseState], lc.Command]
@@ -149,54 +150,11 @@ async def list_cases(a: Api, req: api.ListCases) -> dict[str, Any]:
             field="state",
             fix=f"use one of {', '.join(lc.STATES)}",
         )
-    rows = []
-    for s in a.book.states.values():
-        if req.state and s.state != req.state:
-            continue
-        if req.category and s.category != req.category.value:
-            continue
-        if (
-            req.department
-            and req.department not in s.departments
-            and s.intake.get("department") != req.department
-        ):
-            continue
-        if req.overdue is not None and s.overdue != req.overdue:
-            continue
-        rows.append(ledger_row(s))
-        if len(rows) >= req.limit:
-            break
-    return {"cases": rows, "count": len(rows)}
-
-
-def ledger_row(s: lc.CaseState) -> dict[str, Any]:
-    masked = mask_personal(s.intake.get("applicant", {}))
-    return {
-        "case_id": s.case_id,
-        "opened_at": s.opened_at.isoformat() if s.opened_at else None,
-        "state": s.state,
-        "category": s.category,
-        "category_label": CATEGORY_LABELS.get(Category(s.category)) if s.category else None,
-        "department": s.intake.get("department"),
-        "departments": s.departments,
-        "owner": s.owner,
-        "matter_title": s.intake.get("matter_title"),
-        "applicant": f"{masked.get('name', '')} {masked.get('id_number', '')}".strip(),
-        "due_date": s.due_date.isoformat() if s.due_date else None,
-        "overdue": s.overdue,
-        "escalation_level": max((lv for lv, _ in s.escalations.values()), default=0),
-    }
+    return await a.ledger.list_cases(req)
 
 
 async def list_accountability(a: Api, req: api.ListAccountability) -> dict[str, Any]:
-    rows = [
-        {"case_id": s.case_id, "department": s.intake.get("department"), **entry}
-        for s in a.book.states.values()
-        if not req.department or s.intake.get("department") == req.department
-        for entry in s.accountability
-        if not req.staff or entry["staff"] == req.staff
-    ]
-    return {"records": rows, "count": len(rows)}
+    return await a.ledger.list_accountability(req)
 
 
 async def status(a: Api, req: None) -> dict[str, Any]:
@@ -330,6 +288,7 @@ class Api:
     runner: CommandRunner
     rules: Rules
     read_case: Callable[[str], Awaitable[list[StoredEvent]]]
+    ledger: LedgerView  # case.list and accountability.list
     open_case: Callable[[api.OpenCase], Awaitable[dict[str, Any]]]
     status: Callable[[], dict[str, Any]]
     tick: Callable[[], Awaitable[int]]

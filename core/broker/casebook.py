@@ -51,6 +51,7 @@ class CaseBook:
     )  # case in memory -> stream seq of its last message
     known_cases: int = 0  # cases ever opened on the stream (counted as they are folded, kept in snapshots)
     loads: int = 0  # cases read back from their subject
+    written_seq: int = 0  # the stream sequence of this broker's last append (read-your-writes)
     followed_from: int = 0  # the stream sequence the follower started at (1: the whole stream was read)
     applied_seq: int = 0
     catch_up_to: int = 0  # the stream's last sequence when the broker started
@@ -79,14 +80,12 @@ class CaseBook:
 
     async def load(self, case_id: str, before: int | None = None) -> None:
         """Read one case back from its subject (its messages before stream sequence ``before``)."""
-        events = await self.store.read_case(case_id)
+        events = await self.store.read_case(case_id, before=before)
         if self.in_memory(case_id):  # applied or read meanwhile: what is in memory is as new or newer
             return
         state, last = lc.CaseState(case_id=case_id), 0
         subject = case_subject(case_id)
         for e in events:
-            if before is not None and e.stream_seq >= before:
-                break
             if (fields := self._sealed(e.stream_seq, subject, e.body)) is None:
                 continue
             if (new := self._next(state, fields)) is not None:
@@ -156,6 +155,7 @@ class CaseBook:
 
     def apply_own(self, event: StoredEvent, data: Any) -> None:
         """An event this broker has just appended: applied now, skipped when the follower delivers it."""
+        self.written_seq = max(self.written_seq, event.stream_seq)
         if (
             self.apply(event.fields, event.stream_seq, data) is not None
             and event.stream_seq > self.applied_seq

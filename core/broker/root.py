@@ -6,7 +6,9 @@ facade: it keeps the names they use and forwards to the part that does the work.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from unstuck.clock import WALL, Clock, WallClock
 from unstuck.config import Config
 from unstuck.coordinator import Coordinator
 from unstuck.eventstore import EventStore
+from unstuck.ledger import Ledger, Projector
 from unstuck.metrics import Metrics
 from unstuck.plugins.manager import make_plugin_manager
 from unstuck.workcalendar import WorkingCalendar
@@ -31,6 +34,7 @@ from .deadlines import DeadlineTicker
 from .gauges import CaseGauges
 from .health import HeadKeeper, HealthWatcher
 from .ids import CaseIds, ClientRefs
+from .ledgerview import LedgerView
 from .notifier import Notifier
 from .opening import CaseOpener
 from .quota import ApplicantQuota
@@ -41,6 +45,9 @@ from .status import StatusReport
 from .transport import API_VERBS, ApiTransport
 
 log = logging.getLogger(__name__)
+
+MEMORY_LEDGER = "sqlite://"
+"""The ledger of a broker built without one and with no ``[ledger] url``: in memory, for its lifetime."""
 
 
 class Broker:
@@ -54,9 +61,14 @@ class Broker:
         metrics: Metrics | None = None,
         plugins: pluggy.PluginManager | None = None,
         wall: WallClock = WALL,
+        ledger: Ledger | None = None,
     ) -> None:
         """``departments``: code -> name of the departments the caller knows of (installed adapters);
-        every configured department is added. ``clock`` is the case clock, ``wall`` the wall clock."""
+        every configured department is added. ``clock`` is the case clock, ``wall`` the wall clock.
+        ``ledger``: the ledger database the broker projects the stream into and answers lists from
+        (``unstuck serve`` opens the configured one); without one, ``[ledger] url`` if set, else an
+        in-memory SQLite database that lives as long as the broker."""
+        self.ledger, self._own_ledger = ledger, ledger is None
         self.nc, self.js, self.config, self.clock = nc, nc.jetstream(), config, clock
         self.departments = dict(departments or {})
         for code in config.department_codes():
@@ -99,11 +111,22 @@ class Broker:
         )
         ids = CaseIds(self.js, config.broker.case_prefix, config.broker.replicas, clock)
         opener = CaseOpener(book, runner, store, ids, refs, quota, rules)
-        api = Api(book, runner, rules, store.read_case, opener.open, self.report.status, self.ticker.tick)
+        self.ledger_view = LedgerView(book, clock)
+        api = Api(
+            book,
+            runner,
+            rules,
+            store.read_case,
+            self.ledger_view,
+            opener.open,
+            self.report.status,
+            self.ticker.tick,
+        )
         self.transport = ApiTransport(nc, api.handlers, config, self.metrics, background)
         self.watcher = HealthWatcher(nc, self.js, book, self.heads, self.metrics, background)
         self.snapshots = SnapshotKeeper(self.js, book, quota, replicas=config.broker.replicas)
         self._subs: list[Any] = []
+        self.projector: Projector | None = None
         # the facade: the names callers use, each answered by its part
         self.states, self.stream_seqs, self.state_of = book.states, book.stream_seqs, book.state_of
         self.stalled_counts, self._on_stored = self.gauges.stalled_counts, book.on_stored
@@ -118,6 +141,7 @@ class Broker:
         await self.book.wait_caught_up()
         if start_seq == 1 and self.book.applied_seq > 0:  # read from the start: never again
             await self._snapshot()
+        await self._start_ledger()
         for code in self.departments:
             self.metrics.add_department(code)
         self.metrics.nats_connected.set(1)
@@ -129,6 +153,21 @@ class Broker:
         self.background.spawn(self.heads.reconcile_recent())
         self.background.spawn(self._snapshot_every(self.config.broker.snapshot_seconds))
         await self.nc.flush()
+
+    async def _start_ledger(self) -> None:
+        """Open the ledger if the caller gave none, and project the stream into it from now on."""
+        if self.ledger is None:
+            settings = self.config.ledger
+            self.ledger = await asyncio.to_thread(
+                Ledger.open,
+                settings.url or MEMORY_LEDGER,
+                key_file=settings.applicant_key_file,
+                personal_data=settings.personal_data,
+                key=None if settings.url or settings.applicant_key_file else secrets.token_bytes(32),
+            )
+        self.projector = Projector(self.js, self.store.stream, self.ledger)
+        self.ledger_view.ledger, self.ledger_view.projector = self.ledger, self.projector
+        self.background.spawn(self.projector.run())
 
     async def _restore(self) -> int:
         """Start from the stored snapshot of the open cases, checked against the chain: the stream
@@ -180,11 +219,15 @@ class Broker:
                 pass
         self._subs.clear()
         self.background.stopping.set()
+        if self.projector is not None:
+            self.projector.stop()
         await self.coordinator.stop()
         await self.background.stop()
         if self.book.caught_up.is_set() and self.book.applied_seq > self.snapshots.saved_covers:
             await self._snapshot()
         await self.store.heads.close()
+        if self._own_ledger and self.ledger is not None:
+            await asyncio.to_thread(self.ledger.close)
 
     @property
     def applied_seq(self) -> int:

@@ -38,7 +38,7 @@ def applicant_key(key: bytes, id_number: str) -> str:
 
 
 def display(applicant: Mapping[str, Any]) -> str:
-    """The applicant as the ledger shows it: masked name and id number (``ledger_row``'s form)."""
+    """The applicant as the ledger shows it: masked name and id number (as ``case.list`` shows it)."""
     masked = mask_personal(dict(applicant))
     return f"{masked.get('name', '')} {masked.get('id_number', '')}".strip()
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from unstuck.clock import WALL
 from unstuck.connection import data_dir
@@ -70,7 +71,9 @@ class Ledger:
         self.engine = engine
         self.key = key
         self.personal_data = personal_data
-        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unstuck-ledger")
+        # an in-memory SQLite database is one connection: one worker, so transactions never interleave
+        workers = 1 if _in_memory(engine.url) else 4
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="unstuck-ledger")
 
     @classmethod
     def open(
@@ -208,8 +211,10 @@ def _engine(url: str) -> Engine:
         raise LedgerConfigError(f"[ledger] url {url!r} is not a database URL: {URL_FIX}") from None
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if not _in_memory(parsed):
+            Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        else:  # one database only lives as long as its connection: keep that one connection
+            options["poolclass"] = StaticPool
         options["connect_args"] = {"check_same_thread": False, "timeout": 30}
     try:
         engine = create_engine(parsed, **options)
@@ -220,6 +225,11 @@ def _engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _in_memory(url: URL) -> bool:
+    """An in-memory SQLite database (``sqlite://``): a broker built without a ledger uses one."""
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:

@@ -29,7 +29,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from unstuck import lifecycle as lc
 from unstuck.eventstore import EventStore, decision_events, sealed_event
-from unstuck.schemas.subjects import CASE_PREFIX, case_subject
+from unstuck.schemas.subjects import CASE_PREFIX, LEDGER_CONSUMER, case_subject
 
 from .database import Batch, Ledger
 from .folding import NotFolded, fold
@@ -37,7 +37,7 @@ from .rows import accountability_rows, case_row, coordination_rows, rating_row
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NAME = "unstuck_ledger"
+DEFAULT_NAME = LEDGER_CONSUMER
 
 
 class Projector:

@@ -1,6 +1,6 @@
 """The ledger's queries, as plain functions of a database connection (the ``Ledger`` runs them off the
 event loop). Each answers in the form the broker's API gives: ``list_cases`` rows with exactly the
-keys of ``ledger_row``, ``list_accountability`` the records of ``accountability.list``.
+keys the API documents for ``case.list`` (docs/ledger.md), ``list_accountability`` the records of ``accountability.list``.
 
 A case is overdue in a list when its ``case.overdue`` is recorded, or when it is still open and the
 local date of ``now`` is past its due date (the lifecycle's own rule, which the deadline watcher
@@ -77,7 +77,7 @@ def list_cases(conn: Connection, req: api.ListCases, key: bytes, now: datetime) 
 
 
 def _case_out(r: Any) -> dict[str, Any]:
-    """A row in ``ledger_row``'s form (and no other key)."""
+    """A row of ``case.list`` (those keys and no other)."""
     category = r["category"]
     return {
         "case_id": r["case_id"],
