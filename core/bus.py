@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class Bus:
         self.secure = secure  # NATS authorisation from <directory>/nats-server.conf, one user per component
         self.conn: Connection | None = None
         self.broker: Any = None
+        self.ledger: Any = None
         self.host: Any = None
         self.hosts: list[Any] = []  # secure: one adapter host per department, each on its own credentials
         self.metrics_server: Any = None
@@ -47,8 +49,11 @@ class Bus:
         from unstuck.adapters.registry import installed_departments
 
         from .broker import API_VERBS, Broker
+        from .ledger import Ledger
         from .metrics import Metrics, MetricsServer
 
+        # the ledger first: a wrong [ledger] setting stops the start before anything runs
+        self.ledger = await asyncio.to_thread(Ledger.from_config, self.config.ledger, self.directory)
         credentials = None
         if self.secure:
             from unstuck.adapters.registry import discover
@@ -84,7 +89,9 @@ class Bus:
         )
         # a department whose adapter package is installed is known without a line of configuration
         installed = {code: name for code, name in installed_departments().items() if code not in known}
-        self.broker = Broker(nc, self.config, self.clock, metrics=metrics, departments=known | installed)
+        self.broker = Broker(
+            nc, self.config, self.clock, metrics=metrics, departments=known | installed, ledger=self.ledger
+        )
         await self.broker.start()
         try:
             self.metrics_server = MetricsServer(metrics, self.metrics_address, self.broker.health).start()
@@ -118,6 +125,8 @@ class Bus:
                 await host.stop()
         if self.broker is not None:
             await self.broker.stop()
+        if self.ledger is not None:
+            await asyncio.to_thread(self.ledger.close)
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.conn is not None:

@@ -79,7 +79,10 @@ class BrokerConfig(Section):
     stream: str = "UNSTUCK_CASES"
     replicas: int = Field(default=1, ge=1, le=5)
     snapshot_seconds: float = Field(
-        default=300.0, ge=1, le=86400, description="how often the open cases are snapshotted while they change"
+        default=300.0,
+        ge=1,
+        le=86400,
+        description="how often the open cases are snapshotted while they change",
     )
 
 

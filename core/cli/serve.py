@@ -43,6 +43,7 @@ def register(sub: Any) -> None:
 
 def run_demo(args: Any) -> int:
     from unstuck.demo import run_demo as demo
+    from unstuck.ledger import LedgerConfigError
 
     config = config_from(args)
     if args.secure:
@@ -53,10 +54,13 @@ def run_demo(args: Any) -> int:
         )
     except (NatsStartError, SecurityConfigError) as exc:
         raise CliError(str(exc), exit_code=3) from exc
+    except LedgerConfigError as exc:
+        raise CliError(str(exc), exit_code=2) from exc
 
 
 def run_serve(args: Any) -> int:
     from unstuck.adapters.registry import discover
+    from unstuck.ledger import LedgerConfigError
 
     config = config_from(args)
     adapters = []
@@ -92,4 +96,6 @@ def run_serve(args: Any) -> int:
         asyncio.run(serve())
     except (NatsStartError, SecurityConfigError) as exc:
         raise CliError(str(exc), exit_code=3) from exc
+    except LedgerConfigError as exc:
+        raise CliError(str(exc), exit_code=2) from exc
     return 0

@@ -67,6 +67,17 @@ class Projector:
         """Read the position and (re)bind the consumer to deliver from just after it."""
         self.position = await self.ledger.position(self.name)
         self.states.clear()
+        last = await self.store.last_seq()
+        if self.position > last:  # the stream was deleted and created again: its rows are another's
+            log.warning(
+                "the ledger holds stream %s up to message %d but the stream ends at %d (created again?): "
+                "projecting it again from its start",
+                self.stream,
+                self.position,
+                last,
+            )
+            await self.ledger.reset(self.name)
+            self.position = 0
         await self._bind()
 
     async def _bind(self) -> None:
