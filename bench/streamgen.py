@@ -263,8 +263,9 @@ CATEGORY_DAYS = {"hard": 5, "cannot": 3, "refused": 1}
 OPEN_STATES = ("intake", "coordinating", "coordinating", "answered", "answered")
 """Open case ``j`` is in ``OPEN_STATES[j % 5]``: 20% intake, 40% coordinating, 40% answered."""
 OVERDUE_SLOTS = frozenset({1, 3, 6, 8})
-"""Open case ``j`` with a deadline is overdue when ``j % 10`` is one of these (case.overdue and the
-escalation the deadline watcher appends): 4 in 10 of the coordinating and answered cases."""
+"""Open case ``j`` is overdue when ``j % 10`` is one of these (case.overdue and the escalation the
+deadline watcher appends): the first coordinating and the first answered case of every five, so
+half of the coordinating and answered cases, 4 in 10 of all open cases."""
 APPLICANTS = 300_000
 """Distinct applicants at most; drawn with a heavy tail, so some come back many times."""
 
