@@ -28,6 +28,9 @@ from unstuck.embedded import find_binary
 from .coordination import Run, Server, bus_run, faststream_run, raw_run
 from .deployed import SYSTEMS, deployed_run
 from .report import markdown
+from .scale import FULL as SCALE_FULL
+from .scale import QUICK as SCALE_QUICK
+from .scale import ScalePlan, scale_bench
 from .stores import memory_bench, replay_bench
 from .workload import department_codes
 
@@ -44,7 +47,7 @@ class Plan:
 
 QUICK = Plan(rounds=1, single=150, many=400, warmup=20, replay_events=200_000, memory_cases=20_000)
 FULL = Plan(rounds=3, single=400, many=2000, warmup=50, replay_events=1_000_000, memory_cases=100_000)
-SECTIONS = ("deployed", "coordination", "departments", "replay", "memory")
+SECTIONS = ("deployed", "coordination", "departments", "replay", "memory", "scale")
 ONE_PROCESS = ("raw", "bus", "faststream", "raw-batch")
 
 
@@ -228,6 +231,15 @@ async def main(args: argparse.Namespace) -> int:
         if "memory" in sections:
             log(f"memory: broker rebuilding {plan.memory_cases} open cases")
             result["memory"] = await memory_bench(work, plan.memory_cases, args.stream_format)
+        if "scale" in sections:
+            scale = SCALE_QUICK if args.quick else SCALE_FULL
+            if args.soak_cases:
+                scale = ScalePlan(**{**scale.__dict__, "soak_cases": args.soak_cases})
+            log(
+                f"scale: {scale.closed:,} closed + {scale.open:,} open cases (start-up, ledger), "
+                f"a soak of {scale.soak_cases:,} cases"
+            )
+            result["scale"] = await scale_bench(work / "scale", scale)
     result["seconds"] = time.perf_counter() - started
     result["machine"]["load_average_end"] = os.getloadavg()
     out = Path(args.out)
@@ -249,6 +261,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="bench-results", help="directory for the JSON and Markdown results")
     p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     p.add_argument("--rounds", type=int, help="rounds of the interleaved coordination runs")
+    p.add_argument("--soak-cases", type=int, help="cases through the scale section's soak (100,000; quick 2,000)")
     p.add_argument(
         "--stream-format",
         type=int,

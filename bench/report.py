@@ -93,6 +93,8 @@ def target_rows(result: dict[str, Any]) -> list[str]:
     mem = result.get("memory")
     if mem:
         rows.append(memory_row(mem))
+    if result.get("scale"):
+        rows += scale_rows(result["scale"])
     return rows
 
 
@@ -141,6 +143,111 @@ def memory_row(mem: dict[str, Any]) -> str:
         f"<= {TARGET_BROKER_RSS_MB:.0f} MB at {FULL_OPEN_CASES:,}",
         invalid or (peak if measured else at_full) <= TARGET_BROKER_RSS_MB,
     )
+
+
+TARGET_STARTUP_S = 10.0  # the scale benchmark: the broker answers within this after its process starts
+TARGET_STARTUP_RSS_MB = 100.0  # ... and holds at most this once started
+TARGET_QUERY_P95_MS = 50.0  # case list --overdue and a 7-day date-range search, p95
+TARGET_SOAK_DRIFT = 0.10  # the soak's last window within 10% of its first
+
+
+def _startup_rows(s: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    size = f"{s['cases']:,} cases ({s['closed']:,} closed, {s['open']:,} open)"
+    runs = {r["label"]: r for r in s["runs"]}
+    cold = runs.get("cold", {})
+    for label in ("cold", "warm"):
+        r = runs.get(label)
+        if r is None:
+            rows.append(_row(f"broker start-up, {label}, {size} (s)", "not run", "", None,
+                             f"<= {TARGET_STARTUP_S:g} s", "not measured: the cold start did not finish"))
+            continue
+        baseline = f"cold {cold['ready_s']:.1f}" if label == "warm" and cold.get("ready_s") else ""
+        if r["ready_s"] is None:
+            rows.append(_row(f"broker start-up, {label}, {size} (s)",
+                             f"no answer within {r['timeout_s']:.0f}", "", None,
+                             f"<= {TARGET_STARTUP_S:g} s", False))
+            rows.append(_row(f"broker RSS, {label} start, {size} (MB)",
+                             f"{r['rss_mb']:,.0f} when given up", "", None,
+                             f"<= {TARGET_STARTUP_RSS_MB:g} MB", False))
+            continue
+        rows.append(_row(f"broker start-up, {label}, {size}: until the API answers (s)", f"{r['ready_s']:.1f}",
+                         baseline, None, f"<= {TARGET_STARTUP_S:g} s", r["ready_s"] <= TARGET_STARTUP_S))
+        rows.append(_row(f"broker RSS after the {label} start, {size} (MB)", f"{r['rss_mb']:,.0f}",
+                         f"peak {r['peak_rss_mb']:,.0f}", None, f"<= {TARGET_STARTUP_RSS_MB:g} MB",
+                         r["rss_mb"] <= TARGET_STARTUP_RSS_MB))
+    return rows
+
+
+def _query_rows(where: str, queries: dict[str, Any], size: str) -> list[str]:
+    rows = []
+    names = {"overdue": "case list --overdue (limit 200)", "date_range": "7-day date-range search (limit 200)"}
+    for key, name in names.items():
+        q = queries.get(key)
+        if q is None:
+            continue
+        if not q.get("available"):
+            rows.append(_row(f"{where}: {name}, p95 (ms), {size}", "not available", "", None,
+                             f"<= {TARGET_QUERY_P95_MS:g} ms", f"not measured: {q.get('error', '')[:120]}"))
+            continue
+        rows.append(_row(f"{where}: {name}, p95 (ms), {size}, {q['repeats']} repetitions", f"{q['p95_ms']:.1f}",
+                         f"p50 {q['p50_ms']:.1f}", None, f"<= {TARGET_QUERY_P95_MS:g} ms",
+                         q["p95_ms"] <= TARGET_QUERY_P95_MS))
+    return rows
+
+
+def scale_rows(sc: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    for key in ("startup", "startup_small"):
+        s = sc.get(key)
+        if s:
+            rows += _startup_rows(s)
+            if s.get("api_queries"):
+                rows += _query_rows("broker API", s["api_queries"], f"{s['cases']:,} cases")
+    led = sc.get("ledger")
+    if led is not None:
+        cases = sc.get("fixture", {}).get("cases", 0)
+        if not led.get("available"):
+            rows.append(_row("ledger queries, p95 (ms)", "not available", "", None,
+                             f"<= {TARGET_QUERY_P95_MS:g} ms", f"not measured: {led.get('reason', '')}"))
+        else:
+            rows += _query_rows("ledger", led, f"{cases:,} cases")
+    soak = sc.get("soak")
+    if soak:
+        first, last = soak["windows"][0], soak["windows"][-1]
+        rows.append(_row(
+            f"soak, {soak['cases']:,} cases: last window against the first (cases/s)",
+            f"{last['cases_per_s']:.1f}", f"first {first['cases_per_s']:.1f}",
+            last["cases_per_s"] / first["cases_per_s"], f">= {1 - TARGET_SOAK_DRIFT:g}", soak["flat"],
+        ))
+    return rows
+
+
+def scale_notes(sc: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    fx = sc.get("fixture")
+    if fx:
+        how = "found in the cache, generated" if fx.get("cached") else "generated"
+        out.append(
+            f"Scale fixture: {fx['cases']:,} cases ({fx['by_state']}; {fx['overdue']:,} open cases overdue), "
+            f"{fx['messages']:,} messages, {fx['events']:,} events, {fx['store_mb']:,.0f} MB of store; {how} "
+            f"in {fx['seconds']:.0f}s ({fx['cases'] / fx['seconds']:,.0f} cases/s, "
+            f"{fx['messages'] / fx['seconds']:,.0f} messages/s) by {fx['jobs']} processes."
+        )
+    led = sc.get("ledger")
+    if led and led.get("available") and led.get("catch_up"):
+        c = led["catch_up"]
+        out.append(f"Ledger catch-up over the fixture: {c['seconds']:.1f}s, {c['messages_per_s']:,.0f} messages/s, "
+                   f"{c['cases_per_s']:,.0f} cases/s.")
+    soak = sc.get("soak")
+    if soak:
+        parts = [f"{w['cases_per_s']:.0f}/s {w['broker']['rss_mb']:.0f} MB" for w in soak["windows"]]
+        out.append(
+            f"Soak: {soak['cases']:,} cases in {soak['seconds']:.0f}s ({soak['cases_per_s']:.1f} cases/s), "
+            f"{soak['in_flight']} in flight; per window of {soak['window']:,} (throughput, broker RSS): "
+            + ", ".join(parts) + f"; broker RSS grew {soak['rss_growth_mb']:+.0f} MB from the first window to the last."
+        )
+    return out
 
 
 def reference_rows(result: dict[str, Any]) -> list[str]:
@@ -295,7 +402,7 @@ def process_rows(p: dict[str, Any]) -> list[str]:
 
 
 def notes(result: dict[str, Any]) -> list[str]:
-    out: list[str] = []
+    out: list[str] = scale_notes(result["scale"]) if result.get("scale") else []
     c = result.get("coordination")
     if c:
         many = c["in_flight_100"]
