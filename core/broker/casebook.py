@@ -202,7 +202,7 @@ class CaseBook:
         self.states.pop(case_id, None)
         self.closed[case_id] = state
         self.closed.move_to_end(case_id)
-        while len(self.closed) > self.closed_kept:
+        while len(self.closed) > max(self.closed_kept, 1):  # never the case just placed
             gone, _ = self.closed.popitem(last=False)
             self.stream_seqs.pop(gone, None)
 
