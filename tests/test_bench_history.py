@@ -27,7 +27,17 @@ def test_history_replays_clean(nats_server: EmbeddedNats) -> None:
     assert (counts.cases, counts.messages, counts.events, counts.overdue) == (55, 211, 373, 2)
     assert counts.by_state == {"evaluated": 50, "intake": 1, "coordinating": 2, "answered": 2}
     done = subprocess.run(
-        [sys.executable, "-m", "unstuck", "replay", "--verify", "--nats", nats_server.url, "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "unstuck",
+            "replay",
+            "--verify",
+            "--nats",
+            nats_server.url,
+            "--format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -40,5 +50,7 @@ def test_history_replays_clean(nats_server: EmbeddedNats) -> None:
     assert (summary["cases"], summary["events"], summary["last_stream_seq"]) == (55, 373, 211)
     assert summary["heads_checked"] == 55
     states = sorted(c["state"]["state"] for c in report["cases"])
-    assert states == sorted(["evaluated"] * 50 + ["intake", "coordinating", "coordinating", "answered", "answered"])
+    assert states == sorted(
+        ["evaluated"] * 50 + ["intake", "coordinating", "coordinating", "answered", "answered"]
+    )
     assert sum(1 for c in report["cases"] if c["overdue"]) == 2

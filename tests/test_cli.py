@@ -59,8 +59,8 @@ def serving(tmp_path):
         proc.wait()
 
 
-def test_case_open_then_show_prints_the_events_in_order(serving):
-    directory, _ = serving
+def open_shop_sign(directory: Path) -> str:
+    """``unstuck case open`` of the shop-sign sample (chengguan answers cannot); its case id."""
     opened = unstuck(
         "case",
         "open",
@@ -69,7 +69,12 @@ def test_case_open_then_show_prints_the_events_in_order(serving):
         "--json",
         cwd=directory,
     )
-    case_id = json.loads(opened.stdout)["case_id"]
+    return str(json.loads(opened.stdout)["case_id"])
+
+
+def test_case_open_then_show_prints_the_events_in_order(serving):
+    directory, _ = serving
+    case_id = open_shop_sign(directory)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         shown = json.loads(unstuck("case", "show", case_id, "--json", cwd=directory).stdout)
@@ -132,6 +137,19 @@ def test_window_commands_move_a_case_and_refusals_name_the_state(serving):
     unstuck("case", "evaluate", case_id, "--rating", "good", cwd=directory, env={"UNSTUCK_STAFF": "w-wang"})
     listed = json.loads(unstuck("case", "list", "--state", "evaluated", "--json", cwd=directory).stdout)
     assert [c["case_id"] for c in listed["cases"]] == [case_id]
+
+
+def test_case_list_searches_by_applicant_and_matter_and_refuses_a_bad_date(serving):
+    directory, _ = serving
+    case_id = open_shop_sign(directory)
+    found = unstuck(
+        "case", "list", "--applicant", "92210603ma10c8qx2k", "--matter", "招牌", "--json", cwd=directory
+    )
+    assert case_id in [c["case_id"] for c in json.loads(found.stdout)["cases"]]
+    none = unstuck("case", "list", "--matter", "不存在的事項", "--json", cwd=directory)
+    assert json.loads(none.stdout)["cases"] == []
+    bad = unstuck("case", "list", "--opened-from", "2026-13-01", cwd=directory, check=False)
+    assert bad.returncode != 0 and "opened_from" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_open_with_a_bad_file_names_the_field(serving, tmp_path):

@@ -160,7 +160,9 @@ async def test_a_snapshot_of_a_longer_stream_is_not_used(
         await stop_broker(b, nc_b)
 
 
-async def test_every_state_a_window_produces_survives_the_snapshot_codec(broker, builtin_adapters, nats_client):
+async def test_every_state_a_window_produces_survives_the_snapshot_codec(
+    broker, builtin_adapters, nats_client
+):
     """Open, answered, extended, escalated, closed, evaluated, with accountability: each encoded and
     decoded equals the original, value for value, and keeps its types."""
     refused = await open_case(nats_client, "01", category="refused")
@@ -174,7 +176,13 @@ async def test_every_state_a_window_produces_survives_the_snapshot_codec(broker,
     await api_call(
         nats_client,
         "case.escalate",
-        {"case_id": extended, "actor": "w-zhang", "department": "window", "level": "section_head", "note": "請協調"},
+        {
+            "case_id": extended,
+            "actor": "w-zhang",
+            "department": "window",
+            "level": "section_head",
+            "note": "請協調",
+        },
     )
     await api_call(
         nats_client,

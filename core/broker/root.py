@@ -112,16 +112,8 @@ class Broker:
         ids = CaseIds(self.js, config.broker.case_prefix, config.broker.replicas, clock)
         opener = CaseOpener(book, runner, store, ids, refs, quota, rules)
         self.ledger_view = LedgerView(book, clock)
-        api = Api(
-            book,
-            runner,
-            rules,
-            store.read_case,
-            self.ledger_view,
-            opener.open,
-            self.report.status,
-            self.ticker.tick,
-        )
+        reads = (store.read_case, self.ledger_view)
+        api = Api(book, runner, rules, *reads, opener.open, self.report.status, self.ticker.tick)
         self.transport = ApiTransport(nc, api.handlers, config, self.metrics, background)
         self.watcher = HealthWatcher(nc, self.js, book, self.heads, self.metrics, background)
         self.snapshots = SnapshotKeeper(self.js, book, quota, replicas=config.broker.replicas)

@@ -76,6 +76,10 @@ def register(sub: Any) -> None:
     ls.add_argument("--category", help="cannot | hard | refused | guided")
     ls.add_argument("--department")
     ls.add_argument("--overdue", action="store_true", help="only overdue cases")
+    ls.add_argument("--applicant", metavar="ID_NUMBER", help="the applicant's id number (or credit code)")
+    ls.add_argument("--matter", help="the matter's code, or part of its title")
+    ls.add_argument("--opened-from", metavar="YYYY-MM-DD", help="opened on or after this local date")
+    ls.add_argument("--opened-to", metavar="YYYY-MM-DD", help="opened on or before this local date")
     ls.add_argument("--limit", type=int, default=200)
     ls.add_argument("--json", action="store_true")
     add_connection_args(ls)
@@ -181,9 +185,11 @@ def _brief(e: dict[str, Any]) -> str:
 
 def run_list(args: Any) -> int:
     body: dict[str, Any] = {"limit": args.limit}
-    for key in ("state", "category", "department"):
+    for key in ("state", "category", "department", "matter", "opened_from", "opened_to"):
         if getattr(args, key):
             body[key] = getattr(args, key)
+    if args.applicant:
+        body["applicant_id_number"] = args.applicant
     if args.overdue:
         body["overdue"] = True
     result = with_client(args, lambda nc: call(nc, "case.list", body))
