@@ -115,6 +115,10 @@ class LedgerConfig(Section):
         default=False,
         description="also store the applicant's unmasked name and id number in the case row (never by default)",
     )
+    in_broker: bool = Field(
+        default=True,
+        description="run the ledger's projector inside the broker; false: run `unstuck ledger run` beside it",
+    )
 
 
 DEFAULT_DEPARTMENTS: dict[str, dict[str, Any]] = {

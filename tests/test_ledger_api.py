@@ -3,6 +3,8 @@ new filters, closed cases that left the broker's memory, and refusals that name 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conftest import sample
@@ -78,3 +80,38 @@ async def test_a_bad_filter_is_refused_naming_the_field(broker, nats_client, fil
     assert refused.value.error["code"] == "invalid_request"
     assert refused.value.error["field"] == field
     assert refused.value.error["fix"]
+
+
+async def test_with_the_projector_beside_the_broker_a_list_still_sees_the_brokers_writes(
+    nats_server, sim_clock, unstuck_config, nats_client, tmp_path
+):
+    """``[ledger] in_broker = false``: ``unstuck ledger run`` projects (here its Projector on its own
+    connection); the broker reads the position from the database before it answers."""
+    import nats
+
+    from unstuck.adapters.registry import installed_departments
+    from unstuck.broker import Broker
+    from unstuck.ledger import Ledger, Projector
+    from unstuck.testing import close_client
+
+    unstuck_config.ledger.in_broker = False
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    broker_nc, projector_nc = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    broker = Broker(broker_nc, unstuck_config, sim_clock, departments=installed_departments(), ledger=ledger)
+    await broker.start()
+    projector = Projector(projector_nc.jetstream(), broker.store.stream, ledger)
+    running = asyncio.create_task(projector.run())
+    try:
+        assert broker.projector is None
+        case_id = (await api_call(nats_client, "case.open", sample("07")))["case_id"]
+        opened_at = broker.book.written_seq  # the message of the opening
+        reply = await api_call(nats_client, "case.list", {})
+        assert [c["case_id"] for c in reply["cases"]] == [case_id]
+        assert reply["as_of"] >= opened_at
+    finally:
+        projector.stop()
+        await running
+        await broker.stop()
+        ledger.close()
+        await close_client(broker_nc)
+        await close_client(projector_nc)

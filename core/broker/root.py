@@ -157,9 +157,11 @@ class Broker:
                 personal_data=settings.personal_data,
                 key=None if settings.url or settings.applicant_key_file else secrets.token_bytes(32),
             )
-        self.projector = Projector(self.js, self.store.stream, self.ledger)
-        self.ledger_view.ledger, self.ledger_view.projector = self.ledger, self.projector
-        self.background.spawn(self.projector.run())
+        self.ledger_view.ledger = self.ledger
+        if self.config.ledger.in_broker:
+            self.projector = Projector(self.js, self.store.stream, self.ledger)
+            self.ledger_view.projector = self.projector
+            self.background.spawn(self.projector.run())
 
     async def _restore(self) -> int:
         """Start from the stored snapshot of the open cases, checked against the chain: the stream
