@@ -291,17 +291,24 @@ def test_the_migrations_create_exactly_the_tables_of_the_metadata(ledger_url: st
 def test_the_ledger_section_of_the_configuration(tmp_path: Path):
     from unstuck.config import Config, ConfigError, load_config
 
-    assert Config().ledger.model_dump() == {"url": None, "applicant_key_file": None, "personal_data": False}
+    assert Config().ledger.model_dump() == {
+        "url": None,
+        "applicant_key_file": None,
+        "personal_data": False,
+        "in_broker": True,
+    }
     path = tmp_path / "unstuck.toml"
     path.write_text(
-        '[ledger]\nurl = "postgresql+psycopg://u@db/x"\napplicant_key_file = "keys/ledger.key"\npersonal_data = true\n',
+        '[ledger]\nurl = "postgresql+psycopg://u@db/x"\napplicant_key_file = "keys/ledger.key"\npersonal_data = true\n'
+        "in_broker = false\n",
         encoding="utf-8",
     )
     settings = load_config(path).ledger
-    assert (settings.url, settings.applicant_key_file, settings.personal_data) == (
+    assert (settings.url, settings.applicant_key_file, settings.personal_data, settings.in_broker) == (
         "postgresql+psycopg://u@db/x",
         tmp_path / "keys" / "ledger.key",
         True,
+        False,
     )
     path.write_text('[ledger]\nurll = "sqlite:///x"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"ledger\.urll: Extra inputs are not permitted"):

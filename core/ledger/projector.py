@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 import nats.errors
@@ -38,6 +39,8 @@ from .rows import accountability_rows, case_row, coordination_rows, rating_row
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = LEDGER_CONSUMER
+CLOSED_KEPT = 1024
+"""Closed or evaluated cases the projector keeps after their last change, most recent last."""
 
 
 class Projector:
@@ -56,7 +59,9 @@ class Projector:
         self.name = name
         self.batch_size = batch
         self.store = EventStore(js, stream)
-        self.states: dict[str, lc.CaseState] = {}  # open cases only
+        self.states: dict[str, lc.CaseState] = {}  # open cases
+        # the last CLOSED_KEPT closed or evaluated cases: a rating soon after the closing needs no read-back
+        self.closed: OrderedDict[str, lc.CaseState] = OrderedDict()
         self.position = 0
         self.messages = self.events = self.rejected = self.batches = self.lag = 0
         self._sub: Any = None
@@ -67,6 +72,7 @@ class Projector:
         """Read the position and (re)bind the consumer to deliver from just after it."""
         self.position = await self.ledger.position(self.name)
         self.states.clear()
+        self.closed.clear()
         last = await self.store.last_seq()
         if self.position > last:  # the stream was deleted and created again: its rows are another's
             log.warning(
@@ -188,6 +194,7 @@ class Projector:
                 await self.ledger.write(batch)
             except BaseException:
                 self.states.clear()  # memory ran ahead of the database: rebuilt from it on restart
+                self.closed.clear()
                 raise
             self._moved(batch.to_seq, touched)
         if msgs:
@@ -201,6 +208,10 @@ class Projector:
         for case_id, (state, _) in touched.items():
             if state.state not in lc.OPEN_STATES:  # closed or evaluated: rebuilt from its subject if it moves
                 self.states.pop(case_id, None)
+                self.closed[case_id] = state
+                self.closed.move_to_end(case_id)
+        while len(self.closed) > CLOSED_KEPT:
+            self.closed.popitem(last=False)
         self._advanced.set()
         self._advanced = asyncio.Event()
 
@@ -215,7 +226,7 @@ class Projector:
                 self._reject("stream message %s not projected: %s", seq, "; ".join(problems))
                 continue
             case_id = fields["case_id"]
-            state = self.states.get(case_id)
+            state = self.states.get(case_id) or self.closed.pop(case_id, None)
             if state is None:
                 state = await self._rebuild(case_id, seq) if int(fields["seq"]) > 1 else lc.CaseState(case_id)
             try:
