@@ -232,7 +232,7 @@ async def one_start(
         )
         return out, proc
     finally:
-        await nc.close()
+        await close_quietly(nc)
 
 
 def stop_broker(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> float:
@@ -262,16 +262,22 @@ def open_case_of(fx: Fixture) -> str:
 
 
 async def startup_bench(
-    work: Path, fx: Fixture, timeout: float, queries: int = 0
+    work: Path, fx: Fixture, timeout: float, queries: int = 0, ledger_url: str | None = None
 ) -> dict[str, Any]:
     """Cold then warm start of ``unstuck serve`` on a copy of the fixture; with ``queries``, the
-    ``case.list`` latencies through the API of the warm broker."""
+    ``case.list`` latencies through the API of the warm broker. The broker measured is the broker
+    alone: its ledger's projector runs beside it (``[ledger] in_broker = false``), and its lists
+    answer from ``ledger_url`` (the ledger section's database, caught up over the whole fixture)."""
     from .workload import bench_config_toml
 
     work.mkdir(parents=True, exist_ok=True)
     copy_s = copy_store(fx, work / "nats")
     config = work / "unstuck.toml"
-    config.write_text(bench_config_toml(list(fx.spec.departments)), encoding="utf-8")
+    ledger = ledger_url or ledger_url_in(work)
+    config.write_text(
+        bench_config_toml(list(fx.spec.departments)) + f'\n[ledger]\nurl = "{ledger}"\nin_broker = false\n',
+        encoding="utf-8",
+    )
     open_case = open_case_of(fx)
     out: dict[str, Any] = {
         "cases": fx.meta["cases"], "messages": fx.meta["messages"], "events": fx.meta["events"],
@@ -355,31 +361,28 @@ async def api_queries(url: str, fx: Fixture, repeats: int) -> dict[str, Any]:
                 out[name] = {"available": True, **quantiles(latencies), "rows_mean": rows / len(requests)}
                 log(f"api case.list {name}: p50 {out[name]['p50_ms']:.1f} ms, p95 {out[name]['p95_ms']:.1f} ms")
     finally:
-        await nc.close()
+        await close_quietly(nc)
     return out
 
 
 async def ledger_bench(work: Path, fx: Fixture, repeats: int, url: str | None = None) -> dict[str, Any]:
-    """The ledger's catch-up over the whole fixture and the latency of its two queries, when the
-    ``unstuck.ledger`` package exists; ``{"available": False, ...}`` until then."""
-    try:
-        from unstuck.ledger import Ledger, Projector  # type: ignore[import-not-found,attr-defined]
-    except ImportError as exc:
-        log(f"ledger: not available ({exc})")
-        return {"available": False, "reason": f"ledger not available: {exc}"}
+    """The ledger's catch-up over the whole fixture (a projector alone, as ``unstuck ledger
+    rebuild`` runs it) and the latency of its two queries; the database stays in ``work`` for the
+    start-up section to answer lists from."""
     import nats
 
+    from unstuck.ledger import Ledger, Projector
     from unstuck.schemas import api as wire
     from unstuck.schemas.subjects import STREAM
 
     work.mkdir(parents=True, exist_ok=True)
     copy_store(fx, work / "nats")
-    ledger_url = url or f"sqlite:///{work / 'ledger.sqlite3'}"
+    ledger_url = url or ledger_url_in(work)
     out: dict[str, Any] = {"available": True, "url": ledger_url.split("@")[-1]}
     with EmbeddedNats(work / "nats") as server:
         nc = await nats.connect(server.url, name="bench-ledger")
         try:
-            ledger = await Ledger.open(ledger_url)
+            ledger = await asyncio.to_thread(Ledger.open, ledger_url)
             projector = Projector(nc.jetstream(), STREAM, ledger)
             started = time.perf_counter()
             await projector.catch_up()
@@ -410,17 +413,25 @@ async def ledger_bench(work: Path, fx: Fixture, repeats: int, url: str | None = 
                     t = time.perf_counter()
                     found = await ledger.list_cases(req, now=now)
                     latencies.append(time.perf_counter() - t)
-                    rows += len(found["cases"]) if isinstance(found, dict) else len(found)
+                    rows += len(found["cases"])
                 out[name] = {"available": True, **quantiles(latencies), "rows_mean": rows / len(requests)}
                 log(f"ledger {name}: p50 {out[name]['p50_ms']:.1f} ms, p95 {out[name]['p95_ms']:.1f} ms")
-            closing = getattr(ledger, "close", None)
-            if closing is not None:
-                result = closing()
-                if asyncio.iscoroutine(result):
-                    await result
+            ledger.close()
         finally:
-            await nc.close()
+            await close_quietly(nc)
     return out
+
+
+def ledger_url_in(work: Path) -> str:
+    return f"sqlite:///{work / 'ledger.sqlite3'}"
+
+
+async def close_quietly(nc: Any, timeout: float = 10.0) -> None:
+    """Close a client, but never wait for ever (a drain can hang on a broker busy stopping)."""
+    try:
+        await asyncio.wait_for(nc.close(), timeout)
+    except Exception as exc:  # TimeoutError, or a connection already gone
+        log(f"closing {getattr(nc, 'options', {}).get('name', 'a client')}: {type(exc).__name__}")
 
 
 # --- soak --------------------------------------------------------------------------------------
@@ -600,19 +611,25 @@ async def scale_bench(
     plan: ScalePlan,
     sections: tuple[str, ...] = SECTIONS,
     jobs: int | None = None,
-    ledger_url: str | None = None,
+    ledger_url_arg: str | None = None,
 ) -> dict[str, Any]:
-    """Each section of the scale benchmark in turn; the fixture is made (or found) first."""
+    """Each section of the scale benchmark in turn; the fixture is made (or found) first, the ledger
+    before the start-up (whose broker answers lists from it)."""
     out: dict[str, Any] = {"plan": plan.__dict__}
     needs_fixture = any(s in sections for s in ("fixture", "startup", "ledger"))
     fx = None
     if needs_fixture:
         fx = fixture(HistorySpec(plan.closed, plan.open), jobs)
         out["fixture"] = {k: v for k, v in fx.meta.items() if k != "spec"} | {"spec": fx.meta["spec"]}
+    ledger_url = None
+    if "ledger" in sections:
+        assert fx is not None
+        out["ledger"] = await ledger_bench(work / "ledger", fx, plan.query_repeats, ledger_url_arg)
+        ledger_url = ledger_url_arg or ledger_url_in(work / "ledger")
     if "startup" in sections:
         assert fx is not None
         log(f"startup: unstuck serve on {fx.meta['cases']:,} cases, cold then warm")
-        run = await startup_bench(work / "startup", fx, plan.startup_timeout, plan.query_repeats)
+        run = await startup_bench(work / "startup", fx, plan.startup_timeout, plan.query_repeats, ledger_url)
         out["startup"] = run
         shutil.rmtree(work / "startup", ignore_errors=True)
         if run["runs"][0]["ready_s"] is None and plan.fallback_closed:
@@ -622,10 +639,7 @@ async def scale_bench(
                 work / "startup-small", small, plan.startup_timeout, plan.query_repeats
             )
             shutil.rmtree(work / "startup-small", ignore_errors=True)
-    if "ledger" in sections:
-        assert fx is not None
-        out["ledger"] = await ledger_bench(work / "ledger", fx, plan.query_repeats, ledger_url)
-        shutil.rmtree(work / "ledger", ignore_errors=True)
+    shutil.rmtree(work / "ledger", ignore_errors=True)
     if "soak" in sections:
         log(f"soak: {plan.soak_cases:,} cases through the deployed bus, {plan.soak_in_flight} in flight")
         out["soak"] = await soak_bench(work / "soak", plan.soak_cases, plan.soak_window, plan.soak_in_flight)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 import zlib
 from dataclasses import dataclass, fields
@@ -44,6 +45,7 @@ from .quota import ApplicantQuota
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FORMAT = 1
+INTERNED_UP_TO = 40  # characters: strings this short are shared between the states read back
 VERIFY_CONCURRENCY = 64
 
 _STATE_FIELDS = tuple(f.name for f in fields(lc.CaseState))
@@ -72,6 +74,9 @@ def _tag(value: Any) -> Any:
 
 
 def _untag(value: Any) -> Any:
+    if isinstance(value, str):
+        # the same short words (codes, states, staff ids) recur in every case: kept once
+        return sys.intern(value) if len(value) <= INTERNED_UP_TO else value
     if isinstance(value, list):
         return [_untag(v) for v in value]
     if not isinstance(value, dict):
@@ -91,7 +96,7 @@ def _untag(value: Any) -> Any:
         co["outcome"] = Outcome(co["outcome"]) if co["outcome"] is not None else None
         return lc.Coordination(**co)
     if tag == "$m":
-        return {key: _untag(v) for key, v in inner.items()}
+        return {sys.intern(key): _untag(v) for key, v in inner.items()}
     raise ValueError(f"unknown tag {tag!r} in a snapshot")
 
 

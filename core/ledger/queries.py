@@ -49,9 +49,12 @@ def case_filters(req: api.ListCases, key: bytes, today: date) -> list[ColumnElem
             coordinations.c.case_id == c.case_id, coordinations.c.department == req.department
         )
         where.append(or_(c.department == req.department, asked))
-    if req.overdue is not None:
-        late = overdue_on(today)
-        where.append(late if req.overdue else not_(late))
+    if req.overdue:  # the two ways of being late, each found through its own index
+        flagged = select(c.case_id).where(c.overdue.is_(True))
+        past_due = select(c.case_id).where(c.state.in_(OPEN), c.due_date < today)
+        where.append(c.case_id.in_(flagged.union(past_due)))
+    elif req.overdue is not None:
+        where.append(not_(overdue_on(today)))
     if req.applicant_id_number is not None:
         where.append(c.applicant_key == applicant_key(key, req.applicant_id_number.get_secret_value()))
     if req.matter is not None:

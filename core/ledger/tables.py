@@ -75,7 +75,9 @@ cases = Table(
     Column("outcome", String(32), comment="the outcome recorded at 銷號"),
     Column("rating", String(8), comment="the latest 好差評"),
     Column("last_stream_seq", BigInteger, nullable=False),
-    Index(f"ix_{PREFIX}cases_state_overdue", "state", "overdue"),
+    Index(f"ix_{PREFIX}cases_state_opened_at", "state", "opened_at"),  # a state's cases in opening order
+    Index(f"ix_{PREFIX}cases_state_due_date", "state", "due_date"),  # open cases past their due date
+    Index(f"ix_{PREFIX}cases_overdue_opened_at", "overdue", "opened_at"),  # cases recorded overdue
     Index(f"ix_{PREFIX}cases_opened_at", "opened_at", "case_id"),
     Index(f"ix_{PREFIX}cases_opened_day", "opened_day"),
     Index(f"ix_{PREFIX}cases_department", "department"),
@@ -83,7 +85,6 @@ cases = Table(
     Index(f"ix_{PREFIX}cases_applicant_key", "applicant_key"),
     Index(f"ix_{PREFIX}cases_matter_title", "matter_title"),
     Index(f"ix_{PREFIX}cases_matter", "matter"),
-    Index(f"ix_{PREFIX}cases_due_date", "due_date"),
 )
 
 coordinations = Table(

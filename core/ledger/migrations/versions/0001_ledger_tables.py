@@ -60,7 +60,9 @@ def _cases() -> None:
         sa.Column("last_stream_seq", sa.BigInteger(), nullable=False),
     )
     for name, columns in (
-        ("state_overdue", ["state", "overdue"]),
+        ("state_opened_at", ["state", "opened_at"]),  # a state's cases in opening order
+        ("state_due_date", ["state", "due_date"]),  # open cases past their due date
+        ("overdue_opened_at", ["overdue", "opened_at"]),  # cases recorded overdue
         ("opened_at", ["opened_at", "case_id"]),
         ("opened_day", ["opened_day"]),
         ("department", ["department"]),
@@ -68,7 +70,6 @@ def _cases() -> None:
         ("applicant_key", ["applicant_key"]),
         ("matter_title", ["matter_title"]),
         ("matter", ["matter"]),
-        ("due_date", ["due_date"]),
     ):
         op.create_index(f"ix_ledger_cases_{name}", "ledger_cases", columns)
 
