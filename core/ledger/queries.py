@@ -10,13 +10,13 @@ records on its next tick): the ledger does not lag the watcher.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, or_, select
 
 from unstuck import lifecycle as lc
-from unstuck.clock import local_date
+from unstuck.clock import CHINA, local_date
 from unstuck.schemas import CATEGORY_LABELS, Category, api
 
 from .applicants import applicant_key
@@ -32,6 +32,11 @@ def overdue_on(today: date | None) -> ColumnElement[bool]:
         return cases.c.overdue.is_(True)
     late = and_(cases.c.state.in_(OPEN), cases.c.due_date.is_not(None), cases.c.due_date < today)
     return or_(cases.c.overdue.is_(True), late)
+
+
+def local_midnight(day: date) -> datetime:
+    """The instant a local (Asia/Shanghai) day begins."""
+    return datetime.combine(day, time.min, tzinfo=CHINA)
 
 
 def case_filters(req: api.ListCases, key: bytes, today: date) -> list[ColumnElement[bool]]:
@@ -59,10 +64,11 @@ def case_filters(req: api.ListCases, key: bytes, today: date) -> list[ColumnElem
         where.append(c.applicant_key == applicant_key(key, req.applicant_id_number.get_secret_value()))
     if req.matter is not None:
         where.append(or_(c.matter == req.matter, c.matter_title.contains(req.matter, autoescape=True)))
+    # local dates as instants, so the range is read in opening order from (opened_at, case_id)
     if req.opened_from is not None:
-        where.append(c.opened_day >= req.opened_from)
+        where.append(c.opened_at >= local_midnight(req.opened_from))
     if req.opened_to is not None:
-        where.append(c.opened_day <= req.opened_to)
+        where.append(c.opened_at < local_midnight(req.opened_to + timedelta(days=1)))
     return where
 
 
