@@ -283,7 +283,8 @@ def test_the_migrations_create_exactly_the_tables_of_the_metadata(ledger_url: st
         with ledger.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE})
             assert compare_metadata(context, metadata) == []
-            assert migrate.current(conn) == migrate.head() == "0001"
+            assert migrate.current(conn) == migrate.head() == migrate.LATEST == "0001"
+            assert migrate.stored_revision(conn) == "0001"
     finally:
         ledger.close()
 
