@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import nats.js.errors
@@ -25,6 +26,7 @@ from unstuck.schemas.subjects import HEADS_BUCKET
 
 log = logging.getLogger(__name__)
 
+REVISIONS_KEPT = 20_000  # cases whose last KV revision the writer remembers (most recent)
 RETRY_SECONDS = 1.0  # a head that could not be written is tried again after this
 ROUND_SECONDS = 0.05  # the writer starts a round at most this often: a case's heads noted meanwhile
 # (its opening and its answer, under load) are written once, as the newest
@@ -43,7 +45,9 @@ class HeadBook:
         self.replicas = replicas
         self.kv: Any = None
         self._noted: dict[str, tuple[int, bytes]] = {}  # case -> (seq, value) waiting to be written
-        self._revisions: dict[str, tuple[int, int]] = {}  # case -> (KV revision, seq) known last
+        # case -> (KV revision, seq) known last, for the most recent REVISIONS_KEPT cases; an older one
+        # costs a read of the bucket on its next write
+        self._revisions: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -128,6 +132,12 @@ class HeadBook:
             else:
                 self._idle.set()
 
+    def _remember(self, case_id: str, known: tuple[int, int]) -> None:
+        self._revisions[case_id] = known
+        self._revisions.move_to_end(case_id)
+        if len(self._revisions) > REVISIONS_KEPT:
+            self._revisions.popitem(last=False)
+
     async def _put(self, case_id: str, seq: int, value: bytes) -> None:
         """Record a head unless a newer one is there: another replica may write the same case, and two
         plain puts could land in the wrong order and move the recorded head backwards.
@@ -144,7 +154,7 @@ class HeadBook:
                     written = await self.kv.create(case_id, value)
                 else:
                     written = await self.kv.update(case_id, value, last=known[0])
-                self._revisions[case_id] = (int(written), seq)
+                self._remember(case_id, (int(written), seq))
                 return
             except nats.js.errors.KeyWrongLastSequenceError:
                 try:
@@ -152,10 +162,8 @@ class HeadBook:
                 except nats.js.errors.KeyNotFoundError:
                     known = None
                     continue
-                known = self._revisions[case_id] = (
-                    int(entry.revision or 0),
-                    int(json.loads(entry.value or b"{}").get("seq", 0)),
-                )
+                known = (int(entry.revision or 0), int(json.loads(entry.value or b"{}").get("seq", 0)))
+                self._remember(case_id, known)
         raise HeadsUnavailable(f"the head of {case_id} kept changing")
 
     async def reconcile(self, heads: dict[str, tuple[int, str, int]]) -> int:

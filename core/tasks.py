@@ -1,4 +1,4 @@
-"""Stopping background asyncio tasks within a bound.
+"""Asyncio helpers: stopping background tasks within a bound, and one lock per key.
 
 A cancel can be swallowed inside a library call (a NATS request that turns CancelledError into its
 own error), so a plain ``gather`` after ``cancel`` may wait forever; stopping must not.
@@ -7,8 +7,9 @@ own error), so a plain ``gather`` after ``cancel`` may wait forever; stopping mu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -23,3 +24,28 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], timeout: float = 5
         _, still = await asyncio.wait(pending, timeout=timeout)
         for task in still:
             log.warning("task %s did not stop within %.0fs", task.get_name(), timeout)
+
+
+class KeyedLocks:
+    """One asyncio lock per key (a case, a client reference), kept only while a task holds or awaits
+    it: a long-running broker does not keep a lock for every case it has ever seen."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, tasks holding or waiting)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

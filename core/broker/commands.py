@@ -5,8 +5,6 @@ On a conflict (another writer appended first) the case is rebuilt from the strea
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +13,7 @@ from unstuck import lifecycle as lc
 from unstuck.clock import Clock, WallClock
 from unstuck.eventstore import AppendConflict, EventStore, ExpectedHead, StoredEvent, StoreUnavailable
 from unstuck.metrics import Metrics
+from unstuck.tasks import KeyedLocks
 
 from .casebook import CaseBook
 from .errors import ApiFailure
@@ -32,12 +31,12 @@ class CommandRunner:
     metrics: Metrics
     react: Callable[[list[StoredEvent]], None]  # acts on stored events: coordinate, notify, count
     unsure: Callable[[str], None]  # told of a case whose append went unanswered (its head is checked later)
-    locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    locks: KeyedLocks = field(default_factory=KeyedLocks)  # one per case being decided
 
     async def execute(self, case_id: str, build: Build, stored_before: bool = True) -> list[StoredEvent]:
         """Decide and append; ``stored_before``: the case may exist on the stream (False for a case
         number just allocated, which saves reading its subject back)."""
-        async with self.locks[case_id]:
+        async with self.locks.hold(case_id):
             if stored_before:
                 await self.book.ensure(case_id)
             for _ in range(5):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from unstuck import lifecycle as lc
 from unstuck.eventstore import EventStore
 from unstuck.schemas import api
+from unstuck.tasks import KeyedLocks
 
 from .casebook import CaseBook
 from .commands import CommandRunner, constant
@@ -28,12 +27,12 @@ class CaseOpener:
     refs: ClientRefs
     quota: ApplicantQuota
     rules: Rules
-    _locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    _locks: KeyedLocks = field(default_factory=KeyedLocks)  # one per client_ref being opened
 
     async def open(self, intake: api.OpenCase) -> dict[str, Any]:
         self.rules.known_department(intake.department, "department")
         ref = intake.client_ref
-        async with self._locks[ref] if ref else contextlib.nullcontext():
+        async with self._locks.hold(ref) if ref else contextlib.nullcontext():
             if ref and ref in self.refs.cases:
                 return self._opened_before(self.refs.cases[ref])
             self.quota.check(intake)
