@@ -45,6 +45,12 @@ async def start_broker(server, config, clock, serve_api: bool = False) -> tuple[
     return b, nc
 
 
+async def store_snapshot(broker: Broker, snapshot: Snapshot) -> None:
+    """Put ``snapshot`` where the next broker to start will read it."""
+    store = await broker.snapshots.bucket()
+    await store.put(broker.store.stream, snapshot.encode(broker.store.stream))
+
+
 async def stop_broker(b: Broker, nc) -> None:
     await b.stop()
     await close_client(nc)
@@ -132,8 +138,7 @@ async def test_a_snapshot_that_disagrees_with_the_chain_is_corrected_from_the_su
     snapshot = broker.snapshots.take()
     forged = replace_state(true_state, overdue=True, head_hash="f" * 64)
     snapshot.states = [(forged if s.case_id == case_id else s, seq) for s, seq in snapshot.states]
-    store = await broker.snapshots.bucket()
-    await store.put(broker.store.stream, snapshot.encode(broker.store.stream))
+    await store_snapshot(broker, snapshot)
 
     b, nc_b = await start_broker(nats_server, unstuck_config, sim_clock)
     try:
@@ -149,8 +154,7 @@ async def test_a_snapshot_of_a_longer_stream_is_not_used(
     case_id = await open_case(nats_client, "07")
     snapshot = broker.snapshots.take()
     snapshot.covers += 1000  # as if the stream had been deleted and created again since
-    store = await broker.snapshots.bucket()
-    await store.put(broker.store.stream, snapshot.encode(broker.store.stream))
+    await store_snapshot(broker, snapshot)
 
     b, nc_b = await start_broker(nats_server, unstuck_config, sim_clock)
     try:
