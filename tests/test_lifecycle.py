@@ -512,3 +512,30 @@ def test_the_lifecycle_imports_only_the_standard_library_and_the_schemas():
                     name,
                 )
                 assert top != "logging", module.name
+
+
+def test_addressing_a_lower_level_directly_never_lowers_the_level_reached():
+    """After 局長 (director, level 3) a clerk writes to the section head (level 1) directly: the event
+    is recorded, the chain's level stays at 3, with the time it was reached."""
+    s = opened("01")
+    up = datetime(2026, 9, 29, 10, 0, tzinfo=CHINA)
+    down = datetime(2026, 9, 30, 10, 0, tzinfo=CHINA)
+    s, _ = apply(
+        s,
+        lc.Escalate(actor="leader-gao", department="chengguan", level=3, note="請局長過問", chain={}),
+        at=up,
+    )
+    s, events = apply(
+        s,
+        lc.Escalate(actor="w-zhang", department="chengguan", level=1, note="請科長跟進", chain={}),
+        at=down,
+    )
+    assert [(e.type, e.data.level, e.data.reason) for e in events] == [("case.escalated", 1, "direct")]
+    assert s.escalations["chengguan"] == (3, up)
+    again = datetime(2026, 10, 8, 10, 0, tzinfo=CHINA)
+    s, _ = apply(
+        s,
+        lc.Escalate(actor="leader-gao", department="chengguan", level=3, note="再請局長過問", chain={}),
+        at=again,
+    )
+    assert s.escalations["chengguan"] == (3, again)  # the same level again: reached anew, now

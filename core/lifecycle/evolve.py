@@ -155,8 +155,12 @@ def _replied(s: CaseState, data: ev.CoordinationReplied, meta: EventMeta) -> Cas
 
 
 def _escalated(s: CaseState, data: ev.CaseEscalated, meta: EventMeta) -> CaseState:
+    """The level a department's chain has reached never goes down: addressing a lower level directly
+    (after 局長, say) is recorded as its own event but keeps the level reached, and its time."""
     escalations = dict(s.escalations)
-    escalations[data.department] = (data.level, meta.at)
+    reached = escalations.get(data.department)
+    if reached is None or data.level >= reached[0]:
+        escalations[data.department] = (data.level, meta.at)
     ruling = s.bounce_ruling_needed or (data.reason == "bounced" and data.audience == "duty_leader")
     return _replace_state(s, escalations=escalations, bounce_ruling_needed=ruling)
 
