@@ -138,21 +138,25 @@ async def test_warn_at_decides_on_which_days_the_deadline_warning_comes(
     [
         (
             2,
-            [  # overdue on Sunday 11 Oct at 09:00: section head; then one level per 2 hours, up to the director
-                (at(2026, 10, 11, 9), [("case.overdue", None), ("case.escalated", "section_head")]),
-                (at(2026, 10, 11, 10, 59), []),
-                (at(2026, 10, 11, 11), [("case.escalated", "leader_in_charge")]),
-                (at(2026, 10, 11, 13), [("case.escalated", "director")]),
-                (at(2026, 10, 11, 15), []),
+            [  # overdue on Sunday 11 Oct (a day off): recorded, no climb; from Monday 09:00 one
+                # level per 2 hours, up to the director
+                (at(2026, 10, 11, 9), [("case.overdue", None)]),
+                (at(2026, 10, 11, 13), []),
+                (at(2026, 10, 12, 9), [("case.escalated", "section_head")]),
+                (at(2026, 10, 12, 10, 59), []),
+                (at(2026, 10, 12, 11), [("case.escalated", "leader_in_charge")]),
+                (at(2026, 10, 12, 13), [("case.escalated", "director")]),
+                (at(2026, 10, 12, 15), []),
             ],
         ),
         (
-            24,  # the documented default: nothing more the same day, the next level a day later
+            24,  # the documented default: the first level on Monday, the next a working day later
             [
-                (at(2026, 10, 11, 9), [("case.overdue", None), ("case.escalated", "section_head")]),
-                (at(2026, 10, 11, 13), []),
-                (at(2026, 10, 12, 8, 59), []),
-                (at(2026, 10, 12, 9), [("case.escalated", "leader_in_charge")]),
+                (at(2026, 10, 11, 9), [("case.overdue", None)]),
+                (at(2026, 10, 12, 9), [("case.escalated", "section_head")]),
+                (at(2026, 10, 12, 13), []),
+                (at(2026, 10, 13, 8, 59), []),
+                (at(2026, 10, 13, 9), [("case.escalated", "leader_in_charge")]),
             ],
         ),
     ],

@@ -95,9 +95,14 @@ async def test_the_watcher_alone_warns_marks_overdue_and_escalates_a_hard_case(
     await wait_for(lambda: broker.state_of(case_id).warned == frozenset({1}), what="the warning at 1 day")
     sim_clock.set(at(10, 10))  # the due day itself
     await wait_for(lambda: broker.state_of(case_id).warned == frozenset({1, 0}), what="the warning at 0 days")
-    sim_clock.set(at(10, 11))  # Sunday: the day after the due date
+    sim_clock.set(at(10, 11))  # Sunday: the day after the due date, a day off
     await wait_for(lambda: broker.state_of(case_id).overdue, what="overdue")
-    sim_clock.advance(timedelta(hours=24))  # one escalation period later: one level up
+    assert "scjg" not in broker.state_of(case_id).escalations  # 督辦 waits for a working day
+    sim_clock.advance(timedelta(hours=24))  # Monday: the first level
+    await wait_for(
+        lambda: broker.state_of(case_id).escalations.get("scjg", (0,))[0] == 1, what="the first level"
+    )
+    sim_clock.advance(timedelta(hours=24))  # one escalation period and working day later: one level up
     await wait_for(
         lambda: broker.state_of(case_id).escalations.get("scjg", (0,))[0] == 2, what="the second level"
     )

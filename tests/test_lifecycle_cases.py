@@ -150,6 +150,7 @@ def tick(
     when: datetime | None = None,
     warn_at: tuple[int, ...] = (1, 0),
     hours: float = 24,
+    working_day: bool = True,
 ) -> lc.CheckDeadlines:
     return lc.CheckDeadlines(
         today=today,
@@ -158,6 +159,7 @@ def tick(
         warn_at=warn_at,
         escalation_period=timedelta(hours=hours),
         chains=CHAINS,
+        working_day=working_day,
     )
 
 
@@ -1584,8 +1586,10 @@ def test_a_stalled_department_without_an_escalation_does_not_stop_the_others_cli
         },
         escalations={"scjg": (2, at(10, 11))},
     )
+    # chengguan, owing an answer with no level yet, starts the ladder; scjg climbs on
     assert lc.decide(overdue, tick(OCT12, 0, at(10, 12))) == [
-        escalated("scjg", 3, "director", "scjg director", "overdue", "scjg_director")
+        escalated("chengguan", 1, "section_head", "市容科科長", "overdue", "chengguan_section_head"),
+        escalated("scjg", 3, "director", "scjg director", "overdue", "scjg_director"),
     ]
 
 
@@ -1605,7 +1609,8 @@ def test_an_overdue_case_whose_departments_answered_climbs_at_the_window():
     s, _ = step(s, tick(OCT11, 0), at(10, 11))
     s, _ = step(s, answer(C1, "chengguan", "resolved"), at(10, 11, 10))
     _, events = step(s, tick(OCT12, 0), at(10, 12))
-    assert events == []  # the window was never escalated: nothing to climb from
+    # still overdue, nobody owes an answer any more: the window's own ladder starts
+    assert events == [escalated("window", 1, "section_head", "窗口科長", "overdue", "window_section_head")]
     s = lc.evolve(
         s,
         "case.escalated",
@@ -1617,6 +1622,22 @@ def test_an_overdue_case_whose_departments_answered_climbs_at_the_window():
         escalated(
             "window", 2, "leader_in_charge", "window leader_in_charge", "overdue", "window_leader_in_charge"
         )
+    ]
+
+
+def test_overdue_on_a_day_off_is_recorded_and_the_ladder_starts_on_the_next_working_day():
+    s = opened("hard")  # due 10 October, chengguan asked
+    s, events = step(s, tick(OCT11, 0, working_day=False), at(10, 11))  # Sunday, a day off
+    assert [e.type for e in events] == ["case.overdue"]
+    _, events = step(s, tick(OCT11, 0, at(10, 11, 18), working_day=False))
+    assert events == []  # nothing climbs on a day off
+    s, events = step(s, tick(OCT12, 0, at(10, 12)), at(10, 12))  # Monday
+    assert events == [escalated("chengguan", 1, "section_head", "市容科科長", "overdue", "chengguan_section_head")]
+    _, events = step(s, tick(OCT13, 0, at(10, 13), working_day=False))  # a period later, but a day off
+    assert events == []
+    _, events = step(s, tick(OCT13, 0, at(10, 13)))  # the same moment on a working day
+    assert events == [
+        escalated("chengguan", 2, "leader_in_charge", "分管副局長", "overdue", "chengguan_leader_in_charge")
     ]
 
 

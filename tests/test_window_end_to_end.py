@@ -165,10 +165,12 @@ async def test_deadline_watcher_warns_escalates_and_an_extension_is_granted(
         await api_call(nats_client, "case.approve_extension", {"case_id": extended_id, "actor": "w-zhang"})
     await api_call(nats_client, "case.approve_extension", {"case_id": extended_id, "actor": "leader-gao"})
     assert broker.state_of(extended_id).due_date.isoformat() == "2026-10-14"
-    sim_clock.set(datetime(2026, 10, 11, 9, tzinfo=CHINA))
+    sim_clock.set(datetime(2026, 10, 11, 9, tzinfo=CHINA))  # Sunday, a day off: overdue, no climb yet
     await api_call(nats_client, "admin.tick", {})
-    sim_clock.advance(timedelta(days=1))
-    await api_call(nats_client, "admin.tick", {})
+    assert broker.state_of(overdue_id).overdue and "scjg" not in broker.state_of(overdue_id).escalations
+    for _ in range(2):  # Monday: the section head; Tuesday: the leader in charge
+        sim_clock.advance(timedelta(days=1))
+        await api_call(nats_client, "admin.tick", {})
     s = broker.state_of(overdue_id)
     assert s.overdue and s.escalations["scjg"][0] == 2
     assert not broker.state_of(extended_id).overdue

@@ -34,6 +34,7 @@ class DeadlineTicker:
         chains = {code: rules.chain(code) for code in [*rules.departments, "window"]}
         period = timedelta(hours=rules.config.deadlines.escalation_period_hours)
         warn_at = tuple(rules.config.deadlines.warn_at)
+        working_day = rules.calendar.is_working_day(today)
         for case_id, state in list(self.states.items()):
             if state.state not in lc.OPEN_STATES or state.state == lc.INTAKE or state.due_date is None:
                 continue
@@ -45,6 +46,7 @@ class DeadlineTicker:
                 warn_at=warn_at,
                 escalation_period=period,
                 chains=chains,
+                working_day=working_day,
             )
             if not lc.decide(state, tick):
                 continue

@@ -101,6 +101,7 @@ class CheckDeadlines:
     warn_at: tuple[int, ...]
     escalation_period: timedelta
     chains: Mapping[str, Mapping[str, str]]
+    working_day: bool = True  # today is a working day: escalations climb on working days only
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -363,16 +363,21 @@ def _check_deadlines(state: CaseState, t: c.CheckDeadlines) -> list[NewEvent]:
     targets = sorted({x.department for x in waiting}) or ["window"]
     if t.today > state.due_date and not state.overdue:
         out.append(NewEvent("system", ev.CaseOverdue(due_date=state.due_date)))
-        for dept in targets:
-            level = min(_level_of(state, dept) + 1, 3)
-            out.append(_escalation(dept, level, t.chains.get(dept, {}), "overdue"))
+        if t.working_day:  # else the first climb waits for the next working day
+            for dept in targets:
+                level = min(_level_of(state, dept) + 1, 3)
+                out.append(_escalation(dept, level, t.chains.get(dept, {}), "overdue"))
         return out
-    # climb one level per period while the case is overdue or a department is stalled
+    if not t.working_day:  # 督辦 never climbs on a holiday or a weekend off
+        return out
+    # climb one level per period (and working day) while the case is overdue or a department stalls
     stalled = {x.department for x in state.current() if x.status == CoordinationStatus.STALLED}
     climbing = set(targets) if state.overdue else stalled
     for dept in sorted(climbing):
         entry = state.escalations.get(dept)
         if entry is None:
+            if state.overdue:  # overdue on a day off: the first level, now that it is a working day
+                out.append(_escalation(dept, 1, t.chains.get(dept, {}), "overdue"))
             continue
         level, since = entry
         if level < 3 and t.at - since >= t.escalation_period:
