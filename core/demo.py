@@ -220,8 +220,10 @@ class Demo:
             overdue, level, warned = before[cid]
             if s.warned != warned:
                 notes.append(f"{cid} 催辦: due {s.due_date}")
-            if s.overdue and not overdue:
+            if s.overdue and not overdue and _max_level(s) > level:
                 notes.append(f"{cid} overdue (督辦) → escalated to {self._level(s)}")
+            elif s.overdue and not overdue:
+                notes.append(f"{cid} overdue (督辦) on a day off: escalation starts on the next working day")
             elif overdue and s.overdue and _max_level(s) > level:
                 notes.append(f"{cid} still overdue → escalated to {self._level(s)}")
         label = "working day" if working else "holiday/weekend"
