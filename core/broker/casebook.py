@@ -19,12 +19,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from unstuck import lifecycle as lc
 from unstuck.eventstore import EventStore, OwnDecision, StoredEvent, decision_events, sealed_event
-from unstuck.schemas.events import EventSchemaError, parse_payload
+from unstuck.ledger.folding import NotFolded, fold
 from unstuck.schemas.subjects import case_subject
 
 log = logging.getLogger(__name__)
@@ -175,21 +174,12 @@ class CaseBook:
 
     def _next(self, old: lc.CaseState, fields: dict[str, Any], data: Any = None) -> lc.CaseState | None:
         """``old`` with one stored event folded in; None if applied already or rejected."""
-        case_id = fields["case_id"]
-        seq = int(fields["seq"])
-        if seq <= old.seq:
+        try:
+            folded = fold(old, fields, data)
+        except NotFolded as exc:
+            self._reject("%s", exc)
             return None
-        if seq != old.seq + 1 or fields.get("prev_hash") != old.head_hash:
-            self._reject("case %s: event seq %s does not continue head %s", case_id, seq, old.seq)
-            return None
-        if data is None:
-            try:
-                data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
-            except EventSchemaError as exc:
-                self._reject("case %s: event %s not applied: %s", case_id, seq, exc)
-                return None
-        meta = lc.EventMeta(seq=seq, at=datetime.fromisoformat(fields["at"]), hash=fields["hash"])
-        return lc.evolve(old, fields["type"], data, meta)
+        return folded.state if folded is not None else None
 
     def _place(self, state: lc.CaseState, stream_seq: int) -> None:
         """Keep ``state`` where it belongs: with the open cases, or first among the recently closed."""

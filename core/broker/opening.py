@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unstuck import lifecycle as lc
-from unstuck.eventstore import EventStore
 from unstuck.schemas import api
 from unstuck.tasks import KeyedLocks
 
@@ -22,7 +21,6 @@ from .rules import Rules
 class CaseOpener:
     book: CaseBook
     runner: CommandRunner
-    store: EventStore
     ids: CaseIds
     refs: ClientRefs
     quota: ApplicantQuota

@@ -110,7 +110,7 @@ class Broker:
             wall,
         )
         ids = CaseIds(self.js, config.broker.case_prefix, config.broker.replicas, clock)
-        opener = CaseOpener(book, runner, store, ids, refs, quota, rules)
+        opener = CaseOpener(book, runner, ids, refs, quota, rules)
         self.ledger_view = LedgerView(book, clock)
         reads = (store.read_case, self.ledger_view)
         api = Api(book, runner, rules, *reads, opener.open, self.report.status, self.ticker.tick)

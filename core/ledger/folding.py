@@ -23,18 +23,20 @@ class Folded:
     meta: lc.EventMeta
 
 
-def fold(old: lc.CaseState, fields: dict[str, Any]) -> Folded | None:
-    """The case after the event with envelope ``fields``; None when it is applied already (its seq
-    is not beyond the state's); NotFolded when it cannot be applied."""
+def fold(old: lc.CaseState, fields: dict[str, Any], data: Any = None) -> Folded | None:
+    """The case after the event with envelope ``fields`` (``data``: its payload, if parsed already);
+    None when it is applied already (its seq is not beyond the state's); NotFolded when it cannot be
+    applied. The broker's case book and the ledger's projector both fold through here."""
     seq = int(fields["seq"])
     if seq <= old.seq:
         return None
     if seq != old.seq + 1 or fields.get("prev_hash") != old.head_hash:
         raise NotFolded(f"case {old.case_id}: event seq {seq} does not continue head {old.seq}")
-    try:
-        data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
-    except EventSchemaError as exc:
-        raise NotFolded(f"case {old.case_id}: event {seq} does not parse: {exc}") from exc
+    if data is None:
+        try:
+            data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
+        except EventSchemaError as exc:
+            raise NotFolded(f"case {old.case_id}: event {seq} does not parse: {exc}") from exc
     meta = lc.EventMeta(seq=seq, at=datetime.fromisoformat(fields["at"]), hash=fields["hash"])
     try:
         new = lc.evolve(old, fields["type"], data, meta)
