@@ -191,12 +191,22 @@ class HeadBook:
         return behind
 
     async def read_all(self) -> dict[str, dict[str, Any]]:
-        """Every case's head as the broker recorded it outside the stream."""
+        """Every case's head as the broker recorded it outside the stream.
+
+        The keys come from the bucket stream's own subject list, which the server answers exactly;
+        nats-py's ``kv.keys()`` watcher can report its end before the last keys arrive.
+        """
         out: dict[str, dict[str, Any]] = {}
-        try:
-            keys = await self.kv.keys()
-        except nats.js.errors.NoKeysError:
-            return out
+        prefix = f"$KV.{self.bucket}."
+        info = await self.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{prefix}>")
+        for subject in (info.state.subjects or {}):
+            try:
+                entry = await self.kv.get(subject[len(prefix) :])
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):  # deleted or purged
+                continue
+            if entry.value:
+                out[entry.key] = json.loads(entry.value)
+        return out
         for key in keys:
             entry = await self.kv.get(key)
             if entry.value:
