@@ -199,16 +199,11 @@ class HeadBook:
         out: dict[str, dict[str, Any]] = {}
         prefix = f"$KV.{self.bucket}."
         info = await self.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{prefix}>")
-        for subject in (info.state.subjects or {}):
+        for subject in info.state.subjects or {}:
             try:
                 entry = await self.kv.get(subject[len(prefix) :])
             except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):  # deleted or purged
                 continue
             if entry.value:
                 out[entry.key] = json.loads(entry.value)
-        return out
-        for key in keys:
-            entry = await self.kv.get(key)
-            if entry.value:
-                out[key] = json.loads(entry.value)
         return out
