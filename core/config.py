@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unstuck.schemas.common import Category
 from unstuck.schemas.department import LEVEL_NAMES, Level
@@ -62,12 +63,54 @@ class DeadlineConfig(Section):
     warn_at: list[int] = Field(
         default_factory=lambda: [1, 0], description="warn when this many working days are left"
     )
-    escalation_period_hours: float = Field(default=24.0, gt=0)
+    intake_working_days: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="an unclassified case is classified by the end of this working day after opening "
+        "(0: the working day it opened, or the next one when it opened on a day off)",
+    )
+    escalation_working_hours: float = Field(
+        default=8.0,
+        gt=0,
+        le=80,
+        description="office hours on working days between two levels of 督辦 (8: one working day)",
+    )
+    office_hours: str = Field(
+        default="09:00-17:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="the window's office hours, HH:MM-HH:MM local time: the working hours escalation counts",
+    )
+    review_working_days: int = Field(
+        default=5, ge=1, le=20, description="working days the higher department has to review a `cannot`"
+    )
     # at most 10: a committee decision may take up to 10 working days, and case.extended records no more
     max_extension_days: int = Field(default=10, ge=1, le=10)
     max_bounces: int = Field(default=2, ge=1, le=10)
     review_notify_days: int = Field(default=3, ge=1, le=10)
     calendar_override: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "escalation_period_hours" in data:
+            raise ValueError(
+                "escalation_period_hours was replaced by escalation_working_hours: working hours "
+                "within office_hours on working days (8 = one working day)"
+            )
+        return data
+
+    @field_validator("office_hours")
+    @classmethod
+    def _opens_before_closing(cls, value: str) -> str:
+        opens, closes = value.split("-")
+        if opens >= closes:
+            raise ValueError(f"office_hours {value!r} must open before it closes, e.g. 09:00-17:00")
+        return value
+
+    def office(self) -> tuple[time, time]:
+        opens, closes = self.office_hours.split("-")
+        return time.fromisoformat(opens), time.fromisoformat(closes)
 
 
 class BrokerConfig(Section):

@@ -27,6 +27,7 @@ class ApiError(WireModel):
         "internal",
     ]
     message: str
+    message_zh: str | None = Field(default=None, description="the same for window staff, in Chinese")
     field: str | None = None
     fix: str | None = None
 
@@ -146,6 +147,9 @@ class Close(WireModel):
     actor: StaffId
     outcome: Literal["resolved", "cannot", "guided", "need_materials", "withdrawn"]
     explanation: LongText
+    override_reason: ShortText | None = Field(
+        default=None, description="a leader closing against the departments' answers says why"
+    )
 
 
 class Evaluate(WireModel):
@@ -189,6 +193,26 @@ class RecordAccountability(WireModel):
     fault_tolerance: bool = False
 
 
+class ReviewNotice(WireModel):
+    """``case.review_notice``: the applicant was told of a `cannot` and its review (within 3 working days)."""
+
+    case_id: CaseId
+    actor: StaffId
+    department: DepartmentCode = Field(description="the department whose `cannot` is under review")
+    how: ShortText
+    note: str = Field(default="", max_length=2000)
+
+
+class ReviewConclude(WireModel):
+    """``case.review_conclude``: the higher department's conclusion on a `cannot` reviewed by hand."""
+
+    case_id: CaseId
+    actor: StaffId
+    department: DepartmentCode = Field(description="the department whose `cannot` was reviewed")
+    outcome: Literal["upheld", "overturned"]
+    note: LongText
+
+
 class RuleBounce(WireModel):
     """``case.rule_bounce``: the duty leader decides which department must handle a bounced matter."""
 
@@ -219,6 +243,8 @@ API_REQUESTS: dict[str, type[WireModel] | None] = {
     "case.reopen": Reopen,
     "case.escalate": Escalate,
     "case.rule_bounce": RuleBounce,
+    "case.review_notice": ReviewNotice,
+    "case.review_conclude": ReviewConclude,
     "accountability.record": RecordAccountability,
     "accountability.list": ListAccountability,
     "status": None,

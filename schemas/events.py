@@ -96,6 +96,10 @@ class CoordinationRequested(WireModel):
     deadline: date
     rerouted_from: DepartmentCode | None = None
     round: int = Field(default=1, ge=1, description="coordination round; a reopened case starts a new one")
+    review_of: DepartmentCode | None = Field(
+        default=None,
+        description="set when the higher department is asked to review this department's `cannot`",
+    )
 
 
 class CoordinationRetried(WireModel):
@@ -140,7 +144,7 @@ class CaseEscalated(WireModel):
     level: int = Field(ge=0, le=3)
     role: Literal["clerk", "section_head", "leader_in_charge", "director"]
     target: str = Field(description="person or post at that level")
-    reason: Literal["overdue", "stalled", "bounced", "direct"]
+    reason: Literal["overdue", "stalled", "bounced", "direct", "review_overdue", "notice_overdue"]
     audience: str = Field(description="the notify subject's last token")
     note: str = ""
 
@@ -150,6 +154,10 @@ class DeadlineWarned(WireModel):
 
     due_date: date
     working_days_left: int = Field(ge=0)
+    about: Literal["review_notice", "review"] | None = Field(
+        default=None, description="none: the case's deadline; else a `cannot` review's notice or conclusion"
+    )
+    department: DepartmentCode | None = Field(default=None, description="whose `cannot` is under review")
 
 
 class CaseOverdue(WireModel):
@@ -189,6 +197,10 @@ class ReviewRequested(WireModel):
     legal_basis: ShortText
     higher_department: ShortText
     notify_by: date = Field(description="the applicant is told within 3 working days")
+    due_date: date | None = Field(default=None, description="the higher department's review is due")
+    request_id: RequestId | None = Field(
+        default=None, description="the coordination sent to the higher department; none: a manual step"
+    )
 
 
 class CaseResolved(WireModel):
@@ -214,6 +226,10 @@ class CaseClosed(WireModel):
     explanation: LongText
     closed_by: StaffId
     on_time: bool
+    override_reason: ShortText | None = Field(
+        default=None, description="why a leader closed against the departments' answers"
+    )
+    overridden_by: StaffId | None = Field(default=None, description="the leader who overrode the answers")
 
 
 class CaseEvaluated(WireModel):
@@ -247,6 +263,29 @@ class AccountabilityRecorded(WireModel):
     fault_tolerance: bool = Field(description="容錯免責: the staff acted in good faith")
 
 
+class IntakeDeadlineSet(WireModel):
+    """case.intake_deadline_set: an unclassified case must be classified by this day (watched like any)."""
+
+    working_days: int = Field(ge=0, le=10, description="0: the working day the case was opened")
+    due_date: date
+
+
+class ReviewNoticeGiven(WireModel):
+    """case.review_notice_given: the applicant was told of the `cannot` answer and its review."""
+
+    department: DepartmentCode = Field(description="the department whose `cannot` is under review")
+    how: ShortText = Field(description="by phone, SMS, letter, at the window ...")
+    note: str = Field(default="", max_length=2000)
+
+
+class ReviewConcluded(WireModel):
+    """case.review_concluded: the higher department's conclusion on a `cannot`, recorded by the window."""
+
+    department: DepartmentCode
+    outcome: Literal["upheld", "overturned"]
+    note: LongText
+
+
 EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.opened": CaseOpened,
     "case.classified": CaseClassified,
@@ -269,6 +308,9 @@ EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.evaluated": CaseEvaluated,
     "case.reopened": CaseReopened,
     "accountability.recorded": AccountabilityRecorded,
+    "case.intake_deadline_set": IntakeDeadlineSet,
+    "case.review_notice_given": ReviewNoticeGiven,
+    "case.review_concluded": ReviewConcluded,
 }
 
 _TYPE_OF_MODEL: dict[type[WireModel], str] = {model: name for name, model in EVENT_TYPES.items()}
@@ -304,6 +346,9 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "case.evaluated": ("好差評", "evaluated"),
     "case.reopened": ("重辦", "reopened"),
     "accountability.recorded": ("問責記錄", "accountability recorded"),
+    "case.intake_deadline_set": ("分類時限", "intake deadline set"),
+    "case.review_notice_given": ("複核告知", "applicant told of the review"),
+    "case.review_concluded": ("複核結論", "review concluded"),
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time
 from typing import Any
 
 from conftest import sample
 from unstuck import lifecycle as lc
+from unstuck.broker.deadlines import working_hours_between
 from unstuck.clock import CHINA
 from unstuck.schemas import CaseIntake, Category, CoordinationReply
 from unstuck.workcalendar import WorkingCalendar
@@ -93,6 +94,7 @@ def reply_command(
         attempt=1,
         today=OPENED.date(),
         review_notify_by=date(2026, 10, 8),
+        review_due_date=date(2026, 10, 12),
         higher_department="省廳",
         max_bounces=max_bounces,
         known_departments=frozenset({"renshe", "scjg", "chengguan"}),
@@ -100,14 +102,20 @@ def reply_command(
 
 
 def tick(
-    state: lc.CaseState, today: date, at: datetime | None = None, period_hours: float = 24
+    state: lc.CaseState, today: date, at: datetime | None = None, escalation_hours: float = 8
 ) -> lc.CheckDeadlines:
+    """The watcher's reading as the broker makes it: working hours counted 09:00-17:00 on the calendar."""
     at = at or datetime(today.year, today.month, today.day, 9, tzinfo=CHINA)
     return lc.CheckDeadlines(
         today=today,
         at=at,
         working_days_left=CAL.working_days_between(today, state.due_date),
         warn_at=(1, 0),
-        escalation_period=timedelta(hours=period_hours),
+        escalation_hours=escalation_hours,
         chains={"chengguan": {"section_head": "市容科科長", "leader_in_charge": "分管副局長"}},
+        working_day=CAL.is_working_day(today),
+        working_hours_since={
+            dept: working_hours_between(CAL, since, at, (time(9), time(17)))
+            for dept, (_level, since) in state.escalations.items()
+        },
     )

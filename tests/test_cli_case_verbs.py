@@ -466,7 +466,6 @@ async def test_case_accountability_records_the_finding_and_accountability_list_f
             "interview",
             "--measure",
             "criticism",
-            "--fault-tolerance",
             "--json",
         )
     )
@@ -479,7 +478,7 @@ async def test_case_accountability_records_the_finding_and_accountability_list_f
         "leader_in_charge": "分管副局長",
         "finding": "推諉，未一次性告知",
         "measures": ["interview", "criticism"],
-        "fault_tolerance": True,
+        "fault_tolerance": False,
     }
     ok(
         await unstuck(
@@ -514,7 +513,7 @@ async def test_case_accountability_records_the_finding_and_accountability_list_f
         (r["case_id"], r["department"], r["staff"], r["measures"], r["fault_tolerance"])
         for r in rows["records"]
     ] == [
-        (renshe_case, "renshe", "renshe-clerk-07", ["interview", "criticism"], True),
+        (renshe_case, "renshe", "renshe-clerk-07", ["interview", "criticism"], False),
         (chengguan_case, "chengguan", "cg-clerk-02", ["performance_review"], False),
     ]
     assert [r["case_id"] for r in ok(by_staff).json()["records"]] == [chengguan_case]

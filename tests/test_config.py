@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,10 @@ DOCUMENTED_WINDOW = {
 }
 DOCUMENTED_DEADLINES = {  # working_days is checked by its effect: the 1-3-5 rule
     "warn_at": [1, 0],
-    "escalation_period_hours": 24.0,
+    "intake_working_days": 0,
+    "escalation_working_hours": 8.0,
+    "office_hours": "09:00-17:00",
+    "review_working_days": 5,
     "max_extension_days": 10,
     "max_bounces": 2,
     "review_notify_days": 3,
@@ -198,7 +202,10 @@ chain = { clerk = "甲窗口", section_head = "乙負責人", leader_in_charge =
 [deadlines]
 working_days = { guided = 2, refused = 2, cannot = 4, hard = 7 }
 warn_at = [2, 1, 0]
-escalation_period_hours = 8
+escalation_working_hours = 4
+office_hours = "08:30-17:30"
+intake_working_days = 1
+review_working_days = 7
 max_extension_days = 6
 max_bounces = 3
 review_notify_days = 5
@@ -256,7 +263,11 @@ def test_every_documented_key_is_accepted_and_lands_in_the_config(tmp_path):
     assert dict(d.working_days) == {"guided": 2, "refused": 2, "cannot": 4, "hard": 7}
     assert deadline_days(config) == {"guided": 2, "refused": 2, "cannot": 4, "hard": 7}
     assert d.warn_at == [2, 1, 0]
-    assert d.escalation_period_hours == 8.0
+    assert d.escalation_working_hours == 4.0
+    assert d.office_hours == "08:30-17:30"
+    assert d.office() == (time(8, 30), time(17, 30))
+    assert d.intake_working_days == 1
+    assert d.review_working_days == 7
     assert d.max_extension_days == 6
     assert d.max_bounces == 3
     assert d.review_notify_days == 5
@@ -332,7 +343,14 @@ BAD_VALUES = [
     ("[window]\nduty_leader = 5\n", ["window.duty_leader"]),
     ("[deadlines]\nworking_days = { hard = 0 }\n", ["deadlines.working_days.hard"]),
     ('[deadlines]\nwarn_at = "1"\n', ["deadlines.warn_at"]),
-    ("[deadlines]\nescalation_period_hours = 0\n", ["deadlines.escalation_period_hours"]),
+    ("[deadlines]\nescalation_working_hours = 0\n", ["deadlines.escalation_working_hours"]),
+    ('[deadlines]\noffice_hours = "17:00-09:00"\n', ["deadlines.office_hours", "open before it closes"]),
+    ('[deadlines]\noffice_hours = "9-5"\n', ["deadlines.office_hours"]),
+    ("[deadlines]\nintake_working_days = -1\n", ["deadlines.intake_working_days"]),
+    (
+        "[deadlines]\nescalation_period_hours = 24\n",
+        ["escalation_period_hours was replaced by escalation_working_hours"],
+    ),
     ("[deadlines]\nmax_extension_days = 11\n", ["deadlines.max_extension_days", "10"]),
     ("[deadlines]\nmax_bounces = 0\n", ["deadlines.max_bounces"]),
     ("[deadlines]\nreview_notify_days = 0\n", ["deadlines.review_notify_days"]),

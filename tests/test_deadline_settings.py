@@ -130,16 +130,16 @@ async def test_warn_at_decides_on_which_days_the_deadline_warning_comes(
         assert not broker.state_of(case_id).overdue
 
 
-# --- escalation_period_hours -----------------------------------------------------------------------
+# --- escalation_working_hours and office_hours -------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("hours", "schedule"),
+    ("settings", "schedule"),
     [
         (
-            2,
+            "escalation_working_hours = 2",
             [  # overdue on Sunday 11 Oct (a day off): recorded, no climb; from Monday 09:00 one
-                # level per 2 hours, up to the director
+                # level per 2 office hours, up to the director
                 (at(2026, 10, 11, 9), [("case.overdue", None)]),
                 (at(2026, 10, 11, 13), []),
                 (at(2026, 10, 12, 9), [("case.escalated", "section_head")]),
@@ -150,22 +150,33 @@ async def test_warn_at_decides_on_which_days_the_deadline_warning_comes(
             ],
         ),
         (
-            24,  # the documented default: the first level on Monday, the next a working day later
+            "",  # the documented default: 8 office hours (09:00-17:00), one working day
             [
                 (at(2026, 10, 11, 9), [("case.overdue", None)]),
                 (at(2026, 10, 12, 9), [("case.escalated", "section_head")]),
                 (at(2026, 10, 12, 13), []),
-                (at(2026, 10, 13, 8, 59), []),
-                (at(2026, 10, 13, 9), [("case.escalated", "leader_in_charge")]),
+                (at(2026, 10, 12, 16, 59), []),
+                (at(2026, 10, 12, 17), [("case.escalated", "leader_in_charge")]),
+                (at(2026, 10, 13, 9), []),  # no office hours overnight
+                (at(2026, 10, 13, 17), [("case.escalated", "director")]),
+            ],
+        ),
+        (
+            'office_hours = "08:30-12:00"',  # a half day of office: 8 hours take two working days and more
+            [
+                (at(2026, 10, 11, 9), [("case.overdue", None)]),
+                (at(2026, 10, 12, 9), [("case.escalated", "section_head")]),  # 3 h left on Monday
+                (at(2026, 10, 13, 12), []),  # 3 + 3.5 = 6.5 hours
+                (at(2026, 10, 14, 10), [("case.escalated", "leader_in_charge")]),  # 6.5 + 1.5 = 8
             ],
         ),
     ],
-    ids=["2h", "24h"],
+    ids=["2h", "default", "half-days"],
 )
-async def test_escalation_period_hours_sets_how_fast_an_overdue_case_climbs(
-    tmp_path, nats_server, nats_client, sim_clock, builtin_adapters, hours, schedule
+async def test_escalation_climbs_per_working_hours_counted_in_office_hours(
+    tmp_path, nats_server, nats_client, sim_clock, builtin_adapters, settings, schedule
 ):
-    config = config_file(tmp_path, f"escalation_period_hours = {hours}")
+    config = config_file(tmp_path, settings)
     async with running_broker(nats_server, config, sim_clock, nats_client) as broker:
         case_id = await open_accepted_hard_case(broker, nats_client)
         for instant, expected in schedule:

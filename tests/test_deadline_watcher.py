@@ -37,7 +37,7 @@ duty_leader = "leader-gao"
 
 [deadlines]
 warn_at = [1, 0]
-escalation_period_hours = 24
+escalation_working_hours = 8
 
 [retry]
 timeout_seconds = 0.5

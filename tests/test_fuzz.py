@@ -429,6 +429,7 @@ def test_fuzzed_department_replies_never_crash_and_only_a_valid_answer_to_the_re
             attempt=1,
             today=date(2026, 9, 28),
             review_notify_by=date(2026, 10, 9),
+            review_due_date=date(2026, 10, 12),
             higher_department="省人力資源和社會保障廳",
             max_bounces=2,
             known_departments=frozenset({"renshe", "scjg", "chengguan"}),

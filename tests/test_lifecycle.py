@@ -120,9 +120,13 @@ def test_only_the_owner_or_a_leader_can_hand_over():
     assert s.owner == "w-wang"
 
 
+UPHELD = lc.ConcludeReview(actor="w-zhang", department="chengguan", outcome="upheld", note="省廳維持不能辦")
+
+
 def test_only_the_owner_or_a_leader_above_them_can_close():
     s = opened("01")
     s, _ = apply(s, reply_command(s, "cannot"))
+    s, _ = apply(s, UPHELD)  # the higher department's review, concluded by hand
     assert s.state == lc.ANSWERED
     with pytest.raises(lc.Refused, match="only the owner"):
         lc.decide(
@@ -261,21 +265,27 @@ def test_warning_comes_one_working_day_before_and_on_the_due_day_once_each():
     assert types(events) == ["case.deadline_warned"] and events[0].data.working_days_left == 0
 
 
-def test_at_the_deadline_the_case_is_overdue_and_climbs_one_level_per_period():
-    s = opened("06")  # chengguan, hard, due 10 Oct
-    day = datetime(2026, 10, 11, 9, tzinfo=CHINA)
-    s, events = apply(s, tick(s, date(2026, 10, 11), day), at=day)
-    assert types(events) == ["case.overdue", "case.escalated"]
-    assert events[1].data.role == "section_head" and events[1].data.reason == "overdue"
-    later = datetime(2026, 10, 11, 20, tzinfo=CHINA)
-    assert lc.decide(s, tick(s, date(2026, 10, 11), later)) == []  # not a full period yet
-    next_day = datetime(2026, 10, 12, 9, tzinfo=CHINA)
-    s, events = apply(s, tick(s, date(2026, 10, 12), next_day), at=next_day)
+def test_at_the_deadline_the_case_is_overdue_and_climbs_one_level_per_working_day():
+    s = opened("06")  # chengguan, hard, due Saturday 10 Oct (a make-up working day)
+    sunday = datetime(2026, 10, 11, 9, tzinfo=CHINA)
+    s, events = apply(s, tick(s, date(2026, 10, 11), sunday), at=sunday)
+    assert types(events) == ["case.overdue"]  # a day off: the ladder waits for Monday
+    monday = datetime(2026, 10, 12, 9, tzinfo=CHINA)
+    s, events = apply(s, tick(s, date(2026, 10, 12), monday), at=monday)
+    assert [(e.data.role, e.data.reason) for e in events] == [("section_head", "overdue")]
+    # 09:00-17:00 is one working day of office hours: 16:59 is a minute short
+    short = datetime(2026, 10, 12, 16, 59, tzinfo=CHINA)
+    assert lc.decide(s, tick(s, date(2026, 10, 12), short)) == []
+    evening = datetime(2026, 10, 12, 17, tzinfo=CHINA)
+    s, events = apply(s, tick(s, date(2026, 10, 12), evening), at=evening)
     assert [e.data.role for e in events] == ["leader_in_charge"]
-    for d in (13, 14, 15):
-        when = datetime(2026, 10, d, 9, tzinfo=CHINA)
-        s, events = apply(s, tick(s, date(2026, 10, d), when), at=when)
-    assert max(lv for lv, _ in s.escalations.values()) == 3  # the director is the top
+    night = datetime(2026, 10, 13, 8, tzinfo=CHINA)  # no office hours since 17:00
+    assert lc.decide(s, tick(s, date(2026, 10, 13), night)) == []
+    tuesday = datetime(2026, 10, 13, 17, tzinfo=CHINA)
+    s, events = apply(s, tick(s, date(2026, 10, 13), tuesday), at=tuesday)
+    assert [e.data.role for e in events] == ["director"]
+    later = datetime(2026, 10, 20, 17, tzinfo=CHINA)
+    assert lc.decide(s, tick(s, date(2026, 10, 20), later)) == []  # the director is the top
 
 
 def test_extension_requested_before_expiry_and_approved_by_a_leader_moves_the_due_date():
@@ -343,6 +353,7 @@ def test_extensions_may_not_exceed_ten_working_days_in_total():
 def test_closing_after_the_due_date_is_recorded_as_late():
     s = opened("01")
     s, _ = apply(s, reply_command(s, "cannot"))
+    s, _ = apply(s, UPHELD)  # the higher department's review, concluded by hand
     s, events = apply(
         s,
         lc.Close(

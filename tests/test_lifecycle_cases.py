@@ -10,7 +10,7 @@ Tue 29 Sep, 3 are Thu 8 Oct, 5 are Sat 10 Oct; and 3 more from Sat 10 Oct are We
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import pytest
 
@@ -137,6 +137,7 @@ def answer(
         attempt=attempt,
         today=SEP29,
         review_notify_by=OCT9,
+        review_due_date=OCT12,
         higher_department="省住建廳",
         max_bounces=max_bounces,
         known_departments=KNOWN,
@@ -149,17 +150,22 @@ def tick(
     left: int,
     when: datetime | None = None,
     warn_at: tuple[int, ...] = (1, 0),
-    hours: float = 24,
+    hours: float = 8,
     working_day: bool = True,
+    worked: float = 0.0,
+    days_left: dict[date, int] | None = None,
 ) -> lc.CheckDeadlines:
+    """``worked``: the working hours since every level reached (the shell counts them on the calendar)."""
     return lc.CheckDeadlines(
         today=today,
         at=when or datetime(today.year, today.month, today.day, 9, tzinfo=CHINA),
         working_days_left=left,
         warn_at=warn_at,
-        escalation_period=timedelta(hours=hours),
+        escalation_hours=hours,
         chains=CHAINS,
         working_day=working_day,
+        working_hours_since=dict.fromkeys([*KNOWN, "window"], worked),
+        days_left=days_left or {},
     )
 
 
@@ -360,6 +366,7 @@ def test_the_state_serialises_every_field_a_reader_needs():
                 "message": "不符合規定",
                 "legal_basis": "條例第十條",
                 "rerouted_from": "renshe",
+                "review_of": None,
                 "deadline": "2026-10-08",
             },
             {
@@ -372,6 +379,7 @@ def test_the_state_serialises_every_field_a_reader_needs():
                 "message": None,
                 "legal_basis": None,
                 "rerouted_from": None,
+                "review_of": None,
                 "deadline": "2026-10-13",
             },
             {
@@ -384,6 +392,7 @@ def test_the_state_serialises_every_field_a_reader_needs():
                 "message": None,
                 "legal_basis": None,
                 "rerouted_from": None,
+                "review_of": None,
                 "deadline": "2026-10-13",
             },
         ],
@@ -423,12 +432,19 @@ def test_a_coordination_is_open_until_a_final_answer_and_awaited_until_any_answe
 
 # --- commands a state does not allow ------------------------------------------------------------------
 
+# the watcher's own verb (tick) is allowed in every open state but never offered to staff
 ALL_INTAKE = "classify, handover, escalate"
-ALL_GUIDING = "guide, classify, handover, extend, approve_extension, escalate, tick"
-ALL_COORDINATING = "classify, handover, extend, approve_extension, record, escalate, rule_bounce, accountability, close, tick"
-ALL_ANSWERED = "classify, handover, extend, approve_extension, record, close, escalate, accountability, tick"
-ALL_CLOSED = "evaluate, reopen, accountability"
-ALL_EVALUATED = "reopen, accountability"
+ALL_GUIDING = "guide, classify, handover, extend, approve_extension, escalate"
+ALL_COORDINATING = (
+    "classify, handover, extend, approve_extension, record, escalate, rule_bounce, accountability, close, "
+    "review_notice, review_conclude"
+)
+ALL_ANSWERED = (
+    "classify, handover, extend, approve_extension, record, close, escalate, accountability, review_notice, "
+    "review_conclude"
+)
+ALL_CLOSED = "evaluate, reopen, accountability, record, review_notice, review_conclude"
+ALL_EVALUATED = "reopen, accountability, record, review_notice, review_conclude"
 GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instructions="說明", today=SEP29)
 
 
@@ -436,7 +452,6 @@ GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instruction
     ("state", "command", "name", "allowed"),
     [
         (lc.INTAKE, GUIDE, "guide", ALL_INTAKE),
-        (lc.INTAKE, tick(SEP29, 0), "tick", ALL_INTAKE),
         (
             lc.GUIDING,
             lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="guided", explanation="說明", today=SEP29),
@@ -456,13 +471,6 @@ GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instruction
             "rule_bounce",
             ALL_ANSWERED,
         ),
-        (lc.CLOSED, tick(SEP29, 0), "tick", ALL_CLOSED),
-        (
-            lc.CLOSED,
-            lc.RecordStall(request_id=C1, attempts=3, last_reason="timeout", chain={}),
-            "record",
-            ALL_CLOSED,
-        ),
         (
             lc.EVALUATED,
             lc.Evaluate(
@@ -476,7 +484,6 @@ GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instruction
             "evaluate",
             ALL_EVALUATED,
         ),
-        (lc.EVALUATED, answer(C1, "chengguan", "resolved"), "record", ALL_EVALUATED),
         (lc.EVALUATED, lc.Classify(actor="w-zhang", classification=cls("hard")), "classify", ALL_EVALUATED),
         (
             lc.EVALUATED,
@@ -511,7 +518,6 @@ GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instruction
             ALL_EVALUATED,
         ),
         (lc.EVALUATED, GUIDE, "guide", ALL_EVALUATED),
-        (lc.EVALUATED, tick(SEP29, 0), "tick", ALL_EVALUATED),
         (
             lc.EVALUATED,
             lc.RuleBounce(actor="leader-gao", actor_rank=LEADER, department="scjg"),
@@ -526,6 +532,19 @@ def test_a_command_the_state_does_not_allow_is_refused_naming_the_state_and_what
     s = lc.CaseState(case_id=CID, seq=4, state=state)
     message = f"case {CID} is {state}: '{name}' is not allowed now; allowed: {allowed}"
     refused(s, command, message, None, "not_allowed")
+
+
+def test_a_refusal_says_the_same_in_chinese_naming_the_state_and_what_staff_may_do():
+    s = lc.CaseState(case_id=CID, seq=4, state=lc.INTAKE)
+    with pytest.raises(lc.Refused) as caught:
+        lc.decide(s, GUIDE)
+    assert caught.value.zh == f"案件 {CID} 目前「待分類」，不能引導辦理；現在可以：分類、移交、督辦"
+    s = lc.CaseState(case_id=CID, seq=4, state=lc.EVALUATED)
+    with pytest.raises(lc.Refused) as caught:
+        lc.decide(s, GUIDE)
+    assert caught.value.zh == (
+        f"案件 {CID} 目前「已評價」，不能引導辦理；現在可以：重辦、問責記錄、登記部門答覆、登記複核告知、登記複核結論"
+    )
 
 
 def test_a_command_on_a_case_that_was_never_opened_is_refused_as_not_found():
@@ -1108,6 +1127,7 @@ def test_cannot_asks_the_higher_department_to_review_and_answers_the_case():
                 legal_basis="城市容貌標準第5條",
                 higher_department="省住建廳",
                 notify_by=OCT9,
+                due_date=OCT12,  # the bus has no adapter for 省住建廳: a manual step the window concludes
             ),
         ),
         resolved("cannot", "chengguan: cannot: 答覆", ["chengguan"]),
@@ -1118,6 +1138,9 @@ def test_cannot_asks_the_higher_department_to_review_and_answers_the_case():
             "legal_basis": "城市容貌標準第5條",
             "higher_department": "省住建廳",
             "notify_by": "2026-10-09",
+            "due_date": "2026-10-12",
+            "notified": False,
+            "conclusion": None,
         },
     )
     assert s.coordinations[C1] == coordination(
@@ -1518,25 +1541,26 @@ def test_an_accepted_department_still_owes_its_answer_when_the_case_is_overdue()
     ]
 
 
-def test_an_overdue_case_climbs_one_level_per_full_period_up_to_the_director():
+def test_an_overdue_case_climbs_one_level_per_working_day_up_to_the_director():
     s = opened("hard")
     s, _ = step(s, tick(OCT11, 0), at(10, 11))  # overdue: chengguan to the section head
-    assert lc.decide(s, tick(OCT11, 0, at(10, 12, 8, 59))) == []  # one minute short of 24 hours
-    s, events = step(s, tick(OCT12, 0, at(10, 12)), at(10, 12))  # exactly 24 hours
+    # the shell counts office hours on working days since the level was reached: 8 is one working day
+    assert lc.decide(s, tick(OCT12, 0, at(10, 12, 16, 59), worked=7 + 59 / 60)) == []  # a minute short
+    s, events = step(s, tick(OCT12, 0, at(10, 12, 17), worked=8), at(10, 12, 17))
     assert events == [
         escalated("chengguan", 2, "leader_in_charge", "分管副局長", "overdue", "chengguan_leader_in_charge")
     ]
-    s, events = step(s, tick(OCT13, 0, at(10, 13, 10)), at(10, 13, 10))
+    s, events = step(s, tick(OCT13, 0, at(10, 13, 17), worked=8), at(10, 13, 17))
     assert events == [escalated("chengguan", 3, "director", "城管局局長", "overdue", "chengguan_director")]
-    assert s.escalations == {"chengguan": (3, at(10, 13, 10))}
-    assert lc.decide(s, tick(OCT14, 0, at(10, 20))) == []
+    assert s.escalations == {"chengguan": (3, at(10, 13, 17))}
+    assert lc.decide(s, tick(OCT14, 0, at(10, 20), worked=40)) == []
 
 
-def test_the_escalation_period_comes_from_the_settings():
+def test_the_working_hours_between_levels_come_from_the_settings():
     s = opened("hard")
     s, _ = step(s, tick(OCT11, 0), at(10, 11))
-    assert lc.decide(s, tick(OCT11, 0, at(10, 11, 10), hours=2)) == []
-    _, events = step(s, tick(OCT11, 0, at(10, 11, 11), hours=2))
+    assert lc.decide(s, tick(OCT12, 0, at(10, 12, 10), hours=2, worked=1)) == []
+    _, events = step(s, tick(OCT12, 0, at(10, 12, 11), hours=2, worked=2))
     assert [e.data.level for e in events] == [2]
 
 
@@ -1550,7 +1574,7 @@ def test_a_stalled_department_climbs_per_period_while_the_case_is_not_overdue():
     s, _ = step(
         s, lc.Escalate(actor="w-li", department="scjg", level=1, note="", chain={}), at(9, 29)
     )  # scjg is pending, not stalled
-    _, events = step(s, tick(SEP30, 4, at(9, 30)))
+    _, events = step(s, tick(SEP30, 4, at(9, 30), worked=8))
     assert events == [
         escalated("chengguan", 2, "leader_in_charge", "分管副局長", "stalled", "chengguan_leader_in_charge")
     ]
@@ -1570,7 +1594,7 @@ def test_a_stalled_department_without_an_escalation_does_not_stop_the_others_cli
         },
         escalations={"scjg": (1, at(9, 29))},
     )
-    assert lc.decide(s, tick(SEP30, 4, at(9, 30))) == [
+    assert lc.decide(s, tick(SEP30, 4, at(9, 30), worked=8)) == [
         escalated("scjg", 2, "leader_in_charge", "scjg leader_in_charge", "stalled", "scjg_leader_in_charge")
     ]
     overdue = lc.CaseState(
@@ -1587,7 +1611,7 @@ def test_a_stalled_department_without_an_escalation_does_not_stop_the_others_cli
         escalations={"scjg": (2, at(10, 11))},
     )
     # chengguan, owing an answer with no level yet, starts the ladder; scjg climbs on
-    assert lc.decide(overdue, tick(OCT12, 0, at(10, 12))) == [
+    assert lc.decide(overdue, tick(OCT12, 0, at(10, 12), worked=8)) == [
         escalated("chengguan", 1, "section_head", "市容科科長", "overdue", "chengguan_section_head"),
         escalated("scjg", 3, "director", "scjg director", "overdue", "scjg_director"),
     ]
@@ -1600,7 +1624,7 @@ def test_once_overdue_the_departments_owing_an_answer_climb_as_overdue_even_when
     assert events[1] == escalated(
         "chengguan", 2, "leader_in_charge", "分管副局長", "overdue", "chengguan_leader_in_charge"
     )
-    _, events = step(s, tick(OCT12, 0), at(10, 12))
+    _, events = step(s, tick(OCT12, 0, worked=8), at(10, 12))
     assert events == [escalated("chengguan", 3, "director", "城管局局長", "overdue", "chengguan_director")]
 
 
@@ -1617,7 +1641,7 @@ def test_an_overdue_case_whose_departments_answered_climbs_at_the_window():
         escalated("window", 1, "section_head", "窗口科長", "overdue", "window_section_head").data,
         meta(s.seq + 1, at(10, 11, 10)),
     )
-    _, events = step(s, tick(OCT12, 0, at(10, 12, 10)))
+    _, events = step(s, tick(OCT12, 0, at(10, 12, 10), worked=8))
     assert events == [
         escalated(
             "window", 2, "leader_in_charge", "window leader_in_charge", "overdue", "window_leader_in_charge"
@@ -1632,10 +1656,12 @@ def test_overdue_on_a_day_off_is_recorded_and_the_ladder_starts_on_the_next_work
     _, events = step(s, tick(OCT11, 0, at(10, 11, 18), working_day=False))
     assert events == []  # nothing climbs on a day off
     s, events = step(s, tick(OCT12, 0, at(10, 12)), at(10, 12))  # Monday
-    assert events == [escalated("chengguan", 1, "section_head", "市容科科長", "overdue", "chengguan_section_head")]
-    _, events = step(s, tick(OCT13, 0, at(10, 13), working_day=False))  # a period later, but a day off
+    assert events == [
+        escalated("chengguan", 1, "section_head", "市容科科長", "overdue", "chengguan_section_head")
+    ]
+    _, events = step(s, tick(OCT13, 0, at(10, 13), working_day=False, worked=8))  # a day's hours, a day off
     assert events == []
-    _, events = step(s, tick(OCT13, 0, at(10, 13)))  # the same moment on a working day
+    _, events = step(s, tick(OCT13, 0, at(10, 13), worked=8))  # the same reading on a working day
     assert events == [
         escalated("chengguan", 2, "leader_in_charge", "分管副局長", "overdue", "chengguan_leader_in_charge")
     ]
@@ -1971,6 +1997,7 @@ def test_closing_without_a_due_date_is_on_time():
 def test_closing_an_answered_case_records_outcome_explanation_and_punctuality():
     s = opened("cannot")
     s, _ = step(s, answer(C1, "chengguan", "cannot", legal_basis="條例"))
+    s, _ = step(s, lc.ConcludeReview(actor="w-zhang", department="chengguan", outcome="upheld", note="維持"))
     s, events = step(
         s,
         lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="cannot", explanation="已說明依據", today=OCT8),
@@ -2765,6 +2792,9 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
         "legal_basis": "名稱登記管理規定第十一條",
         "higher_department": "省市場監管局",
         "notify_by": "2026-10-15",
+        # a review recorded before reviews were followed has no due date; 銷號 told the applicant
+        "notified": True,
+        "conclusion": None,
     }
     c1_final = coordination(
         C1,
@@ -3357,6 +3387,7 @@ def test_the_resolution_closing_evaluation_reviews_and_accountability_are_kept_a
     s = opened("refused")
     s, _ = step(s, answer(C1, "chengguan", "cannot", legal_basis="條例"))
     s, _ = step(s, lc.RecordAccountability(actor="leader-gao", data=accountability()))
+    s, _ = step(s, lc.ConcludeReview(actor="w-zhang", department="chengguan", outcome="upheld", note="維持"))
     s, _ = step(
         s, lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="cannot", explanation="已說明", today=SEP29)
     )

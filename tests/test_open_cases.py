@@ -21,12 +21,22 @@ async def open_case(nc, name: str, **changes) -> str:
     return (await api_call(nc, "case.open", sample(name, **changes)))["case_id"]
 
 
+async def conclude_reviews(broker, nc, case_id: str) -> None:
+    """The higher department's review of a `cannot`, concluded by hand (no adapter serves it here)."""
+    for review in broker.state_of(case_id).reviews:
+        if review["conclusion"] is None:
+            body = {"department": review["department"], "outcome": "upheld", "note": "上級維持"}
+            await api_call(nc, "case.review_conclude", {"case_id": case_id, "actor": "w-zhang", **body})
+
+
 async def close_case(broker, nc, case_id: str) -> None:
-    owner = broker.state_of(case_id).owner
+    await conclude_reviews(broker, nc, case_id)
+    state = broker.state_of(case_id)
+    outcome = state.resolution["outcome"]  # 銷號 agrees with the department's answer
     await api_call(
         nc,
         "case.close",
-        {"case_id": case_id, "actor": owner, "outcome": "resolved", "explanation": "已辦結"},
+        {"case_id": case_id, "actor": state.owner, "outcome": outcome, "explanation": "已辦結"},
     )
 
 
@@ -76,6 +86,22 @@ async def test_a_closed_case_leaves_memory_and_comes_back_for_a_late_rating(
     types = [e.type for e in await broker.store.read_case(first)]
     assert types[-2:] == ["case.closed", "case.evaluated"]
     assert broker.book.loads == loads  # case.get read it back; the rating found it in memory
+
+
+async def test_a_closed_case_still_waiting_for_its_review_stays_watched_until_the_conclusion(
+    broker, builtin_adapters, nats_client
+):
+    broker.book.closed_kept = 1
+    case_id = await open_case(nats_client, "01")  # chengguan answers cannot: reviewed by hand
+    await wait_for(lambda: broker.state_of(case_id).state == lc.ANSWERED)
+    body = {"actor": "w-zhang", "outcome": "cannot", "explanation": "已說明依據"}
+    await api_call(nats_client, "case.close", {"case_id": case_id, **body})
+    await answered_and_closed(broker, nats_client, "07")  # pushes a closed case out of memory
+    assert broker.state_of(case_id).state == lc.CLOSED
+    assert case_id in broker.states  # still watched: the review's due date is followed
+    await conclude_reviews(broker, nats_client, case_id)
+    await answered_and_closed(broker, nats_client, "07")
+    assert case_id not in broker.states and case_id not in broker.book.closed
 
 
 async def test_a_restart_reads_the_snapshot_and_the_tail_only(

@@ -83,34 +83,77 @@ async def test_hard_case_reopened_after_a_bad_rating_blamed_on_the_department(
     assert types[-1] == "case.evaluated"
 
 
+FINDING = {
+    "staff": "renshe-clerk-07",
+    "section": "養老保險科",
+    "leader_in_charge": "分管副局長",
+    "finding": "推諉",
+}
+CLOSE_REFUSED_CASE = {"actor": "w-zhang", "outcome": "resolved", "explanation": "當場受理"}
+
+
+async def refusal(client, verb: str, body: dict) -> dict:
+    with pytest.raises(ApiError) as caught:
+        await api_call(client, verb, body)
+    return caught.value.error
+
+
 async def test_refused_case_with_accountability_from_opening_to_evaluation(
     broker, builtin_adapters, nats_client
 ):
     case_id = await open_case(broker, nats_client, "03")
     await wait_for(lambda: broker.state_of(case_id).state == lc.ANSWERED)
-    await api_call(
-        nats_client,
-        "accountability.record",
-        {
-            "case_id": case_id,
-            "actor": "leader-gao",
-            "staff": "renshe-clerk-07",
-            "section": "養老保險科",
-            "leader_in_charge": "分管副局長",
-            "finding": "推諉",
-            "measures": ["interview"],
-            "fault_tolerance": True,
-        },
+    # 不給辦 is not closed before its accountability
+    error = await refusal(nats_client, "case.close", {"case_id": case_id, **CLOSE_REFUSED_CASE})
+    assert error["code"] == "not_allowed" and "record the accountability" in error["message"]
+    assert (
+        error["message_zh"]
+        == f"案件 {case_id} 屬不給辦：須先登記問責，或由領導登記容錯免責（附理由），才能銷號"
     )
-    await api_call(
-        nats_client,
-        "case.close",
-        {"case_id": case_id, "actor": "w-zhang", "outcome": "resolved", "explanation": "當場受理"},
-    )
+    record = {"case_id": case_id, "actor": "w-zhang", **FINDING, "measures": ["interview"]}
+    await api_call(nats_client, "accountability.record", record)
+    # the exemption excludes the record already made, even for a leader
+    exempt = {**record, "actor": "leader-gao", "measures": ["none"], "fault_tolerance": True}
+    error = await refusal(nats_client, "accountability.record", exempt)
+    assert error["field"] == "fault_tolerance" and "exclude each other" in error["message"]
+    # reclassifying away from refused after the record needs a leader, and the record stays
+    away = {"case_id": case_id, "category": "hard", "reason": "實為政策空白"}
+    error = await refusal(nats_client, "case.classify", {**away, "actor": "w-zhang"})
+    assert error["field"] == "actor" and "only a leader" in error["message"]
+    await api_call(nats_client, "case.close", {"case_id": case_id, **CLOSE_REFUSED_CASE})
     await api_call(nats_client, "case.evaluate", {"case_id": case_id, "actor": "w-zhang", "rating": "good"})
     records = await api_call(nats_client, "accountability.list", {"staff": "renshe-clerk-07"})
-    assert records["count"] == 1 and records["records"][0]["fault_tolerance"] is True
+    assert records["count"] == 1 and records["records"][0]["measures"] == ["interview"]
     assert broker.state_of(case_id).state == lc.EVALUATED
+
+
+async def test_a_leaders_fault_tolerance_exemption_closes_a_refused_case_and_excludes_measures(
+    broker, builtin_adapters, nats_client
+):
+    case_id = await open_case(broker, nats_client, "03")
+    await wait_for(lambda: broker.state_of(case_id).state == lc.ANSWERED)
+    exempt = {"case_id": case_id, **FINDING, "measures": ["none"], "fault_tolerance": True}
+    error = await refusal(nats_client, "accountability.record", {**exempt, "actor": "w-zhang"})
+    assert (error["field"], error["message_zh"]) == (
+        "fault_tolerance",
+        "容錯免責由領導（分管領導及以上）決定並登記",
+    )
+    error = await refusal(
+        nats_client, "accountability.record", {**exempt, "actor": "leader-gao", "measures": ["interview"]}
+    )
+    assert error["field"] == "measures"
+    await api_call(nats_client, "accountability.record", {**exempt, "actor": "leader-gao"})
+    error = await refusal(
+        nats_client,
+        "accountability.record",
+        {**exempt, "actor": "leader-gao", "measures": ["performance_review"], "fault_tolerance": False},
+    )
+    assert error["field"] == "measures" and "exclude each other" in error["message"]
+    # a leader may reclassify it away: the exemption stays on the record
+    away = {"case_id": case_id, "category": "hard", "reason": "實為政策空白", "actor": "leader-gao"}
+    await api_call(nats_client, "case.classify", away)
+    state = broker.state_of(case_id)
+    assert state.category == "hard" and [a["fault_tolerance"] for a in state.accountability] == [True]
 
 
 async def test_guided_case_from_opening_to_evaluation(broker, nats_client):

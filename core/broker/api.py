@@ -54,7 +54,7 @@ def classify(req: api.Classify, rules: Rules, state: lc.CaseState) -> lc.Command
             departments=c.departments,
             duty_leader=c.duty_leader,
         )
-    return lc.Classify(actor=req.actor, classification=c)
+    return lc.Classify(actor=req.actor, actor_rank=rules.rank(req.actor), classification=c)
 
 
 def extend(req: api.RequestExtension, rules: Rules, state: lc.CaseState) -> lc.Command:
@@ -228,11 +228,13 @@ VERBS: dict[str, Verb] = {
             outcome=req.outcome,
             explanation=req.explanation,
             today=rules.today(),
+            override_reason=req.override_reason,
         ),
         cli="close the case (銷號)",
         help={
             "outcome": "resolved | cannot | guided | need_materials | withdrawn",
             "explanation": "what the applicant was told",
+            "override_reason": "leaders: why the outcome differs from the departments' answers",
         },
     ),
     "case.evaluate": Verb(
@@ -259,18 +261,42 @@ VERBS: dict[str, Verb] = {
         cli="duty leader: decide which department handles a bounced case",
         help={"department": "who must handle it"},
     ),
+    "case.review_notice": Verb(
+        lambda req, rules, state: lc.RecordReviewNotice(
+            actor=req.actor, department=req.department, how=req.how, note=req.note
+        ),
+        cli="record that the applicant was told of a `cannot` and its review (within 3 working days)",
+        help={
+            "department": "the department that answered cannot",
+            "how": "by phone, SMS, letter, at the window",
+            "note": "what was said",
+        },
+    ),
+    "case.review_conclude": Verb(
+        lambda req, rules, state: lc.ConcludeReview(
+            actor=req.actor, department=req.department, outcome=req.outcome, note=req.note
+        ),
+        cli="record the higher department's conclusion on a `cannot` reviewed by hand",
+        help={
+            "department": "the department that answered cannot",
+            "outcome": "upheld | overturned",
+            "note": "the higher department's conclusion",
+        },
+    ),
     "accountability.record": Verb(
         lambda req, rules, state: lc.RecordAccountability(
-            actor=req.actor, data=AccountabilityRecorded(**req.model_dump(exclude={"case_id", "actor"}))
+            actor=req.actor,
+            actor_rank=rules.rank(req.actor),
+            data=AccountabilityRecorded(**req.model_dump(exclude={"case_id", "actor"})),
         ),
-        cli="record accountability in a refused (不給辦) case",
+        cli="record accountability, or a leader's 容錯免責, in a refused (不給辦) case",
         help={
             "staff": "who refused",
             "section": "their section",
             "leader_in_charge": "分管領導",
             "finding": "what happened",
             "measures": "interview | performance_review | criticism | none (repeat)",
-            "fault_tolerance": "容錯免責: acted in good faith",
+            "fault_tolerance": "容錯免責 (leaders, with measures none): acted in good faith",
         },
     ),
     "accountability.list": Verb(query=list_accountability),

@@ -182,10 +182,11 @@ class CaseBook:
         return folded.state if folded is not None else None
 
     def _place(self, state: lc.CaseState, stream_seq: int) -> None:
-        """Keep ``state`` where it belongs: with the open cases, or first among the recently closed."""
+        """Keep ``state`` where it belongs: with the open cases (and the closed ones whose `cannot` review
+        is still followed), or first among the recently closed."""
         case_id = state.case_id
         self.stream_seqs[case_id] = stream_seq
-        if state.state in lc.OPEN_STATES:
+        if state.watched:
             self.states[case_id] = state
             self.closed.pop(case_id, None)
             return

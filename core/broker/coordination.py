@@ -28,7 +28,7 @@ class Requests:
 
     def resume(self, states: Iterable[lc.CaseState]) -> None:
         for state in states:
-            if state.state in lc.OPEN_STATES:
+            if state.watched:
                 for c in state.coordinations.values():
                     if c.awaiting_reply:
                         self.ask(state, c)
@@ -67,8 +67,10 @@ class Outcomes:
 
     def still_awaiting(self, case_id: str, request_id: str) -> bool:
         state = self.state_of(case_id)
-        c = state.coordinations.get(request_id) if state.exists and state.state in lc.OPEN_STATES else None
-        return c is not None and c.awaiting_reply
+        c = state.coordinations.get(request_id) if state.exists and state.watched else None
+        return (
+            c is not None and c.awaiting_reply and (state.state in lc.OPEN_STATES or c.review_of is not None)
+        )
 
     async def attempt_failed(
         self, case_id: str, request_id: str, attempt: int, reason: str, detail: str

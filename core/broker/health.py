@@ -13,6 +13,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from unstuck import lifecycle as lc
 from unstuck.eventstore import EventStore
 from unstuck.metrics import Metrics
 
@@ -101,6 +102,6 @@ class HealthWatcher:
             "stream": self.book.store.stream,
             "stream_ok": self.stream_ok,
             "cases": self.book.known_cases,
-            "open_cases": len(self.book.states),
+            "open_cases": sum(1 for s in self.book.states.values() if s.state in lc.OPEN_STATES),
             "applied_seq": self.book.applied_seq,
         }

@@ -47,10 +47,12 @@ class CaseOpener:
             classification = self.rules.classification(
                 intake, intake.category, "classified at intake", None, now
             )
+            intake_deadline = self.rules.intake_deadline(now) if classification is None else None
+            opening = lc.Open(intake=intake, classification=classification, intake_deadline=intake_deadline)
             try:
                 stored = await self.runner.execute(
                     case_id,
-                    constant(lc.Open(intake=intake, classification=classification)),
+                    constant(opening),
                     stored_before=case_id != fresh or bool(ref),
                 )
             except lc.Refused:

@@ -50,6 +50,14 @@ class Rules:
             raise ApiFailure("internal", f"no plugin gives a deadline for category {category.value}")
         return days, self.calendar.add_working_days(local_date(start), days)
 
+    def intake_deadline(self, start: datetime) -> lc.IntakeDeadline:
+        """When an unclassified case must be classified: the working day it opened (or the next working
+        day when it opened on a day off), then ``[deadlines] intake_working_days`` more."""
+        opened = local_date(start)
+        first = opened if self.calendar.is_working_day(opened) else self.calendar.add_working_days(opened, 1)
+        days = self.config.deadlines.intake_working_days
+        return lc.IntakeDeadline(working_days=days, due_date=self.calendar.add_working_days(first, days))
+
     def classification(
         self,
         intake: Any,
@@ -99,6 +107,7 @@ class Rules:
             attempt=attempt,
             today=today,
             review_notify_by=self.calendar.add_working_days(today, self.config.deadlines.review_notify_days),
+            review_due_date=self.calendar.add_working_days(today, self.config.deadlines.review_working_days),
             higher_department=self.config.department(reply.department).higher
             or f"{reply.department}的上級主管部門",
             max_bounces=self.config.deadlines.max_bounces,

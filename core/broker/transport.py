@@ -77,7 +77,9 @@ class ApiTransport:
         except ApiFailure as failure:
             error = failure.error
         except lc.Refused as refused:
-            error = api.ApiError(code=refused.code, message=str(refused), field=refused.field)
+            error = api.ApiError(
+                code=refused.code, message=str(refused), message_zh=refused.zh, field=refused.field
+            )
         except StoreUnavailable as exc:
             error = api.ApiError(
                 code="unavailable",

@@ -6,8 +6,8 @@ clock's reading, the calendar's answers, the plugins' choices), so ``decide`` ne
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import ClassVar
 
 from unstuck.schemas import events as ev
@@ -29,10 +29,20 @@ class Classification:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeDeadline:
+    """When an unclassified case must be classified: ``working_days`` after the day it opened."""
+
+    working_days: int
+    due_date: date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Open:
     verb: ClassVar[str] = "open"
     intake: CaseIntake
     classification: Classification | None = None
+    intake_deadline: IntakeDeadline | None = None
+    """Given with no classification: the case is watched from its first day."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +50,7 @@ class Classify:
     verb: ClassVar[str] = "classify"
     actor: str
     classification: Classification
+    actor_rank: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +87,7 @@ class RecordReply:
     attempt: int
     today: date
     review_notify_by: date
+    review_due_date: date
     higher_department: str
     max_bounces: int
     known_departments: frozenset[str]
@@ -92,16 +104,22 @@ class RuleBounce:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckDeadlines:
-    """The deadline watcher's reading: today, working days left, and the escalation settings."""
+    """The deadline watcher's reading: today, working days left, and the escalation settings.
+
+    ``working_hours_since`` holds, for each escalation the case has reached, the working hours
+    (office hours on working days) since it was reached; ``days_left`` the working days from today to
+    each date of a review the case waits for. The shell counts both on the calendar."""
 
     verb: ClassVar[str] = "tick"
     today: date
     at: datetime
     working_days_left: int
     warn_at: tuple[int, ...]
-    escalation_period: timedelta
+    escalation_hours: float
     chains: Mapping[str, Mapping[str, str]]
     working_day: bool = True  # today is a working day: escalations climb on working days only
+    working_hours_since: Mapping[str, float] = field(default_factory=dict)
+    days_left: Mapping[date, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +171,7 @@ class Close:
     outcome: str
     explanation: str
     today: date
+    override_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,6 +200,25 @@ class RecordAccountability:
     verb: ClassVar[str] = "accountability"
     actor: str
     data: ev.AccountabilityRecorded
+    actor_rank: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordReviewNotice:
+    verb: ClassVar[str] = "review_notice"
+    actor: str
+    department: str
+    how: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConcludeReview:
+    verb: ClassVar[str] = "review_conclude"
+    actor: str
+    department: str
+    outcome: str
+    note: str
 
 
 Command = (
@@ -200,4 +238,6 @@ Command = (
     | Evaluate
     | Reopen
     | RecordAccountability
+    | RecordReviewNotice
+    | ConcludeReview
 )

@@ -8,17 +8,22 @@ from datetime import date
 from typing import Any
 
 from unstuck.schemas import events as ev
-from unstuck.schemas.common import Category
+from unstuck.schemas.common import CATEGORY_LABELS, Category
 from unstuck.schemas.coordination import Outcome
 from unstuck.schemas.department import LEVEL_NAMES, Level
 
 from . import commands as c
-from .evolve import _placeholder_meta, evolve_many
+from .evolve import _placeholder_meta, evolve_many, review_reviewer
 from .state import (
     ALLOWED,
+    ANSWERED,
     COORDINATING,
     INTAKE,
     LEADER_RANK,
+    OPEN_STATES,
+    STATE_LABELS,
+    SYSTEM_VERBS,
+    VERB_LABELS,
     CaseState,
     Coordination,
     CoordinationStatus,
@@ -27,12 +32,16 @@ from .state import (
 
 
 class Refused(Exception):
-    """A command not allowed now. The message names the state and what is allowed."""
+    """A command not allowed now. The message names the state and what is allowed; ``zh`` says the same
+    to window staff in Chinese, naming who may act."""
 
-    def __init__(self, message: str, field: str | None = None, code: str = "not_allowed") -> None:
+    def __init__(
+        self, message: str, field: str | None = None, code: str = "not_allowed", zh: str | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.code = code
+        self.zh = zh
 
 
 def decide(state: CaseState, command: c.Command) -> list[NewEvent]:
@@ -45,14 +54,25 @@ def _check_allowed(state: CaseState, command: c.Command) -> None:
     name = command.verb
     if name == "open":
         if state.exists:
-            raise Refused(f"case {state.case_id} is already open (state {state.state})", code="conflict")
+            raise Refused(
+                f"case {state.case_id} is already open (state {state.state})",
+                code="conflict",
+                zh=f"案件 {state.case_id} 已受理（{STATE_LABELS[state.state]}）",
+            )
         return
     if not state.exists:
-        raise Refused(f"case {state.case_id} does not exist", field="case_id", code="not_found")
-    allowed = ALLOWED[state.state]
-    if name not in allowed:
         raise Refused(
-            f"case {state.case_id} is {state.state}: '{name}' is not allowed now; allowed: {', '.join(allowed)}"
+            f"case {state.case_id} does not exist",
+            field="case_id",
+            code="not_found",
+            zh=f"案件 {state.case_id} 不存在",
+        )
+    allowed = [verb for verb in ALLOWED[state.state] if verb not in SYSTEM_VERBS]
+    if name not in ALLOWED[state.state]:
+        raise Refused(
+            f"case {state.case_id} is {state.state}: '{name}' is not allowed now; allowed: {', '.join(allowed)}",
+            zh=f"案件 {state.case_id} 目前「{STATE_LABELS[state.state]}」，不能{VERB_LABELS.get(name, name)}；"
+            f"現在可以：{'、'.join(VERB_LABELS[v] for v in allowed)}",
         )
 
 
@@ -60,6 +80,10 @@ def _open(state: CaseState, cmd: c.Open) -> list[NewEvent]:
     out = [NewEvent(cmd.intake.owner, ev.CaseOpened.from_intake(cmd.intake))]
     if cmd.classification is not None:
         out += _classification_events(state, cmd.intake.owner, cmd.classification, cmd.intake.model_dump())
+    elif cmd.intake_deadline is not None:  # unclassified: watched until it is classified
+        limit = cmd.intake_deadline
+        deadline = ev.IntakeDeadlineSet(working_days=limit.working_days, due_date=limit.due_date)
+        out.append(NewEvent("system", deadline))
     return out
 
 
@@ -67,17 +91,34 @@ def _classify(state: CaseState, cmd: c.Classify) -> list[NewEvent]:
     if state.state == INTAKE:
         return _classification_events(state, cmd.actor, cmd.classification, state.intake)
     if cmd.classification.category.value == state.category:
-        raise Refused(f"case {state.case_id} is already classified {state.category}", field="category")
+        raise Refused(
+            f"case {state.case_id} is already classified {state.category}",
+            field="category",
+            zh=f"案件 {state.case_id} 已經是「{CATEGORY_LABELS[Category(state.category)]}」",
+        )
+    if state.category == Category.REFUSED.value and state.accountability and cmd.actor_rank < LEADER_RANK:
+        raise Refused(
+            f"case {state.case_id} has an accountability record: only a leader reclassifies it away "
+            "from refused (the record stays)",
+            field="actor",
+            zh=f"案件 {state.case_id} 已有問責記錄：只有領導（分管領導及以上）可以改為其他類別，問責記錄保留",
+        )
     return _reclassify(state, cmd.actor, cmd.classification)
 
 
 def _handover(state: CaseState, cmd: c.Handover) -> list[NewEvent]:
     if cmd.actor != state.owner and cmd.actor_rank < LEADER_RANK:
         raise Refused(
-            f"only the owner ({state.owner}) or a leader can hand case {state.case_id} over", field="actor"
+            f"only the owner ({state.owner}) or a leader can hand case {state.case_id} over",
+            field="actor",
+            zh=f"只有承辦人（{state.owner}）或領導可以移交案件 {state.case_id}",
         )
     if cmd.owner == state.owner:
-        raise Refused(f"{cmd.owner} already owns case {state.case_id}", field="owner")
+        raise Refused(
+            f"{cmd.owner} already owns case {state.case_id}",
+            field="owner",
+            zh=f"{cmd.owner} 已是案件 {state.case_id} 的承辦人",
+        )
     return [
         NewEvent(
             cmd.actor, ev.OwnerAssigned(owner=cmd.owner, previous_owner=state.owner or "", reason=cmd.reason)
@@ -113,9 +154,17 @@ def _record_stall(state: CaseState, cmd: c.RecordStall) -> list[NewEvent]:
 
 def _rule_bounce(state: CaseState, cmd: c.RuleBounce) -> list[NewEvent]:
     if not state.bounce_ruling_needed:
-        raise Refused(f"case {state.case_id} has no bounce waiting for a ruling", field="case_id")
+        raise Refused(
+            f"case {state.case_id} has no bounce waiting for a ruling",
+            field="case_id",
+            zh=f"案件 {state.case_id} 沒有待裁定的退單",
+        )
     if cmd.actor_rank < LEADER_RANK and cmd.actor != state.duty_leader:
-        raise Refused("only the window's duty leader rules on a bounced case", field="actor")
+        raise Refused(
+            "only the window's duty leader rules on a bounced case",
+            field="actor",
+            zh=f"退單由窗口值班領導（{state.duty_leader or '值班領導'}）裁定",
+        )
     return [
         NewEvent(
             cmd.actor, ev.BounceRuled(department=cmd.department, ruled_by=cmd.actor, bounces=state.bounces)
@@ -136,14 +185,20 @@ def _request_extension(state: CaseState, cmd: c.RequestExtension) -> list[NewEve
             f"case {state.case_id} is past its deadline {state.due_date}: an extension must be "
             "requested before expiry",
             field="working_days",
+            zh=f"案件 {state.case_id} 已過期限 {state.due_date}：延期須在期限屆滿前申請",
         )
     if state.pending_extension:
-        raise Refused(f"case {state.case_id} already has an extension waiting for approval")
+        raise Refused(
+            f"case {state.case_id} already has an extension waiting for approval",
+            zh=f"案件 {state.case_id} 已有一項延期申請待領導批准",
+        )
     if state.extension_days + cmd.working_days > cmd.max_total:
         raise Refused(
             f"extensions of case {state.case_id} would total {state.extension_days + cmd.working_days} "
             f"working days; at most {cmd.max_total} (already {state.extension_days})",
             field="working_days",
+            zh=f"案件 {state.case_id} 延期合計將達 {state.extension_days + cmd.working_days} 個工作日，"
+            f"最多 {cmd.max_total} 個（已延 {state.extension_days} 個）",
         )
     requested = ev.ExtensionRequested(
         working_days=cmd.working_days, reason=cmd.reason, proposed_due_date=cmd.proposed_due_date
@@ -153,9 +208,16 @@ def _request_extension(state: CaseState, cmd: c.RequestExtension) -> list[NewEve
 
 def _approve_extension(state: CaseState, cmd: c.ApproveExtension) -> list[NewEvent]:
     if not state.pending_extension:
-        raise Refused(f"case {state.case_id} has no extension waiting for approval")
+        raise Refused(
+            f"case {state.case_id} has no extension waiting for approval",
+            zh=f"案件 {state.case_id} 沒有待批准的延期申請",
+        )
     if cmd.actor_rank < LEADER_RANK:
-        raise Refused("an extension must be approved by a leader (分管領導 or above)", field="actor")
+        raise Refused(
+            "an extension must be approved by a leader (分管領導 or above)",
+            field="actor",
+            zh="延期須由領導（分管領導及以上）批准",
+        )
     p = state.pending_extension
     extended = ev.CaseExtended(
         working_days=p["working_days"],
@@ -171,7 +233,7 @@ def _escalate(state: CaseState, cmd: c.Escalate) -> list[NewEvent]:
 
 
 def _guide(state: CaseState, cmd: c.Guide) -> list[NewEvent]:
-    _owner_or_leader(state, cmd.actor, cmd.actor_rank, "guide and close")
+    _owner_or_leader(state, cmd.actor, cmd.actor_rank, "guide and close", "引導辦理並銷號")
     closed = ev.CaseClosed(
         outcome="guided",
         explanation=cmd.instructions,
@@ -183,32 +245,98 @@ def _guide(state: CaseState, cmd: c.Guide) -> list[NewEvent]:
 
 
 def _close(state: CaseState, cmd: c.Close) -> list[NewEvent]:
-    _owner_or_leader(state, cmd.actor, cmd.actor_rank, "close")
+    _owner_or_leader(state, cmd.actor, cmd.actor_rank, "close", "銷號")
     if state.state == COORDINATING and cmd.outcome != "withdrawn":
         owing = ", ".join(x.department for x in state.current() if x.open)
         raise Refused(
             f"case {state.case_id} is coordinating and still waits for {owing}: close it after every "
             "department answered, or with outcome withdrawn if the applicant withdrew",
             field="outcome",
+            zh=f"案件 {state.case_id} 仍在等待 {owing} 答覆：各部門答覆後才能銷號；申請人撤回的，以「撤回」銷號",
         )
+    if state.category == Category.REFUSED.value and not state.accountability:
+        raise Refused(
+            f"case {state.case_id} is refused (不給辦): record the accountability, or a leader's 容錯免責 "
+            "exemption with its reason, before closing",
+            field="case_id",
+            zh=f"案件 {state.case_id} 屬不給辦：須先登記問責，或由領導登記容錯免責（附理由），才能銷號",
+        )
+    override = _override(state, cmd)
     closed = ev.CaseClosed(
         outcome=cmd.outcome,
         explanation=cmd.explanation,
         closed_by=cmd.actor,
         on_time=_on_time(state, cmd.today),
+        override_reason=override,
+        overridden_by=cmd.actor if override else None,
     )
     return [NewEvent(cmd.actor, closed)]
+
+
+def _override(state: CaseState, cmd: c.Close) -> str | None:
+    """The override reason when the outcome contradicts the answers (refused unless a leader gives one)."""
+    answers = standing_answers(state)
+    if cmd.outcome == "withdrawn" or state.state != ANSWERED or closing_agrees(cmd.outcome, answers):
+        if cmd.override_reason:
+            raise Refused(
+                f"outcome {cmd.outcome} agrees with the departments' answers: no override is needed",
+                field="override_reason",
+                zh=f"銷號結果「{cmd.outcome}」與部門答覆一致，無須領導改定理由",
+            )
+        return None
+    said = ", ".join(f"{dept}: {outcome}" for dept, outcome in answers.items())
+    if cmd.actor_rank < LEADER_RANK or not cmd.override_reason:
+        raise Refused(
+            f"outcome {cmd.outcome} contradicts the departments' answers ({said}): only a leader "
+            "closes so, with override_reason",
+            field="override_reason" if cmd.actor_rank >= LEADER_RANK else "outcome",
+            zh=f"銷號結果「{cmd.outcome}」與部門答覆（{said}）不一致：須由領導（分管領導及以上）"
+            "改定並說明理由（override_reason）",
+        )
+    return cmd.override_reason
+
+
+def standing_answers(state: CaseState) -> dict[str, str]:
+    """The answers of this round that stand: a `cannot` overturned on review no longer does."""
+    overturned = {r["department"] for r in state.reviews if r.get("conclusion") == "overturned"}
+    return {
+        x.department: str(x.outcome)
+        for x in state.current()
+        if x.status == CoordinationStatus.ANSWERED
+        and not (x.outcome == Outcome.CANNOT and x.department in overturned)
+    }
+
+
+def closing_agrees(outcome: str, answers: Mapping[str, str]) -> bool:
+    """銷號 agrees with the answers: resolved when every department resolved it; cannot or
+    need_materials when one department said so; guided never, once departments were asked."""
+    said = set(answers.values())
+    if not said:  # no answer to contradict (a case answered before answers were kept per round)
+        return True
+    if outcome == "resolved":
+        return said == {"resolved"}
+    return outcome in said
+
+
+def _review_pending(review: Mapping[str, Any]) -> bool:
+    """A review with a due date (every one recorded since reviews are followed) and no conclusion."""
+    return review.get("due_date") is not None and review.get("conclusion") is None
 
 
 def _evaluate(state: CaseState, cmd: c.Evaluate) -> list[NewEvent]:
     dept = cmd.department_at_fault
     if dept is not None and cmd.rating != "bad":
-        raise Refused("department_at_fault goes only with a bad rating", field="department_at_fault")
+        raise Refused(
+            "department_at_fault goes only with a bad rating",
+            field="department_at_fault",
+            zh="只有差評才能歸責部門（department_at_fault）",
+        )
     if dept is not None and dept not in state.departments:
         raise Refused(
             f"department_at_fault {dept!r} was not asked in case {state.case_id}; "
             f"asked: {', '.join(state.departments) or 'none'}",
             field="department_at_fault",
+            zh=f"案件 {state.case_id} 未協調過 {dept}；協調過的部門：{'、'.join(state.departments) or '無'}",
         )
     evaluated = ev.CaseEvaluated(rating=cmd.rating, comment=cmd.comment, department_at_fault=dept)
     out = [NewEvent(cmd.actor, evaluated)]
@@ -220,10 +348,17 @@ def _evaluate(state: CaseState, cmd: c.Evaluate) -> list[NewEvent]:
 
 def _reopen_ordered(state: CaseState, cmd: c.Reopen) -> list[NewEvent]:
     if cmd.actor_rank < LEADER_RANK:
-        raise Refused("only a leader can order a case reopened (重辦)", field="actor")
+        raise Refused(
+            "only a leader can order a case reopened (重辦)",
+            field="actor",
+            zh="重辦須由領導（分管領導及以上）決定",
+        )
     depts = state.departments
     if not depts:
-        raise Refused(f"case {state.case_id} was guided, not coordinated: open a new case instead")
+        raise Refused(
+            f"case {state.case_id} was guided, not coordinated: open a new case instead",
+            zh=f"案件 {state.case_id} 是引導辦理，未協調部門：請另行受理新案件",
+        )
     return _reopen(state, cmd.actor, cmd.reason, depts, cmd.working_days, cmd.due_date)
 
 
@@ -232,8 +367,69 @@ def _record_accountability(state: CaseState, cmd: c.RecordAccountability) -> lis
         raise Refused(
             f"accountability is recorded for 不給辦 (refused) cases; case {state.case_id} is {state.category}",
             field="case_id",
+            zh=f"問責只登記於不給辦案件；案件 {state.case_id} 是「{CATEGORY_LABELS[Category(state.category or 'guided')]}」",
+        )
+    exempted = any(a.get("fault_tolerance") for a in state.accountability)
+    measured = any(not a.get("fault_tolerance") for a in state.accountability)
+    if cmd.data.fault_tolerance:
+        if cmd.actor_rank < LEADER_RANK:
+            raise Refused(
+                "容錯免責 (fault_tolerance) is a leader's exemption: only a leader records it",
+                field="fault_tolerance",
+                zh="容錯免責由領導（分管領導及以上）決定並登記",
+            )
+        if set(cmd.data.measures) != {"none"}:
+            raise Refused(
+                "容錯免責 exempts the staff from measures: give measures none",
+                field="measures",
+                zh="容錯免責即不予處理：措施請填 none",
+            )
+        if measured:
+            raise Refused(
+                f"case {state.case_id} already has an accountability record; 容錯免責 and accountability "
+                "exclude each other",
+                field="fault_tolerance",
+                zh=f"案件 {state.case_id} 已有問責記錄，不能再登記容錯免責（兩者只能擇一）",
+            )
+    elif exempted:
+        raise Refused(
+            f"case {state.case_id} has a leader's 容錯免責 exemption; accountability and the exemption "
+            "exclude each other",
+            field="measures",
+            zh=f"案件 {state.case_id} 已由領導登記容錯免責，不能再登記問責（兩者只能擇一）",
         )
     return [NewEvent(cmd.actor, cmd.data)]
+
+
+def _review_notice(state: CaseState, cmd: c.RecordReviewNotice) -> list[NewEvent]:
+    if not any(r["department"] == cmd.department and not r.get("notified") for r in state.reviews):
+        raise Refused(
+            f"case {state.case_id} has no review of a `cannot` from {cmd.department} awaiting its notice",
+            field="department",
+            zh=f"案件 {state.case_id} 沒有待告知申請人的 {cmd.department} 不能辦複核",
+        )
+    notice = ev.ReviewNoticeGiven(department=cmd.department, how=cmd.how, note=cmd.note)
+    return [NewEvent(cmd.actor, notice)]
+
+
+def _review_conclude(state: CaseState, cmd: c.ConcludeReview) -> list[NewEvent]:
+    waiting = [r for r in state.reviews if r["department"] == cmd.department and _review_pending(r)]
+    if not waiting:
+        raise Refused(
+            f"case {state.case_id} has no review of {cmd.department}'s `cannot` waiting for a conclusion",
+            field="department",
+            zh=f"案件 {state.case_id} 沒有待結論的 {cmd.department} 不能辦複核",
+        )
+    if waiting[-1].get("request_id"):
+        higher = waiting[-1]["higher_department"]
+        raise Refused(
+            f"the review went to {higher} over the bus: its answer concludes it (record it with "
+            f"`case record --department {higher}` if it answered otherwise)",
+            field="department",
+            zh=f"複核已經由系統送 {higher}：以其答覆為結論（線下答覆請以「登記部門答覆」記錄）",
+        )
+    concluded = ev.ReviewConcluded(department=cmd.department, outcome=cmd.outcome, note=cmd.note)
+    return [NewEvent(cmd.actor, concluded)]
 
 
 def _reply(state: CaseState, cmd: c.RecordReply) -> list[NewEvent]:
@@ -244,18 +440,22 @@ def _reply(state: CaseState, cmd: c.RecordReply) -> list[NewEvent]:
             f"request_id {r.request_id!r} is not a coordination of case {state.case_id}",
             field="request_id",
             code="not_found",
+            zh=f"{r.request_id} 不是案件 {state.case_id} 的協調請求",
         )
+    _open_or_reviewed(state, x)
     if x.department != r.department:
         raise Refused(
             f"reply for {r.request_id} came from {r.department}, but the request went to {x.department}",
             field="department",
             code="invalid_request",
+            zh=f"{r.request_id} 是發給 {x.department} 的，答覆卻來自 {r.department}",
         )
     if not x.open:
         raise Refused(
             f"request {r.request_id} to {x.department} is already answered ({x.outcome})",
             field="request_id",
             code="conflict",
+            zh=f"{x.department} 已答覆 {r.request_id}",
         )
     replied = ev.CoordinationReplied(
         request_id=r.request_id,
@@ -273,14 +473,8 @@ def _reply(state: CaseState, cmd: c.RecordReply) -> list[NewEvent]:
     out = [NewEvent(cmd.recorded_by or r.department, replied)]
     if r.outcome is Outcome.NOT_OURS:
         out += _bounce(state, cmd, evolve_many(state, out, _placeholder_meta(state)))
-    elif r.outcome is Outcome.CANNOT:
-        review = ev.ReviewRequested(
-            department=r.department,
-            legal_basis=r.legal_basis or "",
-            higher_department=cmd.higher_department,
-            notify_by=cmd.review_notify_by,
-        )
-        out.append(NewEvent("system", review))
+    elif r.outcome is Outcome.CANNOT and not any(v.get("request_id") == r.request_id for v in state.reviews):
+        out += _review(state, cmd)  # (a `cannot` from the reviewer itself upholds; it is not reviewed again)
     after = evolve_many(state, out, _placeholder_meta(state))
     current = after.current()
     if (
@@ -291,6 +485,35 @@ def _reply(state: CaseState, cmd: c.RecordReply) -> list[NewEvent]:
     ):
         out.append(_resolution(after))
     return out
+
+
+def _review(state: CaseState, cmd: c.RecordReply) -> list[NewEvent]:
+    """A `cannot` goes up for review: over the bus to a higher department the bus knows, else as a
+    manual step the window concludes; either with its own due date, and the applicant's notice."""
+    r = cmd.reply
+    higher = cmd.higher_department
+    asked = higher in cmd.known_departments and higher != r.department
+    requests = (
+        _requests_for(
+            state,
+            [higher],
+            f"[複核] {r.department} 答覆不能辦：{r.message}（依據：{r.legal_basis or '未載明'}）"[:4000],
+            cmd.review_due_date,
+            state.round,
+            review_of=r.department,
+        )
+        if asked
+        else []
+    )
+    review = ev.ReviewRequested(
+        department=r.department,
+        legal_basis=r.legal_basis or "",
+        higher_department=higher,
+        notify_by=cmd.review_notify_by,
+        due_date=cmd.review_due_date,
+        request_id=requests[0].data.request_id if requests else None,  # type: ignore[attr-defined]
+    )
+    return [NewEvent("system", review), *requests]
 
 
 def _bounce(state: CaseState, cmd: c.RecordReply, after: CaseState) -> list[NewEvent]:
@@ -353,37 +576,99 @@ def _check_deadlines(state: CaseState, t: c.CheckDeadlines) -> list[NewEvent]:
     if state.due_date is None:
         return []
     out: list[NewEvent] = []
+    if state.state not in OPEN_STATES:  # closed: only a `cannot` review is still followed
+        late = _late_reviews(state, t, out)
+        if t.working_day:
+            out += _climbs(state, t, late)
+        return out
     if t.today <= state.due_date:
-        for point in sorted(t.warn_at, reverse=True):
-            if t.working_days_left <= point and point not in state.warned:
-                warned = ev.DeadlineWarned(due_date=state.due_date, working_days_left=max(point, 0))
-                out.append(NewEvent("system", warned))
-                break
+        warned = _warning(t, state.due_date, t.working_days_left, state.warned)
+        if warned is not None:
+            out.append(NewEvent("system", warned))
     waiting = [x for x in state.current() if x.open]
     targets = sorted({x.department for x in waiting}) or ["window"]
+    late = _late_reviews(state, t, out)  # who owes a review's notice or conclusion past its date
     if t.today > state.due_date and not state.overdue:
         out.append(NewEvent("system", ev.CaseOverdue(due_date=state.due_date)))
         if t.working_day:  # else the first climb waits for the next working day
-            for dept in targets:
+            climbed = {e.data.department for e in out if isinstance(e.data, ev.CaseEscalated)}
+            for dept in (d for d in targets if d not in climbed):
                 level = min(_level_of(state, dept) + 1, 3)
                 out.append(_escalation(dept, level, t.chains.get(dept, {}), "overdue"))
         return out
     if not t.working_day:  # 督辦 never climbs on a holiday or a weekend off
         return out
-    # climb one level per period (and working day) while the case is overdue or a department stalls
+    # climb one level per working day (escalation_hours of office time) while the case is overdue,
+    # a department stalls, or a review's notice or conclusion is late
     stalled = {x.department for x in state.current() if x.status == CoordinationStatus.STALLED}
-    climbing = set(targets) if state.overdue else stalled
-    for dept in sorted(climbing):
+    reasons = dict.fromkeys(stalled, "stalled")
+    reasons.update(late)
+    if state.overdue:
+        reasons.update(dict.fromkeys(targets, "overdue"))
+    return out + _climbs(state, t, reasons)
+
+
+def _climbs(state: CaseState, t: c.CheckDeadlines, reasons: Mapping[str, str]) -> list[NewEvent]:
+    """One level up for each of ``reasons`` (who -> why) a working day (escalation_hours) after the last."""
+    out = []
+    for dept in sorted(reasons):
         entry = state.escalations.get(dept)
         if entry is None:
-            if state.overdue:  # overdue on a day off: the first level, now that it is a working day
+            if state.overdue and reasons[dept] == "overdue":  # overdue on a day off: the first level now
                 out.append(_escalation(dept, 1, t.chains.get(dept, {}), "overdue"))
             continue
-        level, since = entry
-        if level < 3 and t.at - since >= t.escalation_period:
-            reason = "overdue" if state.overdue else "stalled"
-            out.append(_escalation(dept, level + 1, t.chains.get(dept, {}), reason))
+        level, _since = entry
+        if level < 3 and t.working_hours_since.get(dept, 0.0) >= t.escalation_hours:
+            out.append(_escalation(dept, level + 1, t.chains.get(dept, {}), reasons[dept]))
     return out
+
+
+def _warning(
+    t: c.CheckDeadlines, due: date, left: int, warned: Any, about: str | None = None, dept: str | None = None
+) -> ev.DeadlineWarned | None:
+    """催辦 at the nearest warning point reached and not yet warned, if any."""
+    for point in sorted(t.warn_at, reverse=True):
+        if left <= point and point not in warned:
+            return ev.DeadlineWarned(
+                due_date=due,
+                working_days_left=max(point, 0),
+                about=about,
+                department=dept,  # type: ignore[arg-type]
+            )
+    return None
+
+
+def _late_reviews(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent]) -> dict[str, str]:
+    """Watch each review like a deadline: the applicant's notice (the window owes it) and the
+    conclusion (the higher department asked over the bus owes it, else the window). Appends the
+    warnings and first escalations to ``out``; returns who is late already, to climb, and why."""
+    late: dict[str, str] = {}
+    for review in state.reviews:
+        dept = review["department"]
+        watched = [("review_notice", "notify_by", "notified", "notice_late", "window", "notice_overdue")]
+        if _review_pending(review):
+            watched.append(
+                ("review", "due_date", "conclusion", "review_late", review_reviewer(review), "review_overdue")
+            )
+        for about, date_key, done, flagged, owner, reason in watched:
+            if review.get(done) or not review.get(date_key):
+                continue
+            due = date.fromisoformat(review[date_key])
+            if t.today <= due:
+                left = t.days_left.get(due, 0)
+                numbers = review.get(f"{'notice' if about == 'review_notice' else 'review'}_warned") or ()
+                warned = _warning(t, due, left, numbers, about, dept)
+                if warned is not None:
+                    out.append(NewEvent("system", warned))
+                continue
+            if review.get(flagged):
+                late.setdefault(owner, reason)
+            elif t.working_day and owner not in {
+                e.data.department for e in out if isinstance(e.data, ev.CaseEscalated)
+            }:  # type: ignore[attr-defined]
+                level = min(_level_of(state, owner) + 1, 3)
+                out.append(_escalation(owner, level, t.chains.get(owner, {}), reason))
+    return late
 
 
 def _level_of(state: CaseState, department: str) -> int:
@@ -391,11 +676,12 @@ def _level_of(state: CaseState, department: str) -> int:
     return entry[0] if entry else 0
 
 
-def _owner_or_leader(state: CaseState, actor: str, rank: int, what: str) -> None:
+def _owner_or_leader(state: CaseState, actor: str, rank: int, what: str, what_zh: str) -> None:
     if actor != state.owner and rank < LEADER_RANK:
         raise Refused(
             f"only the owner ({state.owner}) or a leader above them can {what} case {state.case_id}",
             field="actor",
+            zh=f"只有承辦人（{state.owner}）或其上級領導可以{what_zh}案件 {state.case_id}",
         )
 
 
@@ -411,6 +697,7 @@ def _awaiting(state: CaseState, request_id: str) -> Coordination:
             field="request_id",
             code="not_found",
         )
+    _open_or_reviewed(state, x)
     if not x.awaiting_reply:
         raise Refused(
             f"request {request_id} to {x.department} is already {x.status}",
@@ -418,6 +705,17 @@ def _awaiting(state: CaseState, request_id: str) -> Coordination:
             code="conflict",
         )
     return x
+
+
+def _open_or_reviewed(state: CaseState, x: Coordination) -> None:
+    """A closed case records only the answers of its reviews; any other comes too late."""
+    if state.state not in OPEN_STATES and x.review_of is None:
+        raise Refused(
+            f"case {state.case_id} is {state.state}: the answer of {x.department} to {x.request_id} is no "
+            "longer recorded",
+            field="request_id",
+            zh=f"案件 {state.case_id} 已{STATE_LABELS[state.state]}：不再登記 {x.department} 對 {x.request_id} 的答覆",
+        )
 
 
 def _escalation(
@@ -449,13 +747,17 @@ def _reclassify(state: CaseState, actor: str, cl: c.Classification) -> list[NewE
         # from guidance into coordination: now the departments must be asked
         if not cl.departments:
             raise Refused(
-                "reclassifying out of guided needs departments to coordinate with", field="departments"
+                "reclassifying out of guided needs departments to coordinate with",
+                field="departments",
+                zh="由引導辦改為其他類別，須指定要協調的部門",
             )
         question = _question(state.intake, cl.category.value)
         out += _requests_for(state, cl.departments, question, cl.due_date, state.round)
     elif cl.category is Category.GUIDED and any(x.open for x in state.current()):
         raise Refused(
-            f"case {state.case_id} still waits for departments; it cannot become guided now", field="category"
+            f"case {state.case_id} still waits for departments; it cannot become guided now",
+            field="category",
+            zh=f"案件 {state.case_id} 仍在等待部門答覆，現在不能改為引導辦",
         )
     return out
 
@@ -472,6 +774,7 @@ def _requests_for(
     round_: int,
     rerouted_from: str | None = None,
     extra: int = 0,
+    review_of: str | None = None,
 ) -> list[NewEvent]:
     out = []
     for i, dept in enumerate(departments):
@@ -482,6 +785,7 @@ def _requests_for(
             deadline=deadline,
             rerouted_from=rerouted_from,
             round=round_,
+            review_of=review_of,
         )
         out.append(NewEvent("system", requested))
     return out
@@ -502,6 +806,7 @@ def _classification_events(
             "a case that is not guided needs at least one department to coordinate with",
             field="departments",
             code="invalid_request",
+            zh="非引導辦的案件至少要指定一個協調部門",
         )
     classified = ev.CaseClassified(
         category=cl.category,
@@ -536,5 +841,7 @@ _DECIDERS: dict[type[c.Command], Callable[[CaseState, Any], list[NewEvent]]] = {
     c.Evaluate: _evaluate,
     c.Reopen: _reopen_ordered,
     c.RecordAccountability: _record_accountability,
+    c.RecordReviewNotice: _review_notice,
+    c.ConcludeReview: _review_conclude,
 }
 """One function per command type (``typing.get_args(Command)``: a test checks none is missing)."""

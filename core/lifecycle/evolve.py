@@ -4,7 +4,7 @@ function per event type. Pure; replay and the live broker both use it."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -85,7 +85,13 @@ def _classified(s: CaseState, data: ev.CaseClassified, meta: EventMeta) -> CaseS
         due_date=data.due_date,
         duty_leader=_intern(data.duty_leader),
         state=GUIDING if data.mode == "guide" else COORDINATING,
+        overdue=False,  # the intake deadline is met or missed; the category's deadline starts now
+        warned=frozenset(),
     )
+
+
+def _intake_deadline_set(s: CaseState, data: ev.IntakeDeadlineSet, meta: EventMeta) -> CaseState:
+    return _replace_state(s, working_days=data.working_days, due_date=data.due_date)
 
 
 def _reclassified(s: CaseState, data: ev.CaseReclassified, meta: EventMeta) -> CaseState:
@@ -121,7 +127,10 @@ def _requested(s: CaseState, data: ev.CoordinationRequested, meta: EventMeta) ->
         deadline=data.deadline,
         rerouted_from=data.rerouted_from,
         requested_at=meta.at,
+        review_of=data.review_of,
     )
+    if data.review_of is not None:  # a review runs beside the case, whatever its state
+        return _replace_state(s, coordinations=coords)
     new_state = COORDINATING if s.state in (ANSWERED, CLOSED, EVALUATED, INTAKE, GUIDING) else s.state
     return _replace_state(s, coordinations=coords, state=new_state)
 
@@ -142,6 +151,10 @@ def _stalled(s: CaseState, data: ev.CoordinationStalled, meta: EventMeta) -> Cas
 
 def _replied(s: CaseState, data: ev.CoordinationReplied, meta: EventMeta) -> CaseState:
     bounced = data.outcome is Outcome.NOT_OURS
+    if not bounced and any(r.get("request_id") == data.request_id for r in s.reviews):
+        # the higher department's answer concludes its review: a `cannot` upholds the first one
+        conclusion = "upheld" if data.outcome is Outcome.CANNOT else "overturned"
+        s = _replace_reviews(s, lambda r: r.get("request_id") == data.request_id, conclusion=conclusion)
     s = _update(
         s,
         data.request_id,
@@ -162,6 +175,14 @@ def _escalated(s: CaseState, data: ev.CaseEscalated, meta: EventMeta) -> CaseSta
     if reached is None or data.level >= reached[0]:
         escalations[data.department] = (data.level, meta.at)
     ruling = s.bounce_ruling_needed or (data.reason == "bounced" and data.audience == "duty_leader")
+    if data.reason == "notice_overdue":
+        s = _replace_reviews(s, lambda r: not r.get("notified"), notice_late=True)
+    elif data.reason == "review_overdue":
+        s = _replace_reviews(
+            s,
+            lambda r: r.get("conclusion") is None and review_reviewer(r) == data.department,
+            review_late=True,
+        )
     return _replace_state(s, escalations=escalations, bounce_ruling_needed=ruling)
 
 
@@ -170,7 +191,16 @@ def _bounce_ruled(s: CaseState, data: ev.BounceRuled, meta: EventMeta) -> CaseSt
 
 
 def _deadline_warned(s: CaseState, data: ev.DeadlineWarned, meta: EventMeta) -> CaseState:
-    return _replace_state(s, warned=s.warned | {data.working_days_left})
+    if data.about is None:
+        return _replace_state(s, warned=s.warned | {data.working_days_left})
+    key, done = (
+        ("notice_warned", "notified") if data.about == "review_notice" else ("review_warned", "conclusion")
+    )
+
+    def waiting(r: Any) -> bool:
+        return r.get("department") == data.department and not r.get(done)
+
+    return _replace_reviews(s, waiting, _add=(key, data.working_days_left))
 
 
 def _overdue(s: CaseState, data: ev.CaseOverdue, meta: EventMeta) -> CaseState:
@@ -198,7 +228,22 @@ def _guided(s: CaseState, data: ev.CaseGuided, meta: EventMeta) -> CaseState:
 
 
 def _review_requested(s: CaseState, data: ev.ReviewRequested, meta: EventMeta) -> CaseState:
-    return _replace_state(s, reviews=(*s.reviews, data.model_dump(mode="json")))
+    review = {**data.model_dump(mode="json", exclude_none=True), "notified": False, "conclusion": None}
+    return _replace_state(s, reviews=(*s.reviews, review))
+
+
+def _review_notice_given(s: CaseState, data: ev.ReviewNoticeGiven, meta: EventMeta) -> CaseState:
+    return _replace_reviews(
+        s, lambda r: r.get("department") == data.department and not r.get("notified"), notified=True
+    )
+
+
+def _review_concluded(s: CaseState, data: ev.ReviewConcluded, meta: EventMeta) -> CaseState:
+    return _replace_reviews(
+        s,
+        lambda r: r.get("department") == data.department and r.get("conclusion") is None,
+        conclusion=data.outcome,
+    )
 
 
 def _resolved(s: CaseState, data: ev.CaseResolved, meta: EventMeta) -> CaseState:
@@ -206,7 +251,8 @@ def _resolved(s: CaseState, data: ev.CaseResolved, meta: EventMeta) -> CaseState
 
 
 def _closed(s: CaseState, data: ev.CaseClosed, meta: EventMeta) -> CaseState:
-    closing = {**data.model_dump(mode="json"), "at": meta.at.isoformat()}
+    closing = {**data.model_dump(mode="json", exclude_none=True), "at": meta.at.isoformat()}
+    s = _replace_reviews(s, lambda r: not r.get("notified"), notified=True)  # 銷號 tells the applicant
     return _replace_state(s, state=CLOSED, closing=closing, pending_extension=None)
 
 
@@ -259,6 +305,9 @@ _RULES: dict[type[WireModel], Callable[[CaseState, Any, EventMeta], CaseState]] 
     ev.CaseEvaluated: _evaluated,
     ev.CaseReopened: _reopened,
     ev.AccountabilityRecorded: _accountability_recorded,
+    ev.IntakeDeadlineSet: _intake_deadline_set,
+    ev.ReviewNoticeGiven: _review_notice_given,
+    ev.ReviewConcluded: _review_concluded,
 }
 """One rule per event type: the payload model is the type (``ev.EVENT_TYPES``)."""
 
@@ -278,6 +327,37 @@ def _shared_vocabulary(intake: dict[str, Any]) -> dict[str, Any]:
     if isinstance(applicant, dict) and type(applicant.get("kind")) is str:
         applicant["kind"] = sys.intern(applicant["kind"])
     return intake
+
+
+def review_reviewer(review: Mapping[str, Any]) -> str:
+    """Who owes a review's conclusion: the higher department asked over the bus, else the window."""
+    return str(review.get("higher_department")) if review.get("request_id") else "window"
+
+
+def _replace_reviews(
+    state: CaseState,
+    which: Callable[[Mapping[str, Any]], bool],
+    _add: tuple[str, int] | None = None,
+    **changes: Any,
+) -> CaseState:
+    """The state with ``changes`` made to every review ``which`` picks (``_add``: a number added to a
+    list field of the review); the state itself when none is picked."""
+    if not any(which(r) for r in state.reviews):
+        return state
+    reviews = []
+    for review in state.reviews:
+        if which(review):
+            review = {**review, **changes}
+            if _add is not None:
+                key, number = _add
+                review[key] = sorted({*_numbers(review, key), number})
+        reviews.append(review)
+    return _replace_state(state, reviews=tuple(reviews))
+
+
+def _numbers(review: Mapping[str, Any], key: str) -> list[int]:
+    value = review.get(key)
+    return list(value) if isinstance(value, list | tuple) else []
 
 
 def _update(state: CaseState, request_id: str, **changes: Any) -> CaseState:

@@ -27,11 +27,19 @@ class CaseStatus(StrEnum):
 
 
 INTAKE, GUIDING, COORDINATING, ANSWERED, CLOSED, EVALUATED = CaseStatus
+STATE_LABELS: dict[str, str] = {
+    INTAKE: "待分類",
+    GUIDING: "引導中",
+    COORDINATING: "協調中",
+    ANSWERED: "已答覆待銷號",
+    CLOSED: "已銷號待評價",
+    EVALUATED: "已評價",
+}
 STATES = tuple(CaseStatus)
 OPEN_STATES = frozenset({INTAKE, GUIDING, COORDINATING, ANSWERED})
 
 ALLOWED: dict[str, tuple[str, ...]] = {
-    INTAKE: ("classify", "handover", "escalate"),
+    INTAKE: ("classify", "handover", "escalate", "tick"),
     GUIDING: ("guide", "classify", "handover", "extend", "approve_extension", "escalate", "tick"),
     COORDINATING: (
         "classify",
@@ -43,6 +51,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "rule_bounce",
         "accountability",
         "close",
+        "review_notice",
+        "review_conclude",
         "tick",
     ),
     ANSWERED: (
@@ -54,11 +64,37 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "close",
         "escalate",
         "accountability",
+        "review_notice",
+        "review_conclude",
         "tick",
     ),
-    CLOSED: ("evaluate", "reopen", "accountability"),
-    EVALUATED: ("reopen", "accountability"),
+    # a closed case still follows the review of a `cannot` (the higher department's answer, the watcher)
+    CLOSED: ("evaluate", "reopen", "accountability", "record", "review_notice", "review_conclude", "tick"),
+    EVALUATED: ("reopen", "accountability", "record", "review_notice", "review_conclude", "tick"),
 }
+
+VERB_LABELS: dict[str, str] = {
+    "classify": "分類",
+    "handover": "移交",
+    "escalate": "督辦",
+    "guide": "引導辦理",
+    "extend": "申請延期",
+    "approve_extension": "批准延期",
+    "record": "登記部門答覆",
+    "rule_bounce": "退單裁定",
+    "accountability": "問責記錄",
+    "close": "銷號",
+    "evaluate": "評價",
+    "reopen": "重辦",
+    "review_notice": "登記複核告知",
+    "review_conclude": "登記複核結論",
+    "open": "受理",
+    "tick": "期限檢查",
+}
+"""The Chinese name of each verb; a refusal offers staff only the verbs not in SYSTEM_VERBS."""
+
+SYSTEM_VERBS = frozenset({"tick"})
+"""Verbs only the broker itself gives (the deadline watcher): left out of what a refusal offers."""
 
 LEADER_RANK = int(Level.LEADER_IN_CHARGE)
 """Rank from which a staff member counts as a leader (分管領導, 局長, the window's duty leader)."""
@@ -86,6 +122,7 @@ class Coordination:
     rerouted_from: str | None = None
     requested_at: datetime | None = None
     last_reason: str | None = None
+    review_of: str | None = None  # the higher department reviewing this department's `cannot`
 
     @property
     def open(self) -> bool:
@@ -142,7 +179,15 @@ class CaseState:
         return list(seen)
 
     def current(self) -> list[Coordination]:
-        return [c for c in self.coordinations.values() if c.round == self.round]
+        """This round's coordinations, without the reviews of a `cannot` (a track of their own)."""
+        return [c for c in self.coordinations.values() if c.round == self.round and c.review_of is None]
+
+    @property
+    def watched(self) -> bool:
+        """Still followed by the broker: open, or closed with a `cannot` review not concluded."""
+        return self.state in OPEN_STATES or any(
+            r.get("due_date") is not None and r.get("conclusion") is None for r in self.reviews
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view of the state (identifiers as stored: callers mask for display)."""
@@ -178,6 +223,7 @@ class CaseState:
                     "message": c.message,
                     "legal_basis": c.legal_basis,
                     "rerouted_from": c.rerouted_from,
+                    "review_of": c.review_of,
                     "deadline": c.deadline.isoformat(),
                 }
                 for c in self.coordinations.values()
