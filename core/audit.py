@@ -197,7 +197,11 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
                 f"{g('department')} → {g('target')} ({g('role')}, {g('reason')}) {g('note') or ''}".rstrip()
             )
         case "case.deadline_warned":
-            return f"due {g('due_date')}, {g('working_days_left')} working day(s) left"
+            about = {
+                "review_notice": f"{g('department')}'s cannot: notice ",
+                "review": f"{g('department')}'s cannot: review ",
+            }
+            return f"{about.get(g('about'), '')}due {g('due_date')}, {g('working_days_left')} working day(s) left"
         case "case.overdue":
             return f"due {g('due_date')} passed"
         case "case.extension_requested":
@@ -207,7 +211,18 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
         case "case.guided":
             return f"to {g('window')}: {g('instructions')}"
         case "case.review_requested":
-            return f"{g('department')} → {g('higher_department')} [{g('legal_basis')}], notify by {g('notify_by')}"
+            due = f", review due {g('due_date')}" if g("due_date") else ""
+            how = " (asked over the bus)" if g("request_id") else ""
+            return (
+                f"{g('department')} → {g('higher_department')}{how} [{g('legal_basis')}], "
+                f"notify by {g('notify_by')}{due}"
+            )
+        case "case.review_notice_given":
+            return f"applicant told of {g('department')}'s cannot: {g('how')} {g('note') or ''}".rstrip()
+        case "case.review_concluded":
+            return f"{g('department')}'s cannot {g('outcome')}: {g('note')}"
+        case "case.intake_deadline_set":
+            return f"classify by {g('due_date')}"
         case "case.resolved":
             return f"{g('outcome')}: {g('summary')}"
         case "case.bounce_ruled":
@@ -216,7 +231,12 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
             )
         case "case.closed":
             on_time = {True: "on time", False: "late"}.get(bool(g("on_time")), "") if "on_time" in d else ""
-            return f"{g('outcome')} {on_time}: {g('explanation')} (closed by {g('closed_by')})"
+            override = (
+                f"; against the answers, overridden by {g('overridden_by')}: {g('override_reason')}"
+                if g("override_reason")
+                else ""
+            )
+            return f"{g('outcome')} {on_time}: {g('explanation')} (closed by {g('closed_by')}{override})"
         case "case.evaluated":
             fault = f", fault of {g('department_at_fault')}" if g("department_at_fault") else ""
             return f"{g('rating')}{fault}: {g('comment') or ''}".rstrip(": ")
@@ -419,6 +439,12 @@ def _state_html(case: CaseRecord, state: dict[str, Any]) -> list[str]:
         ("overdue", "yes" if state.get("overdue") else "no"),
         ("departments", ", ".join(c["department"] for c in state.get("coordinations") or [])),
         ("closed", f"{closing.get('outcome')}: {closing.get('explanation')}" if closing else None),
+        (
+            "closed against the answers",
+            f"{closing.get('overridden_by')}: {closing.get('override_reason')}"
+            if closing and closing.get("override_reason")
+            else None,
+        ),
         ("evaluation", f"{evaluation.get('rating')} {evaluation.get('comment', '')}" if evaluation else None),
         ("last seq", state.get("seq")),
         ("state stopped", check["state_stopped"]),

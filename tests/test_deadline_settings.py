@@ -196,6 +196,109 @@ async def test_escalation_climbs_per_working_hours_counted_in_office_hours(
                     assert e.fields["data"] == {"due_date": "2026-10-10"}
 
 
+# --- intake_working_days -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "due", "overdue_at"),
+    [
+        ("", "2026-09-28", at(2026, 9, 29)),  # by the end of the day it opened (Monday 28 September)
+        ("intake_working_days = 1", "2026-09-29", at(2026, 9, 30)),
+    ],
+    ids=["default", "one-more-day"],
+)
+async def test_an_unclassified_case_is_watched_from_its_first_working_day(
+    tmp_path, nats_server, nats_client, sim_clock, settings, due, overdue_at
+):
+    config = config_file(tmp_path, settings)
+    unclear = sample("01")
+    unclear.update(category=None, matter_title="其他事項", description="申請人所述事項尚待了解")
+    async with running_broker(nats_server, config, sim_clock, nats_client) as broker:
+        case_id = (await api_call(nats_client, "case.open", unclear))["case_id"]
+        assert await events(broker, case_id, "case.intake_deadline_set") == [
+            (
+                "case.intake_deadline_set",
+                {"working_days": int(settings[-1] if settings else 0), "due_date": due},
+            )
+        ]
+        sim_clock.set(overdue_at)
+        await api_call(nats_client, "admin.tick", {})
+        escalated = await events(broker, case_id, "case.overdue", "case.escalated")
+        assert [(t, d.get("department"), d.get("level"), d.get("reason")) for t, d in escalated] == [
+            ("case.overdue", None, None, None),
+            ("case.escalated", "window", 1, "overdue"),
+        ]
+        await api_call(
+            nats_client,
+            "case.classify",
+            {"case_id": case_id, "actor": "w-zhang", "category": "hard", "reason": "政策空白"},
+        )
+        state = broker.state_of(case_id)
+        assert state.state == "coordinating" and not state.overdue
+
+
+# --- the review of a `cannot`: [departments.<code>] higher and review_working_days --------------------
+
+
+async def test_a_cannot_goes_over_the_bus_to_the_higher_department_and_closing_against_it_needs_a_leader(
+    tmp_path, nats_server, nats_client, sim_clock, builtin_adapters
+):
+    config = config_file(
+        tmp_path, "review_working_days = 2", extra='[departments.chengguan]\nhigher = "scjg"\n'
+    )
+    async with running_broker(nats_server, config, sim_clock, nats_client) as broker:
+        case_id = (await api_call(nats_client, "case.open", sample("01")))["case_id"]  # opened Monday 28 Sep
+        review_request = f"{case_id}-c2"
+        await wait_for(
+            lambda: (
+                (c := broker.state_of(case_id).coordinations.get(review_request)) is not None and not c.open
+            ),
+            what="the higher department's answer to the review",
+        )
+        state = broker.state_of(case_id)
+        assert state.state == "answered"  # the review runs beside the case
+        (review,) = state.reviews
+        # notice: 3 working days (29, 30 Sep, 8 Oct); review: 2 working days (29, 30 Sep)
+        assert (
+            review["higher_department"],
+            review["notify_by"],
+            review["due_date"],
+            review["request_id"],
+        ) == (
+            "scjg",
+            "2026-10-08",
+            "2026-09-30",
+            review_request,
+        )
+        requested = [
+            d for t, d in await events(broker, case_id, "coordination.requested") if d.get("review_of")
+        ]
+        assert [(d["department"], d["review_of"], d["deadline"]) for d in requested] == [
+            ("scjg", "chengguan", "2026-09-30")
+        ]
+        # scjg says the shop sign is not its matter: that neither upholds nor overturns; the window concludes
+        assert review["conclusion"] is None and state.coordinations[review_request].outcome == "not_ours"
+        conclude = {"case_id": case_id, "actor": "w-zhang", "department": "chengguan", "note": "省廳維持"}
+        await api_call(nats_client, "case.review_conclude", {**conclude, "outcome": "upheld"})
+        assert broker.state_of(case_id).reviews[0]["conclusion"] == "upheld"
+        # 銷號 against chengguan's `cannot`: refused for the clerk, recorded for a leader with a reason
+        close = {"case_id": case_id, "outcome": "resolved", "explanation": "經協調已同意設置"}
+        with pytest.raises(ApiError) as refused:
+            await api_call(nats_client, "case.close", {**close, "actor": "w-zhang"})
+        assert refused.value.error["field"] == "outcome"
+        assert "與部門答覆（chengguan: cannot）不一致" in refused.value.error["message_zh"]
+        await api_call(
+            nats_client,
+            "case.close",
+            {**close, "actor": "leader-gao", "override_reason": "市政府專題會議同意"},
+        )
+        (closed,) = await events(broker, case_id, "case.closed")
+        assert (closed[1]["override_reason"], closed[1]["overridden_by"]) == (
+            "市政府專題會議同意",
+            "leader-gao",
+        )
+
+
 # --- max_extension_days ----------------------------------------------------------------------------
 
 

@@ -72,7 +72,8 @@ def extend(req: api.RequestExtension, rules: Rules, state: lc.CaseState) -> lc.C
 
 
 def record(req: api.RecordReply, rules: Rules, state: lc.CaseState) -> lc.Command:
-    asked = [c for c in state.current() if c.department == req.department and c.open]
+    reviews = [c for c in state.coordinations.values() if c.review_of is not None]
+    asked = [c for c in [*state.current(), *reviews] if c.department == req.department and c.open]
     if not asked:
         raise ApiFailure(
             "not_allowed",

@@ -420,13 +420,14 @@ def _review_conclude(state: CaseState, cmd: c.ConcludeReview) -> list[NewEvent]:
             field="department",
             zh=f"案件 {state.case_id} 沒有待結論的 {cmd.department} 不能辦複核",
         )
-    if waiting[-1].get("request_id"):
+    asked = state.coordinations.get(waiting[-1].get("request_id") or "")
+    if asked is not None and asked.open:
         higher = waiting[-1]["higher_department"]
         raise Refused(
-            f"the review went to {higher} over the bus: its answer concludes it (record it with "
-            f"`case record --department {higher}` if it answered otherwise)",
+            f"the review went to {higher} over the bus and waits for its answer, which concludes it "
+            f"(record an answer given outside the bus with `case record --department {higher}`)",
             field="department",
-            zh=f"複核已經由系統送 {higher}：以其答覆為結論（線下答覆請以「登記部門答覆」記錄）",
+            zh=f"複核已經由系統送 {higher}，以其答覆為結論（線下答覆請以「登記部門答覆」記錄）",
         )
     concluded = ev.ReviewConcluded(department=cmd.department, outcome=cmd.outcome, note=cmd.note)
     return [NewEvent(cmd.actor, concluded)]
@@ -471,10 +472,12 @@ def _reply(state: CaseState, cmd: c.RecordReply) -> list[NewEvent]:
         recorded_by=cmd.recorded_by,
     )
     out = [NewEvent(cmd.recorded_by or r.department, replied)]
+    if x.review_of is not None:  # the review's answer: recorded beside the case, nothing follows
+        return out
     if r.outcome is Outcome.NOT_OURS:
         out += _bounce(state, cmd, evolve_many(state, out, _placeholder_meta(state)))
-    elif r.outcome is Outcome.CANNOT and not any(v.get("request_id") == r.request_id for v in state.reviews):
-        out += _review(state, cmd)  # (a `cannot` from the reviewer itself upholds; it is not reviewed again)
+    elif r.outcome is Outcome.CANNOT:
+        out += _review(state, cmd)
     after = evolve_many(state, out, _placeholder_meta(state))
     current = after.current()
     if (

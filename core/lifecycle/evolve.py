@@ -150,11 +150,22 @@ def _stalled(s: CaseState, data: ev.CoordinationStalled, meta: EventMeta) -> Cas
 
 
 def _replied(s: CaseState, data: ev.CoordinationReplied, meta: EventMeta) -> CaseState:
+    if any(r.get("request_id") == data.request_id for r in s.reviews):
+        # the higher department's answer: `cannot` upholds the first, `resolved` overturns it; any
+        # other answer leaves the conclusion to the window (review-conclude)
+        conclusion = REVIEW_CONCLUSIONS.get(data.outcome)
+        if conclusion is not None:
+            s = _replace_reviews(s, lambda r: r.get("request_id") == data.request_id, conclusion=conclusion)
+        return _update(
+            s,
+            data.request_id,
+            status=CoordinationStatus.ANSWERED,
+            outcome=data.outcome,
+            message=data.message,
+            legal_basis=data.legal_basis,
+            attempts=max(data.attempt, 1),
+        )
     bounced = data.outcome is Outcome.NOT_OURS
-    if not bounced and any(r.get("request_id") == data.request_id for r in s.reviews):
-        # the higher department's answer concludes its review: a `cannot` upholds the first one
-        conclusion = "upheld" if data.outcome is Outcome.CANNOT else "overturned"
-        s = _replace_reviews(s, lambda r: r.get("request_id") == data.request_id, conclusion=conclusion)
     s = _update(
         s,
         data.request_id,
@@ -327,6 +338,10 @@ def _shared_vocabulary(intake: dict[str, Any]) -> dict[str, Any]:
     if isinstance(applicant, dict) and type(applicant.get("kind")) is str:
         applicant["kind"] = sys.intern(applicant["kind"])
     return intake
+
+
+REVIEW_CONCLUSIONS = {Outcome.CANNOT: "upheld", Outcome.RESOLVED: "overturned"}
+"""What the higher department's answer makes of the `cannot` it reviews."""
 
 
 def review_reviewer(review: Mapping[str, Any]) -> str:
