@@ -197,11 +197,8 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
                 f"{g('department')} → {g('target')} ({g('role')}, {g('reason')}) {g('note') or ''}".rstrip()
             )
         case "case.deadline_warned":
-            about = {
-                "review_notice": f"{g('department')}'s cannot: notice ",
-                "review": f"{g('department')}'s cannot: review ",
-            }
-            return f"{about.get(g('about'), '')}due {g('due_date')}, {g('working_days_left')} working day(s) left"
+            about = f"{g('department')}'s cannot, {g('about')}: " if g("about") else ""
+            return f"{about}due {g('due_date')}, {g('working_days_left')} working day(s) left"
         case "case.overdue":
             return f"due {g('due_date')} passed"
         case "case.extension_requested":
@@ -210,17 +207,8 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
             return f"due {g('due_date')} (+{g('working_days')}, approved by {g('approved_by')})"
         case "case.guided":
             return f"to {g('window')}: {g('instructions')}"
-        case "case.review_requested":
-            due = f", review due {g('due_date')}" if g("due_date") else ""
-            how = " (asked over the bus)" if g("request_id") else ""
-            return (
-                f"{g('department')} → {g('higher_department')}{how} [{g('legal_basis')}], "
-                f"notify by {g('notify_by')}{due}"
-            )
-        case "case.review_notice_given":
-            return f"applicant told of {g('department')}'s cannot: {g('how')} {g('note') or ''}".rstrip()
-        case "case.review_concluded":
-            return f"{g('department')}'s cannot {g('outcome')}: {g('note')}"
+        case "case.review_requested" | "case.review_notice_given" | "case.review_concluded":
+            return _describe_review(event_type, d)
         case "case.intake_deadline_set":
             return f"classify by {g('due_date')}"
         case "case.resolved":
@@ -248,6 +236,18 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
                 f"{g('staff')} ({g('section')}): {', '.join(g('measures') or [])}{tolerance}: {g('finding')}"
             )
     return json.dumps(dict(d), ensure_ascii=False, sort_keys=True)[:200]
+
+
+def _describe_review(event_type: str, d: Mapping[str, Any]) -> str:
+    """The review of a `cannot` (describe's part for its three events)."""
+    g = d.get
+    if event_type == "case.review_notice_given":
+        return f"applicant told of {g('department')}'s cannot: {g('how')} {g('note') or ''}".rstrip()
+    if event_type == "case.review_concluded":
+        return f"{g('department')}'s cannot {g('outcome')}: {g('note')}"
+    due = f", review due {g('due_date')}" if g("due_date") else ""
+    how = " (asked over the bus)" if g("request_id") else ""
+    return f"{g('department')} → {g('higher_department')}{how} [{g('legal_basis')}], notify by {g('notify_by')}{due}"
 
 
 def _category(value: Any) -> str:

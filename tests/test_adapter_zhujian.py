@@ -72,6 +72,20 @@ async def test_full_zhujian_case_open_coordinate_answer_close_evaluate(broker, s
     assert replied["data"]["outcome"] == "resolved"
     assert replied["data"]["handler"] == "房屋租賃管理科科長"
 
+    # 不給辦 closes only with its accountability
+    await api_call(
+        nats_client,
+        "accountability.record",
+        {
+            "case_id": case_id,
+            "actor": "w-zhang",
+            "staff": "zhujian-clerk-03",
+            "section": "房屋租賃管理科",
+            "leader_in_charge": "分管副局長",
+            "finding": "以材料不全為由拒絕受理",
+            "measures": ["interview"],
+        },
+    )
     await api_call(
         nats_client,
         "case.close",
@@ -95,6 +109,7 @@ async def test_full_zhujian_case_open_coordinate_answer_close_evaluate(broker, s
         "coordination.requested",
         "coordination.replied",
         "case.resolved",
+        "accountability.recorded",
         "case.closed",
         "case.evaluated",
     ]

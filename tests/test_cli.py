@@ -196,7 +196,15 @@ def test_case_commands_are_generated_from_the_api_table_with_a_flag_per_request_
     commands = {name: (verb, model) for name, verb, _, model in case_commands()}
     assert list(commands) == [
         *("classify", "handover", "extend", "approve-extension", "record", "guide", "close"),
-        *("evaluate", "reopen", "escalate", "rule-bounce", "accountability"),
+        *(
+            "evaluate",
+            "reopen",
+            "escalate",
+            "rule-bounce",
+            "review-notice",
+            "review-conclude",
+            "accountability",
+        ),
     ]
     assert {verb for verb, _ in commands.values()} == {v for v, entry in VERBS.items() if entry.command}
     given = "case record X --department scjg --outcome accepted --message m --handler h"

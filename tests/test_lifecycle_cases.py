@@ -1197,16 +1197,27 @@ def test_the_case_is_answered_only_when_every_department_of_the_round_has_answer
     )
 
 
-def test_resolved_outranks_every_other_outcome_of_the_round():
+def test_cannot_outranks_every_other_outcome_of_the_round():
     s = opened("hard", ("scjg", "chengguan", "renshe"))
     s, _ = step(s, answer(C1, "scjg", "cannot", legal_basis="條例"))
     s, _ = step(s, answer(C2, "chengguan", "need_materials", materials=["圖"]))
     s, events = step(s, answer(C3, "renshe", "resolved"))
     assert events[-1] == resolved(
-        "resolved",
+        "cannot",
         "scjg: cannot: 答覆; chengguan: need_materials: 答覆; renshe: resolved: 答覆",
         ["scjg", "chengguan", "renshe"],
     )
+
+
+def test_the_round_is_resolved_only_when_every_department_resolved_it():
+    s = opened("hard", ("scjg", "chengguan"))
+    s, _ = step(s, answer(C1, "scjg", "need_materials", materials=["章程"]))
+    _, events = step(s, answer(C2, "chengguan", "resolved"))
+    assert events[-1].data.outcome == "need_materials"
+    s = opened("hard", ("scjg", "chengguan"))
+    s, _ = step(s, answer(C1, "scjg", "resolved"))
+    _, events = step(s, answer(C2, "chengguan", "resolved"))
+    assert events[-1].data.outcome == "resolved"
 
 
 def test_need_materials_alone_is_the_outcome_of_the_round():

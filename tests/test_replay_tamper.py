@@ -45,7 +45,7 @@ async def recorded(broker, builtin_adapters, nats_client) -> dict[str, str]:
             {
                 "case_id": ids[name],
                 "actor": "leader-gao",
-                "outcome": "resolved",
+                "outcome": broker.state_of(ids[name]).resolution["outcome"],  # as the departments answered
                 "explanation": "已向申請人說明",
             },
         )

@@ -552,8 +552,9 @@ def _bounce(state: CaseState, cmd: c.RecordReply, after: CaseState) -> list[NewE
 
 def _resolution(state: CaseState) -> NewEvent:
     answered = [x for x in state.current() if x.status == CoordinationStatus.ANSWERED]
+    # resolved only when every department resolved it: the outcome 銷號 agrees with (closing_agrees)
     outcomes = {x.outcome for x in answered}
-    for candidate in ("resolved", "cannot", "need_materials"):
+    for candidate in ("cannot", "need_materials"):
         if candidate in outcomes:
             outcome = Outcome(candidate)
             break
