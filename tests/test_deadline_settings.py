@@ -432,6 +432,7 @@ async def test_calendar_override_supplies_a_year_the_library_does_not_know(
         case_id = (await api_call(nats_client, "case.open", sample("01", category="hard")))["case_id"]
         assert case_id == "DD-20310929-0001"
         assert broker.state_of(case_id).due_date.isoformat() == due
+        assert broker.state_of(case_id).due_date_provisional is not with_override
         fallbacks = broker.metrics.registry.get_sample_value("unstuck_calendar_fallback_total")
         year_unknown = broker.metrics.registry.get_sample_value("unstuck_calendar_year_unknown")
         if with_override:
