@@ -211,6 +211,9 @@ def describe(event_type: str, data: Mapping[str, Any]) -> str:
             return _describe_review(event_type, d)
         case "case.intake_deadline_set":
             return f"classify by {g('due_date')}"
+        case "case.due_date_revised":
+            mark = " (provisional)" if g("due_date_provisional") else ""
+            return f"due {g('previous_due_date')} → {g('due_date')}{mark}: {g('reason')}"
         case "case.resolved":
             return f"{g('outcome')}: {g('summary')}"
         case "case.bounce_ruled":

@@ -287,10 +287,14 @@ class Metrics:
             registry=r,
         )
         self.calendar_fallback = Counter(
-            "unstuck_calendar_fallback", "Working-day lookups that fell back to weekends-only", registry=r
+            "unstuck_calendar_fallback",
+            "Working-day lookups in a year without a published schedule (statutory holidays only)",
+            registry=r,
         )
         self.calendar_year_unknown = Gauge(
-            "unstuck_calendar_year_unknown", "The latest year the calendar had to guess (0: none)", registry=r
+            "unstuck_calendar_year_unknown",
+            "The latest year counted without a published schedule (0: none)",
+            registry=r,
         )
         for dept in departments:
             self.add_department(dept)

@@ -37,6 +37,16 @@ class Envelope(WireModel):
 # --- payloads -------------------------------------------------------------------------------------
 
 
+def _provisional() -> Any:
+    """``due_date_provisional``: stored only when true, so the records of every other case read as before."""
+    return Field(
+        default=False,
+        exclude_if=lambda provisional: not provisional,
+        description="the due date was counted through a year whose holiday schedule (調休) was not "
+        "published yet; case.due_date_revised records it again once the schedule is known",
+    )
+
+
 class CaseOpened(WireModel):
     """case.opened: the window accepted the case; its owner is whoever accepted it (首問負責制)."""
 
@@ -65,6 +75,7 @@ class CaseClassified(WireModel):
     mode: Literal["guide", "coordinate"]
     working_days: int = Field(ge=1, le=60)
     due_date: date
+    due_date_provisional: bool = _provisional()
     duty_leader: StaffId | None = None
     departments: list[DepartmentCode] = Field(default_factory=list)
 
@@ -77,6 +88,7 @@ class CaseReclassified(WireModel):
     reason: ShortText
     working_days: int = Field(ge=1, le=60)
     due_date: date
+    due_date_provisional: bool = _provisional()
 
 
 class OwnerAssigned(WireModel):
@@ -172,6 +184,7 @@ class ExtensionRequested(WireModel):
     working_days: int = Field(ge=1, le=10)
     reason: ShortText
     proposed_due_date: date
+    due_date_provisional: bool = _provisional()
 
 
 class CaseExtended(WireModel):
@@ -179,6 +192,7 @@ class CaseExtended(WireModel):
 
     working_days: int = Field(ge=1, le=10)
     due_date: date
+    due_date_provisional: bool = _provisional()
     approved_by: StaffId
     total_extension_days: int = Field(ge=1, le=10)
 
@@ -250,6 +264,7 @@ class CaseReopened(WireModel):
     round: int = Field(ge=2)
     working_days: int = Field(ge=1, le=60)
     due_date: date
+    due_date_provisional: bool = _provisional()
 
 
 class AccountabilityRecorded(WireModel):
@@ -268,6 +283,7 @@ class IntakeDeadlineSet(WireModel):
 
     working_days: int = Field(ge=0, le=10, description="0: the working day the case was opened")
     due_date: date
+    due_date_provisional: bool = _provisional()
 
 
 class ReviewNoticeGiven(WireModel):
@@ -284,6 +300,16 @@ class ReviewConcluded(WireModel):
     department: DepartmentCode
     outcome: Literal["upheld", "overturned"]
     note: LongText
+
+
+class DueDateRevised(WireModel):
+    """case.due_date_revised: the due date counted again on the working calendar, after a year it was
+    counted through got its published schedule (or the schedule changed)."""
+
+    previous_due_date: date
+    due_date: date
+    due_date_provisional: bool = Field(description="still counted through a year not published")
+    reason: ShortText
 
 
 EVENT_TYPES: dict[str, type[WireModel]] = {
@@ -311,6 +337,7 @@ EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.intake_deadline_set": IntakeDeadlineSet,
     "case.review_notice_given": ReviewNoticeGiven,
     "case.review_concluded": ReviewConcluded,
+    "case.due_date_revised": DueDateRevised,
 }
 
 _TYPE_OF_MODEL: dict[type[WireModel], str] = {model: name for name, model in EVENT_TYPES.items()}
@@ -349,6 +376,7 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "case.intake_deadline_set": ("分類時限", "intake deadline set"),
     "case.review_notice_given": ("複核告知", "applicant told of the review"),
     "case.review_concluded": ("複核結論", "review concluded"),
+    "case.due_date_revised": ("期限重算", "due date revised"),
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

@@ -28,6 +28,7 @@ from unstuck.config import Config
 from unstuck.connection import close_client
 from unstuck.embedded import EmbeddedNats
 from unstuck.testing import api_call, wait_for
+from unstuck.workcalendar import WorkingCalendar
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "examples" / "cases"
@@ -79,11 +80,16 @@ def require_tool(name: str, install: str) -> str:
 
 @contextlib.asynccontextmanager
 async def running_broker(
-    server: EmbeddedNats, config: Config, clock: SimulatedClock, client: Client
+    server: EmbeddedNats,
+    config: Config,
+    clock: SimulatedClock,
+    client: Client,
+    calendar: WorkingCalendar | None = None,
 ) -> AsyncIterator[Broker]:
-    """A broker with this configuration, answering ``client``'s API requests when it is yielded."""
+    """A broker with this configuration (and ``calendar``, else the configured one), answering
+    ``client``'s API requests when it is yielded."""
     nc = await nats.connect(server.url)
-    broker = Broker(nc, config, clock)
+    broker = Broker(nc, config, clock, calendar=calendar)
     await broker.start()
     try:
         # a connection opened before the broker subscribed may hear "no responders" for a moment

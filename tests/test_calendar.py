@@ -1,4 +1,5 @@
-"""Working days: the statutory calendar, the local override file, and the weekends-only fallback."""
+"""Working days: the published schedules, the local override file, and the statutory-only computation of
+a year not published yet."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ def test_national_day_2026_with_the_10_october_make_up_working_day():
     assert cal.add_working_days(date(2026, 9, 30), 5) == date(2026, 10, 13)
 
 
-def test_an_unknown_year_falls_back_to_weekends_only_with_a_warning_and_a_callback(caplog):
+def test_an_unpublished_year_counts_its_statutory_holidays_with_a_warning_and_a_callback(caplog):
     seen: list[int] = []
     cal = WorkingCalendar(on_unknown_year=seen.append)
     with caplog.at_level(logging.WARNING):
+        # Friday 3 January 2031 + 1: Monday the 6th (New Year's Day, Wednesday the 1st, is behind it)
         assert cal.add_working_days(date(2031, 1, 3), 1) == date(2031, 1, 6)
-    assert "no statutory calendar for 2031" in caplog.text
+        assert not cal.is_working_day(date(2031, 1, 1))  # statutory: New Year's Day
+    assert "no published schedule for 2031" in caplog.text
     assert seen and set(seen) == {2031}
     assert not cal.knows(2031)
 
@@ -170,8 +173,8 @@ def test_an_unknown_year_warns_once_but_calls_back_every_time(caplog):
         assert cal.is_working_day(date(2031, 3, 3))  # Monday
         assert not cal.is_working_day(date(2031, 3, 8))  # Saturday
     assert [r.getMessage() for r in caplog.records] == [
-        "calendar: no statutory calendar for 2031; counting weekends only. "
-        "Add [2031] with holidays and workdays to the calendar override file."
+        "calendar: no published schedule for 2031; counting its statutory holidays only (provisional). "
+        "Add [2031] with holidays and workdays to the calendar override file, or upgrade python-holidays."
     ]
     assert seen == [2031, 2031]
 

@@ -412,14 +412,15 @@ async def test_review_notify_days_sets_when_the_applicant_hears_of_the_review(
 
 # --- calendar_override -----------------------------------------------------------------------------
 
-# 2031 is a year chinese-calendar does not know. Monday 29 September 2031; the override makes Tuesday
-# 30 September and Wednesday 1 October holidays and Saturday 4 October a working day. Five working days
-# from the 29th: 2 Oct (1), 3 Oct (2), Sat 4 Oct (3), Mon 6 Oct (4), Tue 7 Oct (5). Weekends only, it
-# would be 30 Sep, 1, 2, 3 and Mon 6 Oct.
+# 2031 is a year no library has the State Council's notice of. Monday 29 September 2031; the override
+# makes Tuesday 30 September and Wednesday 1 October holidays and Saturday 4 October a working day. Five
+# working days from the 29th: 2 Oct (1), 3 Oct (2), Sat 4 Oct (3), Mon 6 Oct (4), Tue 7 Oct (5). Without
+# the override only the statutory holidays count: National Day 1-3 October (Mid-Autumn falls on the 1st
+# too), so 30 Sep (1), Mon 6 (2), 7 (3), 8 (4), Thu 9 Oct (5), and the due date is provisional.
 OVERRIDE_2031 = '[2031]\nholidays = ["2031-09-30", "2031-10-01"]\nworkdays = ["2031-10-04"]\n'
 
 
-@pytest.mark.parametrize(("with_override", "due"), [(True, "2031-10-07"), (False, "2031-10-06")])
+@pytest.mark.parametrize(("with_override", "due"), [(True, "2031-10-07"), (False, "2031-10-09")])
 async def test_calendar_override_supplies_a_year_the_library_does_not_know(
     tmp_path, nats_server, nats_client, builtin_adapters, with_override, due
 ):
@@ -431,6 +432,7 @@ async def test_calendar_override_supplies_a_year_the_library_does_not_know(
         case_id = (await api_call(nats_client, "case.open", sample("01", category="hard")))["case_id"]
         assert case_id == "DD-20310929-0001"
         assert broker.state_of(case_id).due_date.isoformat() == due
+        assert broker.state_of(case_id).due_date_provisional is not with_override
         fallbacks = broker.metrics.registry.get_sample_value("unstuck_calendar_fallback_total")
         year_unknown = broker.metrics.registry.get_sample_value("unstuck_calendar_year_unknown")
         if with_override:
@@ -453,7 +455,7 @@ def test_calendar_deadline_command_reads_the_override_named_in_the_config(tmp_pa
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "2031-10-07" and "weekends only" not in out.stderr
+    assert out.stdout.strip() == "2031-10-07" and "provisional" not in out.stdout
 
 
 # --- reclassification keeps granted extensions -----------------------------------------------------

@@ -262,6 +262,7 @@ def test_a_case_that_was_never_opened_does_not_exist_and_serialises_empty():
         "duty_leader": None,
         "working_days": 0,
         "due_date": None,
+        "due_date_provisional": False,
         "extension_days": 0,
         "pending_extension": None,
         "overdue": False,
@@ -298,6 +299,8 @@ def full_state() -> lc.CaseState:
         duty_leader="leader-gao",
         working_days=3,
         due_date=OCT13,
+        due_date_provisional=True,
+        due_basis=(T0, 5),
         extension_days=2,
         pending_extension={"working_days": 1, "reason": "等回函", "proposed_due_date": OCT14},
         overdue=True,
@@ -345,6 +348,7 @@ def test_the_state_serialises_every_field_a_reader_needs():
         "duty_leader": "leader-gao",
         "working_days": 3,
         "due_date": "2026-10-13",
+        "due_date_provisional": True,
         "extension_days": 2,
         "pending_extension": {"working_days": 1, "reason": "等回函", "proposed_due_date": OCT14},
         "overdue": True,
@@ -622,6 +626,7 @@ def test_a_case_opened_with_a_category_is_classified_and_its_department_asked_at
         duty_leader="leader-gao",
         working_days=3,
         due_date=OCT8,
+        due_basis=(T0, 3),
         coordinations={C1: coordination(C1, "chengguan", Q_CANNOT, OCT8)},
     )
 
@@ -676,6 +681,7 @@ def test_a_guided_case_asks_no_department_and_has_no_duty_leader_even_when_the_s
         owner="w-zhang",
         working_days=1,
         due_date=SEP29,
+        due_basis=(T0, 1),
     )
 
 
@@ -742,6 +748,7 @@ def test_classifying_a_case_in_intake_asks_its_departments_as_the_classifier():
         duty_leader="leader-gao",
         working_days=5,
         due_date=OCT10,
+        due_basis=(T0, 5),
         coordinations={
             C1: coordination(C1, "scjg", Q_HARD, OCT10, requested_at=at(9, 28, 10)),
             C2: coordination(C2, "chengguan", Q_HARD, OCT10, requested_at=at(9, 28, 10)),
@@ -816,6 +823,7 @@ def test_reclassifying_moves_the_deadline_and_clears_overdue_and_warnings_but_as
         duty_leader="leader-gao",
         working_days=5,
         due_date=OCT10,
+        due_basis=(T0, 5),
         overdue=False,
         warned=frozenset(),
         escalations={"chengguan": (1, at(10, 9))},
@@ -2726,6 +2734,7 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
         duty_leader="leader-gao",
         working_days=5,
         due_date=OCT14,
+        due_basis=(T0, 8),
         extension_days=3,
         pending_extension=None,
         overdue=False,
@@ -2844,6 +2853,7 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
         duty_leader="leader-gao",
         working_days=5,
         due_date=OCT14,
+        due_basis=(T0, 8),
         extension_days=3,
         escalations={"chengguan": (2, at(9, 29, 9, 5))},
         coordinations={C1: c1_final, C2: c2_final},
@@ -2908,6 +2918,7 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
         duty_leader="leader-gao",
         working_days=5,
         due_date=date(2026, 10, 21),
+        due_basis=(at(10, 14), 5),  # the second round counts from its reopening
         extension_days=3,
         escalations={},
         coordinations={
@@ -3070,6 +3081,7 @@ def test_a_refused_case_handed_over_bounced_twice_ruled_overdue_closed_late_and_
         duty_leader="leader-gao",
         working_days=1,
         due_date=SEP29,
+        due_basis=(T0, 1),
         overdue=True,
         warned=frozenset({0}),
         escalations={"renshe": (2, at(9, 28, 14)), "chengguan": (1, at(9, 30))},
@@ -3174,6 +3186,7 @@ def test_a_guided_case_closed_at_the_regular_window():
         owner="w-zhang",
         working_days=1,
         due_date=SEP29,
+        due_basis=(T0, 1),
         resolution={"outcome": "guided", "window": "城管局戶外廣告審批窗口"},
         closing={
             "outcome": "guided",
@@ -3244,6 +3257,7 @@ def test_a_reopening_clears_the_closed_rounds_overdue_warnings_escalations_bounc
         duty_leader="leader-gao",
         working_days=5,
         due_date=oct15,
+        due_basis=(at(10, 9, 14), 5),
         overdue=False,
         warned=frozenset(),
         escalations={},

@@ -8,12 +8,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest_asyncio
 
+from conftest import running_broker
 from unstuck.broker import Broker
+from unstuck.clock import CHINA, SimulatedClock
 from unstuck.embedded import EmbeddedNats
 from unstuck.metrics import MetricsServer
+from unstuck.testing import fast_config
+from unstuck.workcalendar import WorkingCalendar
 
 
 @pytest_asyncio.fixture
@@ -74,3 +79,23 @@ async def test_metrics_endpoint_serves_the_catalogue_and_unknown_paths_get_404(
     assert b"unstuck_nats_connected 1.0" in body
     status, _ = await asyncio.to_thread(get, f"http://{metrics_server.address}/cases")
     assert status == 404
+
+
+async def test_healthz_warns_from_1_november_that_next_years_calendar_is_not_published(
+    nats_server: EmbeddedNats, nats_client
+) -> None:
+    clock = SimulatedClock(datetime(2026, 10, 31, 23, 59, tzinfo=CHINA))
+    calendar = WorkingCalendar(unpublished_years={2027})  # 2027 not published, whatever the library has
+    async with running_broker(nats_server, fast_config(), clock, nats_client, calendar) as broker:
+        server = MetricsServer(broker.metrics, "127.0.0.1:0", broker.health).start()
+        try:
+            before = await healthz_until(server, 200)
+            assert before["warnings"] == []
+            clock.set(datetime(2026, 11, 1, 0, 0, tzinfo=CHINA))
+            after = await healthz_until(server, 200)
+        finally:
+            server.stop()
+    assert after["ready"] is True  # a warning, not a reason to take the broker out of service
+    [warning] = after["warnings"]
+    assert warning.startswith("the working calendar for 2027 is not published")
+    assert "Add [2027]" in warning and "calendar override file" in warning

@@ -8,17 +8,20 @@ import os
 import pty
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import sample
+from conftest import running_broker, sample
 from unstuck.broker import Broker
 from unstuck.cli import main
 from unstuck.cli.status import CLEAR, ERASE_BELOW, HOME
+from unstuck.clock import CHINA, SimulatedClock
 from unstuck.config import Config, DepartmentConfig
 from unstuck.embedded import EmbeddedNats
 from unstuck.testing import api_call, fast_config, wait_for
+from unstuck.workcalendar import WorkingCalendar
 
 
 @pytest.fixture
@@ -162,3 +165,31 @@ def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> str:
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
     return b"".join(chunks).decode()
+
+
+# --- the calendar warning: from 1 November, a next year without a published schedule -------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "warned"),
+    [
+        (datetime(2026, 10, 31, 23, 59, tzinfo=CHINA), False),  # the last minute of October, local time
+        (datetime(2026, 11, 1, 0, 0, tzinfo=CHINA), True),
+    ],
+)
+async def test_status_warns_from_1_november_that_next_years_calendar_is_not_published(
+    nats_server, nats_client, monkeypatch, capsys, now, warned
+) -> None:
+    monkeypatch.setenv("NATS_URL", nats_server.url)
+    calendar = WorkingCalendar(unpublished_years={2027})  # 2027 not published, whatever the library has
+    async with running_broker(nats_server, fast_config(), SimulatedClock(now), nats_client, calendar):
+        status = await api_call(nats_client, "status", {})
+        assert await run_cli("status") == 0
+    out = capsys.readouterr().out
+    if not warned:
+        assert status["warnings"] == [] and "warning" not in out
+        return
+    [warning] = status["warnings"]
+    assert warning.startswith("the working calendar for 2027 is not published")
+    assert "Add [2027]" in warning and "upgrade python-holidays" in warning
+    assert f"warning: {warning}" in out.splitlines()

@@ -51,6 +51,7 @@ def classify(req: api.Classify, rules: Rules, state: lc.CaseState) -> lc.Command
             reason=req.reason,
             working_days=days,
             due_date=due,
+            due_date_provisional=rules.provisional(local_date(start), due),
             departments=c.departments,
             duty_leader=c.duty_leader,
         )
@@ -68,6 +69,7 @@ def extend(req: api.RequestExtension, rules: Rules, state: lc.CaseState) -> lc.C
         today=today,
         proposed_due_date=due,
         max_total=limit,
+        due_date_provisional=rules.moved_provisional(state, due),
     )
 
 
@@ -99,13 +101,29 @@ def evaluate(req: api.Evaluate, rules: Rules, state: lc.CaseState) -> lc.Command
         department_at_fault=req.department_at_fault,
         working_days=days,
         due_date=due,
+        due_date_provisional=rules.provisional(rules.today(), due),
     )
 
 
 def reopen(req: api.Reopen, rules: Rules, state: lc.CaseState) -> lc.Command:
     days, due = rules.deadline(Category(state.category or "hard"), rules.clock.now())
     return lc.Reopen(
-        actor=req.actor, actor_rank=rules.rank(req.actor), reason=req.reason, working_days=days, due_date=due
+        actor=req.actor,
+        actor_rank=rules.rank(req.actor),
+        reason=req.reason,
+        working_days=days,
+        due_date=due,
+        due_date_provisional=rules.provisional(rules.today(), due),
+    )
+
+
+def approve_extension(req: api.ApproveExtension, rules: Rules, state: lc.CaseState) -> lc.Command:
+    due = rules.extended_due_date(state)
+    return lc.ApproveExtension(
+        actor=req.actor,
+        actor_rank=rules.rank(req.actor),
+        due_date=due,
+        due_date_provisional=due is not None and rules.moved_provisional(state, due),
     )
 
 
@@ -192,9 +210,7 @@ VERBS: dict[str, Verb] = {
         help={"working_days": "extra working days", "reason": "why (延期理由)"},
     ),
     "case.approve_extension": Verb(
-        lambda req, rules, state: lc.ApproveExtension(
-            actor=req.actor, actor_rank=rules.rank(req.actor), due_date=rules.extended_due_date(state)
-        ),
+        approve_extension,
         cli="approve the pending extension (leaders)",
     ),
     "case.record": Verb(

@@ -2,13 +2,19 @@
 
 It counts for the pure lifecycle what needs the calendar: the working days left to each date the case
 waits for, and the working hours (office hours on working days) since each level of 督辦 was reached.
+
+It also recounts due dates when the calendar learns a year's schedule (``revise_due_dates``): at
+start-up, and on a tick after the override file changed, every open case whose due date is
+provisional (or counted through a year still unpublished, as a case recorded before due dates were
+marked may be) is counted again from what it was counted from; where the date or its mark changed,
+``case.due_date_revised`` is recorded.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from unstuck import lifecycle as lc
@@ -48,6 +54,39 @@ class DeadlineTicker:
     rules: Rules
     runner: CommandRunner
     background: Background
+    calendar_seen: int | None = field(default=None)  # the calendar generation last recounted on
+
+    async def revise_due_dates(self) -> int:
+        """Recount the provisional due dates of the open cases; the number of events recorded."""
+        rules = self.rules
+        generation = rules.calendar.generation
+        count, failed = 0, False
+        for case_id, state in list(self.states.items()):
+            if state.state not in lc.OPEN_STATES or state.due_date is None:
+                continue
+            start = rules.counted_from(state)
+            if not state.due_date_provisional and not (start and rules.provisional(start, state.due_date)):
+                continue
+            try:
+                count += len(await self.runner.execute(case_id, self._revision))
+            except (lc.Refused, StoreUnavailable) as exc:
+                failed = True  # the next tick tries again
+                log.warning("due date of %s not recounted: %s", case_id, exc)
+        if not failed:
+            self.calendar_seen = generation
+        if count:
+            log.info("calendar: recounted the due dates of %d case(s)", count)
+        return count
+
+    def _revision(self, state: lc.CaseState) -> lc.Command:
+        """The case's due date counted again (the same date and mark when nothing changed: no event)."""
+        recount = self.rules.recount(state)
+        due, provisional = recount or (state.due_date or date.min, state.due_date_provisional)
+        return lc.ReviseDueDate(
+            due_date=due,
+            due_date_provisional=provisional,
+            reason=self.rules.revision_reason(state, due, provisional),
+        )
 
     async def tick(self) -> int:
         """Run the watcher now; the number of events it recorded."""
@@ -56,6 +95,8 @@ class DeadlineTicker:
         now = rules.clock.now()
         today = local_date(now)
         count = 0
+        if rules.calendar.refresh() or rules.calendar.generation != self.calendar_seen:
+            count += await self.revise_due_dates()
         chains = {code: rules.chain(code) for code in [*rules.departments, "window"]}
         warn_at = tuple(settings.warn_at)
         working_day = rules.calendar.is_working_day(today)

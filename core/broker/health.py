@@ -8,6 +8,7 @@ the events are stored all the same; either leaves a recorded head behind the str
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,7 @@ class HealthWatcher:
     metrics: Metrics
     background: Background
     stream_ok: bool = False
+    calendar_warnings: Callable[[], list[str]] = lambda: []  # warned about, not a reason to be unready
 
     async def watch(self) -> None:
         while not self.background.stopping.is_set():
@@ -104,4 +106,5 @@ class HealthWatcher:
             "cases": self.book.known_cases,
             "open_cases": sum(1 for s in self.book.states.values() if s.state in lc.OPEN_STATES),
             "applied_seq": self.book.applied_seq,
+            "warnings": self.calendar_warnings(),
         }

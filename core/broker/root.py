@@ -16,7 +16,7 @@ import pluggy
 from nats.aio.client import Client
 
 from unstuck import lifecycle as lc
-from unstuck.clock import WALL, Clock, WallClock
+from unstuck.clock import WALL, Clock, WallClock, local_date
 from unstuck.config import Config
 from unstuck.coordinator import Coordinator
 from unstuck.eventstore import EventStore
@@ -108,6 +108,7 @@ class Broker:
             book,
             clock,
             wall,
+            self.calendar_warnings,
         )
         ids = CaseIds(self.js, config.broker.case_prefix, config.broker.replicas, clock)
         opener = CaseOpener(book, runner, ids, refs, quota, rules)
@@ -115,7 +116,9 @@ class Broker:
         reads = (store.read_case, self.ledger_view)
         api = Api(book, runner, rules, *reads, opener.open, self.report.status, self.ticker.tick)
         self.transport = ApiTransport(nc, api.handlers, config, self.metrics, background)
-        self.watcher = HealthWatcher(nc, self.js, book, self.heads, self.metrics, background)
+        self.watcher = HealthWatcher(
+            nc, self.js, book, self.heads, self.metrics, background, calendar_warnings=self.calendar_warnings
+        )
         self.snapshots = SnapshotKeeper(self.js, book, quota, replicas=config.broker.replicas)
         self._subs: list[Any] = []
         self.projector: Projector | None = None
@@ -139,12 +142,24 @@ class Broker:
         self.metrics.nats_connected.set(1)
         self.metrics.stream_ready.set(1)
         self.requests.resume(self.book.states.values())
+        await self._revise_due_dates()
         if serve_api:
             self._subs.append(await self.transport.subscribe())
         self.background.spawn(self.watcher.watch())
         self.background.spawn(self.heads.reconcile_recent())
         self.background.spawn(self._snapshot_every(self.config.broker.snapshot_seconds))
         await self.nc.flush()
+
+    def calendar_warnings(self) -> list[str]:
+        """What operators must do about the working calendar today (``unstuck status``, ``/healthz``)."""
+        return self.calendar.schedule_warnings(local_date(self.clock.now()))
+
+    async def _revise_due_dates(self) -> None:
+        """Recount the provisional due dates on the calendar this broker started with."""
+        try:
+            await self.ticker.revise_due_dates()
+        except Exception:  # the next tick after the calendar changes tries again
+            log.exception("due dates not recounted at start-up")
 
     async def _start_ledger(self) -> None:
         """Open the ledger if the caller gave none, and project the stream into it from now on."""

@@ -36,6 +36,14 @@ class Rules:
     def chain(self, department: str) -> dict[str, str]:
         return self.pm.hook.unstuck_escalation_chain(department=department) or {}
 
+    def provisional(self, start: date, due: date) -> bool:
+        """Whether a due date counted from ``start`` passes through a year whose schedule is not published."""
+        return bool(self.calendar.unpublished_between(start, due))
+
+    def moved_provisional(self, state: lc.CaseState, due: date) -> bool:
+        """Whether the case's due date moved to ``due`` (an extension) is provisional."""
+        return state.due_date_provisional or self.provisional(state.due_date or due, due)
+
     def extended_due_date(self, state: lc.CaseState) -> date | None:
         """The due date moved by the pending extension, from the due date as it is now: a case reclassified
         since the request has a new deadline, and the extension is added to that one."""
@@ -53,10 +61,40 @@ class Rules:
     def intake_deadline(self, start: datetime) -> lc.IntakeDeadline:
         """When an unclassified case must be classified: the working day it opened (or the next working
         day when it opened on a day off), then ``[deadlines] intake_working_days`` more."""
+        days = self.config.deadlines.intake_working_days
+        due, provisional = self.intake_due(start, days)
+        return lc.IntakeDeadline(working_days=days, due_date=due, due_date_provisional=provisional)
+
+    def intake_due(self, start: datetime, days: int) -> tuple[date, bool]:
         opened = local_date(start)
         first = opened if self.calendar.is_working_day(opened) else self.calendar.add_working_days(opened, 1)
-        days = self.config.deadlines.intake_working_days
-        return lc.IntakeDeadline(working_days=days, due_date=self.calendar.add_working_days(first, days))
+        due = self.calendar.add_working_days(first, days)
+        return due, self.provisional(opened, due)
+
+    def recount(self, state: lc.CaseState) -> tuple[date, bool] | None:
+        """The case's due date and its provisional mark counted again on the calendar as it is now,
+        from what it was counted from (``due_basis``, or the opening for the intake deadline)."""
+        if state.state == lc.INTAKE:
+            return self.intake_due(state.opened_at, state.working_days) if state.opened_at else None
+        if state.due_basis is None:
+            return None
+        start, days = state.due_basis
+        return self.calendar.due_date(local_date(start), days)
+
+    def counted_from(self, state: lc.CaseState) -> date | None:
+        basis = state.due_basis[0] if state.due_basis else state.opened_at
+        return local_date(basis) if basis else None
+
+    def revision_reason(self, state: lc.CaseState, due: date, provisional: bool) -> str:
+        """Why a recount moved the due date or its mark: the years counted through, with their sources."""
+        first = self.counted_from(state) or due
+        years = range(first.year, max(due, state.due_date or due).year + 1)
+        if state.due_date_provisional and not provisional:
+            named = [y for y in years if y > first.year] or [first.year]
+            sources = ", ".join(sorted({self.calendar.source(y) for y in named}))
+            return f"calendar schedule for {', '.join(map(str, named))} published ({sources})"[:200]
+        counted = ", ".join(f"{y} {self.calendar.source(y)}" for y in years)
+        return f"due date recounted on the working calendar ({counted})"[:200]
 
     def classification(
         self,
@@ -86,6 +124,7 @@ class Rules:
             reason=reason or "classified",
             working_days=days,
             due_date=due,
+            due_date_provisional=self.provisional(local_date(start), due),
             departments=tuple(departments),
             duty_leader=self.config.window.duty_leader,
         )

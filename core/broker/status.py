@@ -7,7 +7,7 @@ department last answered well is wall time (the coordinator stamps replies as th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ class StatusReport:
     book: CaseBook  # its open cases, and how many cases were ever opened
     clock: Clock
     wall: WallClock
+    calendar_warnings: Callable[[], list[str]] = lambda: []  # what operators must do about the calendar
 
     def status(self) -> dict[str, Any]:
         now, wall_now = self.clock.now(), self.wall.unix()
@@ -59,6 +60,7 @@ class StatusReport:
             "overdue_by_category": dict(sorted(overdue.items())),
             "cases": self.book.known_cases,
             "at": now.isoformat(),
+            "warnings": self.calendar_warnings(),
         }
 
     def _row(self, dept: str, case_now: float, wall_now: float) -> dict[str, Any]:

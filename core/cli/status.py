@@ -69,7 +69,8 @@ def render(status: dict[str, Any]) -> str:
     out = table(HEADERS, rows, right=[3, 4, 5, 6, 7, 8, 9])
     by_category = status.get("overdue_by_category") or {}
     detail = f" ({', '.join(f'{c} {n}' for c, n in by_category.items())})" if by_category else ""
-    return f"{out}\n\nopen cases {status['open_cases']}   overdue cases {status['overdue_cases']}{detail}"
+    warnings = "".join(f"\nwarning: {w}" for w in status.get("warnings") or [])
+    return f"{out}\n\nopen cases {status['open_cases']}   overdue cases {status['overdue_cases']}{detail}{warnings}"
 
 
 def frame(text: str, first: bool) -> str:

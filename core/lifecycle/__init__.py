@@ -31,6 +31,7 @@ from .commands import (
     RecordStall,
     Reopen,
     RequestExtension,
+    ReviseDueDate,
     RuleBounce,
 )
 from .decide import Refused, _question, decide
@@ -100,6 +101,7 @@ __all__ = [
     "Refused",
     "Reopen",
     "RequestExtension",
+    "ReviseDueDate",
     "RuleBounce",
     "_placeholder_meta",
     "_question",

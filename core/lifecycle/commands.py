@@ -26,6 +26,7 @@ class Classification:
     due_date: date
     departments: tuple[str, ...]
     duty_leader: str | None
+    due_date_provisional: bool = False  # counted through a year whose schedule is not published
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +35,7 @@ class IntakeDeadline:
 
     working_days: int
     due_date: date
+    due_date_provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +133,7 @@ class RequestExtension:
     today: date
     proposed_due_date: date
     max_total: int = 10
+    due_date_provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +144,7 @@ class ApproveExtension:
     due_date: date | None = None
     """The due date as it stands, moved by the pending extension; None: the date proposed with the request
     (the two differ when the case was reclassified in between)."""
+    due_date_provisional: bool = False  # of ``due_date``; None's comes with the request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +187,7 @@ class Evaluate:
     department_at_fault: str | None
     working_days: int
     due_date: date
+    due_date_provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +198,7 @@ class Reopen:
     reason: str
     working_days: int
     due_date: date
+    due_date_provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,6 +227,17 @@ class ConcludeReview:
     note: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviseDueDate:
+    """The due date counted again by the broker when the calendar learnt a year's schedule: the same
+    base date and working days, on the calendar as it is now."""
+
+    verb: ClassVar[str] = "revise_due_date"
+    due_date: date
+    due_date_provisional: bool
+    reason: str
+
+
 Command = (
     Open
     | Classify
@@ -240,4 +257,5 @@ Command = (
     | RecordAccountability
     | RecordReviewNotice
     | ConcludeReview
+    | ReviseDueDate
 )

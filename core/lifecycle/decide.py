@@ -82,7 +82,11 @@ def _open(state: CaseState, cmd: c.Open) -> list[NewEvent]:
         out += _classification_events(state, cmd.intake.owner, cmd.classification, cmd.intake.model_dump())
     elif cmd.intake_deadline is not None:  # unclassified: watched until it is classified
         limit = cmd.intake_deadline
-        deadline = ev.IntakeDeadlineSet(working_days=limit.working_days, due_date=limit.due_date)
+        deadline = ev.IntakeDeadlineSet(
+            working_days=limit.working_days,
+            due_date=limit.due_date,
+            due_date_provisional=limit.due_date_provisional,
+        )
         out.append(NewEvent("system", deadline))
     return out
 
@@ -201,7 +205,10 @@ def _request_extension(state: CaseState, cmd: c.RequestExtension) -> list[NewEve
             f"最多 {cmd.max_total} 個（已延 {state.extension_days} 個）",
         )
     requested = ev.ExtensionRequested(
-        working_days=cmd.working_days, reason=cmd.reason, proposed_due_date=cmd.proposed_due_date
+        working_days=cmd.working_days,
+        reason=cmd.reason,
+        proposed_due_date=cmd.proposed_due_date,
+        due_date_provisional=cmd.due_date_provisional,
     )
     return [NewEvent(cmd.actor, requested)]
 
@@ -222,6 +229,9 @@ def _approve_extension(state: CaseState, cmd: c.ApproveExtension) -> list[NewEve
     extended = ev.CaseExtended(
         working_days=p["working_days"],
         due_date=cmd.due_date or p["proposed_due_date"],
+        due_date_provisional=cmd.due_date_provisional
+        if cmd.due_date
+        else p.get("due_date_provisional", False),
         approved_by=cmd.actor,
         total_extension_days=state.extension_days + p["working_days"],
     )
@@ -342,7 +352,9 @@ def _evaluate(state: CaseState, cmd: c.Evaluate) -> list[NewEvent]:
     out = [NewEvent(cmd.actor, evaluated)]
     if dept is not None:
         reason = f"差評歸責 {dept}: {cmd.comment}"[:200] or "bad rating"
-        out += _reopen(state, cmd.actor, reason, [dept], cmd.working_days, cmd.due_date)
+        out += _reopen(
+            state, cmd.actor, reason, [dept], cmd.working_days, cmd.due_date, cmd.due_date_provisional
+        )
     return out
 
 
@@ -359,7 +371,9 @@ def _reopen_ordered(state: CaseState, cmd: c.Reopen) -> list[NewEvent]:
             f"case {state.case_id} was guided, not coordinated: open a new case instead",
             zh=f"案件 {state.case_id} 是引導辦理，未協調部門：請另行受理新案件",
         )
-    return _reopen(state, cmd.actor, cmd.reason, depts, cmd.working_days, cmd.due_date)
+    return _reopen(
+        state, cmd.actor, cmd.reason, depts, cmd.working_days, cmd.due_date, cmd.due_date_provisional
+    )
 
 
 def _record_accountability(state: CaseState, cmd: c.RecordAccountability) -> list[NewEvent]:
@@ -566,11 +580,22 @@ def _resolution(state: CaseState) -> NewEvent:
 
 
 def _reopen(
-    state: CaseState, actor: str, reason: str, depts: list[str], days: int, due: date
+    state: CaseState,
+    actor: str,
+    reason: str,
+    depts: list[str],
+    days: int,
+    due: date,
+    provisional: bool = False,
 ) -> list[NewEvent]:
     new_round = state.round + 1
     reopened = ev.CaseReopened(
-        reason=reason, departments=depts, round=new_round, working_days=days, due_date=due
+        reason=reason,
+        departments=depts,
+        round=new_round,
+        working_days=days,
+        due_date=due,
+        due_date_provisional=provisional,
     )
     question = _question(state.intake, state.category or "")
     return [NewEvent(actor, reopened), *_requests_for(state, depts, question, due, new_round)]
@@ -745,6 +770,7 @@ def _reclassify(state: CaseState, actor: str, cl: c.Classification) -> list[NewE
         reason=cl.reason,
         working_days=cl.working_days,
         due_date=cl.due_date,
+        due_date_provisional=cl.due_date_provisional,
     )
     out = [NewEvent(actor, reclassified)]
     if state.category == Category.GUIDED.value and cl.category is not Category.GUIDED:
@@ -818,6 +844,7 @@ def _classification_events(
         mode="guide" if guided else "coordinate",
         working_days=cl.working_days,
         due_date=cl.due_date,
+        due_date_provisional=cl.due_date_provisional,
         duty_leader=None if guided else cl.duty_leader,
         departments=[] if guided else list(cl.departments),
     )
@@ -826,6 +853,21 @@ def _classification_events(
         question = _question(intake, cl.category.value)
         out += _requests_for(state, cl.departments, question, cl.due_date, state.round)
     return out
+
+
+def _revise_due_date(state: CaseState, cmd: c.ReviseDueDate) -> list[NewEvent]:
+    """Nothing when the due date and its mark stand as recounted (another replica recorded it first)."""
+    if state.due_date is None or (
+        state.due_date == cmd.due_date and state.due_date_provisional == cmd.due_date_provisional
+    ):
+        return []
+    revised = ev.DueDateRevised(
+        previous_due_date=state.due_date,
+        due_date=cmd.due_date,
+        due_date_provisional=cmd.due_date_provisional,
+        reason=cmd.reason[:200],
+    )
+    return [NewEvent("system", revised)]
 
 
 _DECIDERS: dict[type[c.Command], Callable[[CaseState, Any], list[NewEvent]]] = {
@@ -847,5 +889,6 @@ _DECIDERS: dict[type[c.Command], Callable[[CaseState, Any], list[NewEvent]]] = {
     c.RecordAccountability: _record_accountability,
     c.RecordReviewNotice: _review_notice,
     c.ConcludeReview: _review_conclude,
+    c.ReviseDueDate: _revise_due_date,
 }
 """One function per command type (``typing.get_args(Command)``: a test checks none is missing)."""

@@ -83,6 +83,8 @@ def _classified(s: CaseState, data: ev.CaseClassified, meta: EventMeta) -> CaseS
         mode=sys.intern(data.mode),
         working_days=data.working_days,
         due_date=data.due_date,
+        due_date_provisional=data.due_date_provisional,
+        due_basis=(s.opened_at or meta.at, data.working_days),  # counted from the opening (rules.py)
         duty_leader=_intern(data.duty_leader),
         state=GUIDING if data.mode == "guide" else COORDINATING,
         overdue=False,  # the intake deadline is met or missed; the category's deadline starts now
@@ -91,7 +93,13 @@ def _classified(s: CaseState, data: ev.CaseClassified, meta: EventMeta) -> CaseS
 
 
 def _intake_deadline_set(s: CaseState, data: ev.IntakeDeadlineSet, meta: EventMeta) -> CaseState:
-    return _replace_state(s, working_days=data.working_days, due_date=data.due_date)
+    return _replace_state(
+        s,
+        working_days=data.working_days,
+        due_date=data.due_date,
+        due_date_provisional=data.due_date_provisional,
+        due_basis=None,
+    )
 
 
 def _reclassified(s: CaseState, data: ev.CaseReclassified, meta: EventMeta) -> CaseState:
@@ -107,6 +115,9 @@ def _reclassified(s: CaseState, data: ev.CaseReclassified, meta: EventMeta) -> C
         mode=mode,
         working_days=data.working_days,
         due_date=data.due_date,
+        due_date_provisional=data.due_date_provisional,
+        # from the opening, with the extensions granted so far (api.classify)
+        due_basis=(s.opened_at or meta.at, data.working_days + s.extension_days),
         state=new_state,
         overdue=False,
         warned=frozenset(),
@@ -224,9 +235,12 @@ def _extension_requested(s: CaseState, data: ev.ExtensionRequested, meta: EventM
 
 def _extended(s: CaseState, data: ev.CaseExtended, meta: EventMeta) -> CaseState:
     overdue = s.overdue and data.due_date < (s.due_date or data.due_date)
+    basis = s.due_basis and (s.due_basis[0], s.due_basis[1] + data.working_days)
     return _replace_state(
         s,
         due_date=data.due_date,
+        due_date_provisional=data.due_date_provisional,
+        due_basis=basis,
         extension_days=data.total_extension_days,
         pending_extension=None,
         overdue=overdue,
@@ -278,6 +292,8 @@ def _reopened(s: CaseState, data: ev.CaseReopened, meta: EventMeta) -> CaseState
         round=data.round,
         working_days=data.working_days,
         due_date=data.due_date,
+        due_date_provisional=data.due_date_provisional,
+        due_basis=(meta.at, data.working_days),  # a new round counts from the day it was reopened
         overdue=False,
         warned=frozenset(),
         closing=None,
@@ -286,6 +302,19 @@ def _reopened(s: CaseState, data: ev.CaseReopened, meta: EventMeta) -> CaseState
         bounces=0,
         bounce_ruling_needed=False,
         ruled_department=None,
+    )
+
+
+def _due_date_revised(s: CaseState, data: ev.DueDateRevised, meta: EventMeta) -> CaseState:
+    """A later due date lifts the overdue mark and its warnings, as an extension does; an earlier one
+    keeps them (the watcher marks the case overdue again if it is)."""
+    later = s.due_date is None or data.due_date > s.due_date
+    return _replace_state(
+        s,
+        due_date=data.due_date,
+        due_date_provisional=data.due_date_provisional,
+        overdue=s.overdue and not later,
+        warned=frozenset() if later else s.warned,
     )
 
 
@@ -319,6 +348,7 @@ _RULES: dict[type[WireModel], Callable[[CaseState, Any, EventMeta], CaseState]] 
     ev.IntakeDeadlineSet: _intake_deadline_set,
     ev.ReviewNoticeGiven: _review_notice_given,
     ev.ReviewConcluded: _review_concluded,
+    ev.DueDateRevised: _due_date_revised,
 }
 """One rule per event type: the payload model is the type (``ev.EVENT_TYPES``)."""
 

@@ -39,8 +39,17 @@ STATES = tuple(CaseStatus)
 OPEN_STATES = frozenset({INTAKE, GUIDING, COORDINATING, ANSWERED})
 
 ALLOWED: dict[str, tuple[str, ...]] = {
-    INTAKE: ("classify", "handover", "escalate", "tick"),
-    GUIDING: ("guide", "classify", "handover", "extend", "approve_extension", "escalate", "tick"),
+    INTAKE: ("classify", "handover", "escalate", "tick", "revise_due_date"),
+    GUIDING: (
+        "guide",
+        "classify",
+        "handover",
+        "extend",
+        "approve_extension",
+        "escalate",
+        "tick",
+        "revise_due_date",
+    ),
     COORDINATING: (
         "classify",
         "handover",
@@ -54,6 +63,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "review_notice",
         "review_conclude",
         "tick",
+        "revise_due_date",
     ),
     ANSWERED: (
         "classify",
@@ -67,6 +77,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "review_notice",
         "review_conclude",
         "tick",
+        "revise_due_date",
     ),
     # a closed case still follows the review of a `cannot` (the higher department's answer, the watcher)
     CLOSED: ("evaluate", "reopen", "accountability", "record", "review_notice", "review_conclude", "tick"),
@@ -90,10 +101,11 @@ VERB_LABELS: dict[str, str] = {
     "review_conclude": "登記複核結論",
     "open": "受理",
     "tick": "期限檢查",
+    "revise_due_date": "期限重算",
 }
 """The Chinese name of each verb; a refusal offers staff only the verbs not in SYSTEM_VERBS."""
 
-SYSTEM_VERBS = frozenset({"tick"})
+SYSTEM_VERBS = frozenset({"tick", "revise_due_date"})
 """Verbs only the broker itself gives (the deadline watcher): left out of what a refusal offers."""
 
 LEADER_RANK = int(Level.LEADER_IN_CHARGE)
@@ -151,6 +163,10 @@ class CaseState:
     duty_leader: str | None = None
     working_days: int = 0
     due_date: date | None = None
+    due_date_provisional: bool = False  # counted through a year whose holiday schedule is not published
+    due_basis: tuple[datetime, int] | None = None
+    """What the due date is counted from: (the instant whose local date starts the count, working days
+    including extensions); None for the intake deadline, counted from the opening by its own rule."""
     extension_days: int = 0
     pending_extension: Mapping[str, Any] | None = None
     overdue: bool = False
@@ -203,6 +219,7 @@ class CaseState:
             "duty_leader": self.duty_leader,
             "working_days": self.working_days,
             "due_date": self.due_date.isoformat() if self.due_date else None,
+            "due_date_provisional": self.due_date_provisional,
             "extension_days": self.extension_days,
             "pending_extension": dict(self.pending_extension) if self.pending_extension else None,
             "overdue": self.overdue,

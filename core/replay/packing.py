@@ -37,9 +37,10 @@ _COORDINATION_SETTERS = tuple(getattr(lc.Coordination, name).__set__ for name in
 _S = {name: i for i, name in enumerate(_STATE_FIELDS)}
 _C = {name: i for i, name in enumerate(_COORDINATION_FIELDS)}
 STATE_TIMES = (_S["opened_at"], _S["last_event_at"])
-_STATUS, _DUE, _ESCALATIONS, _COORDINATIONS = (
+_STATUS, _DUE, _BASIS, _ESCALATIONS, _COORDINATIONS = (
     _S["state"],
     _S["due_date"],
+    _S["due_basis"],
     _S["escalations"],
     _S["coordinations"],
 )
@@ -95,6 +96,8 @@ def _plain(state: lc.CaseState) -> tuple[Any, ...]:
         values[i] = _iso(values[i])
     values[_STATUS] = str(state.state)
     values[_DUE] = None if state.due_date is None else state.due_date.toordinal()
+    basis = state.due_basis
+    values[_BASIS] = None if basis is None else (basis[0].isoformat(), basis[1])
     values[_ESCALATIONS] = {d: (level, at.isoformat()) for d, (level, at) in state.escalations.items()}
     values[_COORDINATIONS] = [_plain_coordination(c) for c in state.coordinations.values()]
     return tuple(values)
@@ -106,6 +109,8 @@ def _from_plain(values: list[Any]) -> lc.CaseState:
     values[_STATUS] = _CASE_STATUS[values[_STATUS]]
     due = values[_DUE]
     values[_DUE] = None if due is None else date.fromordinal(due)
+    basis = values[_BASIS]
+    values[_BASIS] = None if basis is None else (datetime.fromisoformat(basis[0]), basis[1])
     values[_ESCALATIONS] = {
         d: (level, datetime.fromisoformat(at)) for d, (level, at) in values[_ESCALATIONS].items()
     }
