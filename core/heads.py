@@ -207,8 +207,3 @@ class HeadBook:
             if entry.value:
                 out[entry.key] = json.loads(entry.value)
         return out
-        for key in keys:
-            entry = await self.kv.get(key)
-            if entry.value:
-                out[key] = json.loads(entry.value)
-        return out
