@@ -27,6 +27,7 @@ class ApiError(WireModel):
         "internal",
     ]
     message: str
+    message_zh: str | None = Field(default=None, description="the same for window staff, in Chinese")
     field: str | None = None
     fix: str | None = None
 
