@@ -12,7 +12,7 @@ import html
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from unstuck import __version__
-from unstuck.schemas import CATEGORY_LABELS, EVENT_LABELS, Category
+from unstuck.schemas import CATEGORY_LABELS, EVENT_LABELS, labels
 from unstuck.schemas.privacy import mask_personal
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
 
@@ -145,119 +145,233 @@ def _duplicates(records: list[StoredRecord]) -> list[list[tuple[int, str, str, i
 # --- telling it -----------------------------------------------------------------------------------
 
 
-def local_time(text: Any) -> str:
-    """A stored UTC timestamp as the service centre's local time (UTC+8), to the second."""
+def local_time(text: Any, zone: tzinfo = CHINA) -> str:
+    """A stored UTC timestamp as the time in ``zone`` (by default the service centre's, UTC+8), to
+    the second; text that is no timestamp as it is."""
     try:
         instant = datetime.fromisoformat(str(text))
     except ValueError:
         return str(text)
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
-    return instant.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+    return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def label(event_type: str) -> tuple[str, str]:
     return EVENT_LABELS.get(event_type, (event_type, event_type))
 
 
-def describe(event_type: str, data: Mapping[str, Any]) -> str:
-    """What an event says, in one line (identifiers as given: mask ``data`` first for display)."""
-    d = data
-    g = d.get
+class _Telling:
+    """One event's data told in ``lang``: ``get`` a field, ``pick`` the Chinese or the English words,
+    ``label`` a code, ``join`` a list."""
+
+    def __init__(self, data: Mapping[str, Any], lang: str) -> None:
+        self.data, self.zh = data, lang == "zh"
+        self.lang = "zh" if self.zh else "en"
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def pick(self, zh: str, en: str) -> str:
+        return zh if self.zh else en
+
+    def label(self, kind: str, key: str) -> str:
+        return labels.label(kind, self.get(key), self.lang)
+
+    def join(self, items: Any, kind: str | None = None) -> str:
+        shown = [labels.label(kind, i, self.lang) if kind else str(i) for i in items or []]
+        return self.pick("、", ", ").join(shown)
+
+
+def describe(event_type: str, data: Mapping[str, Any], lang: str = "en") -> str:
+    """What an event says, in one line, in English or (``lang`` zh) in Chinese with its codes
+    labelled (identifiers as given: mask ``data`` first for display)."""
+    t = _Telling(data, lang)
+    for part in (_told_at_intake, _told_of_coordination, _told_of_deadlines, _told_at_closing):
+        text = part(event_type, t)
+        if text is not None:
+            return text
+    return json.dumps(dict(data), ensure_ascii=False, sort_keys=True)[:200]
+
+
+def _told_at_intake(event_type: str, t: _Telling) -> str | None:
+    g, p = t.get, t.pick
     match event_type:
         case "case.opened":
             a = g("applicant") or {}
             who = f"{a.get('name', '')} {a.get('id_number', '')}".strip()
-            return f"{who}: {g('matter_title')} (failed at {g('window')}, {g('department')})"
+            where = p(f"（未辦成窗口：{g('window')}，", f" (failed at {g('window')}, ")
+            return f"{who}{p('：', ': ')}{g('matter_title')}{where}{g('department')}{p('）', ')')}"
         case "case.classified":
-            cat = _category(g("category"))
-            depts = ", ".join(g("departments") or []) or "no department"
-            return f"{cat}, {g('mode')}, {g('working_days')} working day(s), due {g('due_date')}; {depts}"
+            mode = p("引導辦理" if g("mode") == "guide" else "部門協調", str(g("mode")))
+            depts = t.join(g("departments")) or p("無", "no department")
+            return p(
+                f"{t.label('category', 'category')}，{mode}，{g('working_days')}個工作日，"
+                f"辦結期限 {g('due_date')}；協調部門：{depts}",
+                f"{_category(g('category'))}, {mode}, {g('working_days')} working day(s), "
+                f"due {g('due_date')}; {depts}",
+            )
         case "case.reclassified":
-            return (
-                f"{_category(g('previous'))} → {_category(g('category'))}: {g('reason')}; due {g('due_date')}"
+            was, now = (
+                (t.label("category", "previous"), t.label("category", "category"))
+                if t.zh
+                else (_category(g("previous")), _category(g("category")))
             )
+            return f"{was} → {now}{p('：', ': ')}{g('reason')}{p('；辦結期限 ', '; due ')}{g('due_date')}"
         case "case.owner_assigned":
-            return f"{g('previous_owner')} → {g('owner')}: {g('reason')}"
-        case "coordination.requested":
-            via = f" (rerouted from {g('rerouted_from')})" if g("rerouted_from") else ""
-            return f"asks {g('department')}{via}, {g('request_id')}, answer by {g('deadline')}"
-        case "coordination.retried":
-            return (
-                f"{g('department')} attempt {g('attempt')} failed: {g('reason')} {g('detail') or ''}".rstrip()
-            )
-        case "coordination.replied":
-            basis = f" [{g('legal_basis')}]" if g("legal_basis") else ""
-            by = f" (recorded by {g('recorded_by')})" if g("recorded_by") else ""
-            return f"{g('department')}: {g('outcome')}: {g('message')}{basis}{by}"
-        case "coordination.stalled":
-            return f"{g('department')} gave no answer in {g('attempts')} attempt(s): {g('last_reason')}"
-        case "case.escalated":
-            return (
-                f"{g('department')} → {g('target')} ({g('role')}, {g('reason')}) {g('note') or ''}".rstrip()
-            )
-        case "case.deadline_warned":
-            about = f"{g('department')}'s cannot, {g('about')}: " if g("about") else ""
-            return f"{about}due {g('due_date')}, {g('working_days_left')} working day(s) left"
-        case "case.overdue":
-            return f"due {g('due_date')} passed"
-        case "case.extension_requested":
-            return f"+{g('working_days')} working day(s) to {g('proposed_due_date')}: {g('reason')}"
-        case "case.extended":
-            return f"due {g('due_date')} (+{g('working_days')}, approved by {g('approved_by')})"
+            return f"{g('previous_owner')} → {g('owner')}{p('：', ': ')}{g('reason')}"
         case "case.guided":
-            return f"to {g('window')}: {g('instructions')}"
-        case "case.review_requested" | "case.review_notice_given" | "case.review_concluded":
-            return _describe_review(event_type, d)
-        case "case.intake_deadline_set":
-            return f"classify by {g('due_date')}"
-        case "case.due_date_revised":
-            mark = " (provisional)" if g("due_date_provisional") else ""
-            return f"due {g('previous_due_date')} → {g('due_date')}{mark}: {g('reason')}"
-        case "case.resolved":
-            return f"{g('outcome')}: {g('summary')}"
-        case "case.bounce_ruled":
-            return (
-                f"{g('department')} must handle it (ruled by {g('ruled_by')} after {g('bounces')} bounce(s))"
+            return p(f"引導至{g('window')}：", f"to {g('window')}: ") + str(g("instructions"))
+        case "case.reopened":
+            return p(
+                f"第{g('round')}輪：{g('reason')}；請{t.join(g('departments'))}協調，辦結期限 {g('due_date')}",
+                f"round {g('round')}: {g('reason')}; asks {t.join(g('departments'))}, due {g('due_date')}",
             )
+    return None
+
+
+def _told_of_coordination(event_type: str, t: _Telling) -> str | None:
+    g, p = t.get, t.pick
+    match event_type:
+        case "coordination.requested":
+            was = g("rerouted_from")
+            via = p(f"（由{was}轉來）", f" (rerouted from {was})") if was else ""
+            return p(
+                f"請{g('department')}協調{via}，{g('deadline')}前答覆（{g('request_id')}）",
+                f"asks {g('department')}{via}, {g('request_id')}, answer by {g('deadline')}",
+            )
+        case "coordination.retried":
+            failed = p(f"第{g('attempt')}次請求未成功：", f" attempt {g('attempt')} failed: ")
+            return f"{g('department')}{failed}{g('reason')} {g('detail') or ''}".rstrip()
+        case "coordination.replied":
+            basis = p(f"［依據：{g('legal_basis')}］", f" [{g('legal_basis')}]") if g("legal_basis") else ""
+            by = (
+                p(f"（{g('recorded_by')}登記）", f" (recorded by {g('recorded_by')})")
+                if g("recorded_by")
+                else ""
+            )
+            outcome = t.label("outcome", "outcome") if t.zh else g("outcome")
+            return f"{g('department')}{p('：', ': ')}{outcome}{p('：', ': ')}{g('message')}{basis}{by}"
+        case "coordination.stalled":
+            return p(
+                f"{g('department')}{g('attempts')}次請求均未答覆：{g('last_reason')}",
+                f"{g('department')} gave no answer in {g('attempts')} attempt(s): {g('last_reason')}",
+            )
+    return None
+
+
+def _told_of_deadlines(event_type: str, t: _Telling) -> str | None:
+    g, p = t.get, t.pick
+    match event_type:
+        case "case.escalated":
+            level = p(f"第{g('level')}級", f"level {g('level')}")
+            note = f"{p('：', ' ')}{g('note')}" if g("note") else ""
+            why = f"{p('（', '(')}{t.label('reason', 'reason')}{p('）', ')')}"
+            return f"{g('department')} {level} {t.label('role', 'role')} {g('target')}{p('', ' ')}{why}{note}"
+        case "case.deadline_warned":
+            about = {"review_notice": p("告知申請人", "notice"), "review": p("複核", "review")}.get(
+                g("about")
+            )
+            whose = (
+                p(f"{g('department')}不能辦之{about}：", f"{g('department')}'s cannot, {about}: ")
+                if about
+                else ""
+            )
+            return whose + p(
+                f"期限 {g('due_date')}，剩餘{g('working_days_left')}個工作日",
+                f"due {g('due_date')}, {g('working_days_left')} working day(s) left",
+            )
+        case "case.overdue":
+            return p(f"辦結期限 {g('due_date')} 已過", f"due {g('due_date')} passed")
+        case "case.extension_requested":
+            return p(
+                f"申請延長{g('working_days')}個工作日至 {g('proposed_due_date')}：{g('reason')}",
+                f"+{g('working_days')} working day(s) to {g('proposed_due_date')}: {g('reason')}",
+            )
+        case "case.extended":
+            return p(
+                f"辦結期限延至 {g('due_date')}（延長{g('working_days')}個工作日，{g('approved_by')}批准）",
+                f"due {g('due_date')} (+{g('working_days')}, approved by {g('approved_by')})",
+            )
+        case "case.review_requested" | "case.review_notice_given" | "case.review_concluded":
+            return _told_of_review(event_type, t)
+        case "case.intake_deadline_set":
+            return p(f"{g('due_date')}前完成分類", f"classify by {g('due_date')}")
+        case "case.due_date_revised":
+            mark = p("（暫定）", " (provisional)") if g("due_date_provisional") else ""
+            return p(
+                f"辦結期限 {g('previous_due_date')} → {g('due_date')}{mark}：{g('reason')}",
+                f"due {g('previous_due_date')} → {g('due_date')}{mark}: {g('reason')}",
+            )
+        case "case.bounce_ruled":
+            return p(
+                f"由{g('department')}辦理（{g('ruled_by')}裁定，已退單{g('bounces')}次）",
+                f"{g('department')} must handle it (ruled by {g('ruled_by')} after {g('bounces')} bounce(s))",
+            )
+    return None
+
+
+def _told_at_closing(event_type: str, t: _Telling) -> str | None:
+    g, p = t.get, t.pick
+    outcome = t.label("outcome", "outcome") if t.zh else g("outcome")
+    match event_type:
+        case "case.resolved":
+            return f"{outcome}{p('：', ': ')}{g('summary')}"
         case "case.closed":
-            on_time = {True: "on time", False: "late"}.get(bool(g("on_time")), "") if "on_time" in d else ""
+            kept = labels.label("on_time", "on_time" if g("on_time") else "late", t.lang)
+            on_time = kept if "on_time" in t.data else ""
             override = (
-                f"; against the answers, overridden by {g('overridden_by')}: {g('override_reason')}"
+                p(
+                    f"；與部門答覆不一致，由{g('overridden_by')}改定：{g('override_reason')}",
+                    f"; against the answers, overridden by {g('overridden_by')}: {g('override_reason')}",
+                )
                 if g("override_reason")
                 else ""
             )
-            return f"{g('outcome')} {on_time}: {g('explanation')} (closed by {g('closed_by')}{override})"
-        case "case.evaluated":
-            fault = f", fault of {g('department_at_fault')}" if g("department_at_fault") else ""
-            return f"{g('rating')}{fault}: {g('comment') or ''}".rstrip(": ")
-        case "case.reopened":
-            return f"round {g('round')}: {g('reason')}; asks {', '.join(g('departments') or [])}, due {g('due_date')}"
-        case "accountability.recorded":
-            tolerance = ", 容錯免責" if g("fault_tolerance") else ""
-            return (
-                f"{g('staff')} ({g('section')}): {', '.join(g('measures') or [])}{tolerance}: {g('finding')}"
+            return p(
+                f"{outcome}，{on_time}：{g('explanation')}（{g('closed_by')}銷號{override}）",
+                f"{outcome} {on_time}: {g('explanation')} (closed by {g('closed_by')}{override})",
             )
-    return json.dumps(dict(d), ensure_ascii=False, sort_keys=True)[:200]
+        case "case.evaluated":
+            at_fault = g("department_at_fault")
+            fault = p(f"，{at_fault}之責", f", fault of {at_fault}") if at_fault else ""
+            rating = t.label("rating", "rating") if t.zh else g("rating")
+            return f"{rating}{fault}{p('：', ': ')}{g('comment') or ''}".rstrip(": ：")
+        case "accountability.recorded":
+            tolerance = p("，容錯免責", ", 容錯免責") if g("fault_tolerance") else ""
+            measures = t.join(g("measures"), "measure" if t.zh else None)
+            return f"{g('staff')}{p('（', ' (')}{g('section')}{p('）：', '): ')}{measures}{tolerance}{p('：', ': ')}{g('finding')}"
+    return None
 
 
-def _describe_review(event_type: str, d: Mapping[str, Any]) -> str:
-    """The review of a `cannot` (describe's part for its three events)."""
-    g = d.get
+def _told_of_review(event_type: str, t: _Telling) -> str:
+    """The review of a `cannot`: requested, the applicant told, concluded."""
+    g, p = t.get, t.pick
     if event_type == "case.review_notice_given":
-        return f"applicant told of {g('department')}'s cannot: {g('how')} {g('note') or ''}".rstrip()
+        return p(
+            f"已告知申請人{g('department')}的不能辦答覆及複核：{g('how')} {g('note') or ''}",
+            f"applicant told of {g('department')}'s cannot: {g('how')} {g('note') or ''}",
+        ).rstrip()
     if event_type == "case.review_concluded":
-        return f"{g('department')}'s cannot {g('outcome')}: {g('note')}"
-    due = f", review due {g('due_date')}" if g("due_date") else ""
-    how = " (asked over the bus)" if g("request_id") else ""
-    return f"{g('department')} → {g('higher_department')}{how} [{g('legal_basis')}], notify by {g('notify_by')}{due}"
+        kept = p(
+            {"upheld": "維持", "overturned": "撤銷"}.get(str(g("outcome")), str(g("outcome"))),
+            str(g("outcome")),
+        )
+        return p(
+            f"{g('department')}的不能辦答覆經複核{kept}：{g('note')}",
+            f"{g('department')}'s cannot {kept}: {g('note')}",
+        )
+    due = p(f"，{g('due_date')}前複核", f", review due {g('due_date')}") if g("due_date") else ""
+    how = p("（經系統請求）", " (asked over the bus)") if g("request_id") else ""
+    return p(
+        f"{g('department')}答覆不能辦理［{g('legal_basis')}］，提請{g('higher_department')}{how}複核，"
+        f"{g('notify_by')}前告知申請人{due}",
+        f"{g('department')} → {g('higher_department')}{how} [{g('legal_basis')}], notify by {g('notify_by')}{due}",
+    )
 
 
 def _category(value: Any) -> str:
-    try:
-        return f"{value} {CATEGORY_LABELS[Category(value)]}"
-    except ValueError:
-        return str(value)
+    return f"{value} {labels.label('category', value)}" if value in CATEGORY_LABELS else str(value)
 
 
 def timeline(case: CaseRecord, reveal: bool = False) -> list[dict[str, Any]]:

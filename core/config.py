@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import time
+from datetime import time, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from unstuck.clock import CHINA
 from unstuck.schemas.common import Category
 from unstuck.schemas.department import LEVEL_NAMES, Level
 from unstuck.workcalendar import CalendarConfigError, WorkingCalendar
@@ -164,6 +166,32 @@ class LedgerConfig(Section):
     )
 
 
+class DisplayConfig(Section):
+    """What the command line shows window staff."""
+
+    timezone: str = Field(
+        default="Asia/Shanghai",
+        description="the time zone (IANA name) the command line prints times in; stored times stay UTC",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        display_zone(value)
+        return value
+
+
+def display_zone(name: str) -> tzinfo:
+    """The zone ``name`` (IANA, e.g. Asia/Shanghai); ValueError naming it when there is no such zone.
+    Asia/Shanghai is known even without the time zone database (China keeps UTC+8 all year)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        if name == "Asia/Shanghai":
+            return CHINA
+        raise ValueError(f"unknown time zone {name!r}: give an IANA name such as Asia/Shanghai") from None
+
+
 DEFAULT_DEPARTMENTS: dict[str, dict[str, Any]] = {
     "renshe": {"name": "人力資源和社會保障局", "higher": "省人力資源和社會保障廳"},
     "scjg": {"name": "市場監督管理局", "higher": "省市場監督管理局"},
@@ -178,6 +206,7 @@ class Config(Section):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    display: DisplayConfig = Field(default_factory=DisplayConfig)
     departments: dict[str, DepartmentConfig] = Field(default_factory=dict)
     staff: dict[str, str] = Field(
         default_factory=dict, description="staff id → clerk | section_head | leader_in_charge | director"

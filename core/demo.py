@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from unstuck.schemas.labels import label
+
 from . import lifecycle as lc
 from .bus import Bus
 from .clock import CHINA, SimulatedClock, local_date
@@ -266,16 +268,19 @@ class Demo:
 
     @staticmethod
     def _level(s: lc.CaseState) -> str:
-        return ["clerk", "section head (科長)", "leader in charge (分管領導)", "director (局長)"][
-            _max_level(s)
-        ]
+        level = _max_level(s)
+        return f"{label('level', level, 'en')} ({label('level', level)})"
 
     def report(self) -> str:
         states = [self.broker.state_of(cid) for cid in self.ids.values()]
         by_cat: dict[tuple[str, str], int] = {}
         for s in states:
-            outcome = (s.closing or {}).get("outcome") or s.state
-            by_cat[(s.category or "-", outcome)] = by_cat.get((s.category or "-", outcome), 0) + 1
+            closed = (s.closing or {}).get("outcome")
+            outcome = (
+                f"{label('outcome', closed)} {closed}" if closed else f"{label('state', s.state)} {s.state}"
+            )
+            category = f"{label('category', s.category)} {s.category}" if s.category else "-"
+            by_cat[(category, outcome)] = by_cat.get((category, outcome), 0) + 1
         lines = [
             "",
             "Cases by category and outcome",

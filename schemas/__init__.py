@@ -5,7 +5,14 @@ Nothing here imports the broker; adapters and plugins depend on these models onl
 
 from .case import Applicant, CaseIntake, CaseSummary, Channel, MaskedStr
 from .common import CATEGORY_LABELS, Category
-from .coordination import FINAL_OUTCOMES, AdapterError, CoordinationReply, CoordinationRequest, Outcome
+from .coordination import (
+    FINAL_OUTCOMES,
+    OUTCOME_LABELS,
+    AdapterError,
+    CoordinationReply,
+    CoordinationRequest,
+    Outcome,
+)
 from .department import LEVEL_LABELS, LEVEL_NAMES, Department, Level
 from .events import (
     CURRENT_VERSIONS,
@@ -17,6 +24,7 @@ from .events import (
     parse_payload,
     upcaster,
 )
+from .labels import LABELS, LANGS, STATE_LABELS, label
 from .privacy import PERSONAL_FIELDS, mask_identifier, mask_personal, mask_text
 
 __all__ = [
@@ -26,9 +34,13 @@ __all__ = [
     "EVENT_LABELS",
     "EVENT_TYPES",
     "FINAL_OUTCOMES",
+    "LABELS",
+    "LANGS",
     "LEVEL_LABELS",
     "LEVEL_NAMES",
+    "OUTCOME_LABELS",
     "PERSONAL_FIELDS",
+    "STATE_LABELS",
     "AdapterError",
     "Applicant",
     "CaseIntake",
@@ -43,6 +55,7 @@ __all__ = [
     "Level",
     "MaskedStr",
     "Outcome",
+    "label",
     "mask_identifier",
     "mask_personal",
     "mask_text",

@@ -39,12 +39,13 @@ class Category(StrEnum):
     GUIDED = "guided"  # no barrier: guide back to a regular window
 
 
-CATEGORY_LABELS = {
-    Category.CANNOT: "不能辦",
-    Category.HARD: "很難辦",
-    Category.REFUSED: "不給辦",
-    Category.GUIDED: "引導辦",
+CATEGORY_LABELS: dict[str, tuple[str, str]] = {
+    Category.CANNOT: ("不能辦", "cannot"),
+    Category.HARD: ("很難辦", "hard"),
+    Category.REFUSED: ("不給辦", "refused"),
+    Category.GUIDED: ("引導辦", "guided"),
 }
+"""What staff read for each category: (Chinese, English); ``unstuck.schemas.labels.label`` looks it up."""
 
 
 _SUBJECT_UNSAFE = re.compile(r"[\s.*>]")

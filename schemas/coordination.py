@@ -24,6 +24,18 @@ class Outcome(StrEnum):
     NEED_MATERIALS = "need_materials"  # the applicant must bring more; materials lists them
 
 
+OUTCOME_LABELS: dict[str, tuple[str, str]] = {
+    Outcome.RESOLVED: ("已解決", "resolved"),
+    Outcome.ACCEPTED: ("已受理辦理中", "accepted"),
+    Outcome.CANNOT: ("不能辦理", "cannot"),
+    Outcome.NOT_OURS: ("非本部門", "not ours"),
+    Outcome.NEED_MATERIALS: ("需補材料", "materials needed"),
+    # the outcomes a closing (銷號, events.CaseClosed) records besides the ones above
+    "guided": ("已引導辦理", "guided"),
+    "withdrawn": ("申請人撤回", "withdrawn"),
+}
+"""What staff read for a department's answer and for the outcome of a closing: (Chinese, English)."""
+
 FINAL_OUTCOMES = frozenset({Outcome.RESOLVED, Outcome.CANNOT, Outcome.NEED_MATERIALS, Outcome.ACCEPTED})
 
 

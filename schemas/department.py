@@ -24,12 +24,13 @@ LEVEL_NAMES = {
     Level.LEADER_IN_CHARGE: "leader_in_charge",
     Level.DIRECTOR: "director",
 }
-LEVEL_LABELS = {
-    Level.CLERK: "經辦人",
-    Level.SECTION_HEAD: "科長",
-    Level.LEADER_IN_CHARGE: "分管領導",
-    Level.DIRECTOR: "局長",
+LEVEL_LABELS: dict[Level, tuple[str, str]] = {
+    Level.CLERK: ("經辦人", "clerk"),
+    Level.SECTION_HEAD: ("科長", "section head"),
+    Level.LEADER_IN_CHARGE: ("分管領導", "leader in charge"),
+    Level.DIRECTOR: ("局長", "director"),
 }
+"""What staff read for each level: (Chinese, English); by role name through ``labels.label("role", ...)``."""
 
 
 class Department(WireModel):

@@ -8,6 +8,7 @@ import functools
 import glob
 import json
 import os
+import pty
 import shutil
 import socket
 import subprocess
@@ -64,6 +65,28 @@ async def closed_shop_sign(broker: Broker, client: Client) -> str:
     )
     await api_call(client, "case.evaluate", {"case_id": case_id, "actor": "w-zhang", "rating": "good"})
     return case_id
+
+
+def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, stream: str = "stdout") -> str:
+    """Run a command with its ``stream`` (stdout or stderr) on a pseudo-terminal and the other piped;
+    return what it drew on the terminal."""
+    master, slave = pty.openpty()
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: slave}
+    proc = subprocess.Popen(argv, **piped, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, (out or err).decode()
+    return b"".join(chunks).decode()
 
 
 def require_tool(name: str, install: str) -> str:

@@ -31,6 +31,7 @@ ENV_DROP = (
     "NATS_URL",
     "UNSTUCK_CONFIG",
     "UNSTUCK_STAFF",
+    "UNSTUCK_LANG",
     "UNSTUCK_DATA_DIR",
     "UNSTUCK_NATS_AUTH_FILE",
     "UNSTUCK_NATS_USER",
@@ -91,9 +92,12 @@ def ok(run: Run) -> Run:
 
 
 def refused(run: Run, code: int, *named: str) -> None:
-    """Refused with exit ``code``, a message naming each of ``named``, and no traceback."""
+    """Refused with exit ``code``, a message naming each of ``named``, and no traceback: the CLI's own
+    refusals start ``unstuck:``, argparse's ``usage:``, the broker's ``錯誤：`` and end with its code."""
     assert run.returncode == code, (run.returncode, run.stdout, run.stderr)
-    assert run.stderr.startswith("unstuck: ") or run.stderr.startswith("usage: "), run.stderr
+    assert run.stderr.startswith(("unstuck: ", "usage: ", "錯誤：")), run.stderr
+    if run.stderr.startswith("錯誤："):
+        assert run.stderr.rstrip().endswith("]"), run.stderr
     assert "Traceback" not in run.stderr
     for part in named:
         assert part in run.stderr, (part, run.stderr)
@@ -154,7 +158,7 @@ async def test_case_handover_gives_the_case_to_the_new_owner_on_the_record(
         "only the owner (w-li) or a leader",
     )
     run = ok(await unstuck("case", "handover", case_id, "--to", "w-wang", "--reason", "休假", staff="w-li"))
-    assert run.stdout.strip() == f"{case_id}: #6 case.owner_assigned; state coordinating"
+    assert run.stdout.strip() == f"{case_id}：#6 移交；狀態：協調中"
     assert [e.type for e in await stored(broker, case_id)][4:] == ["case.owner_assigned"] * 2
     assert broker.state_of(case_id).owner == "w-wang"
 
@@ -520,14 +524,14 @@ async def test_case_accountability_records_the_finding_and_accountability_list_f
     assert [r["staff"] for r in ok(by_department).json()["records"]] == ["renshe-clerk-07"]
     assert {k: v for k, v in ok(nobody).json().items() if k != "as_of"} == {"records": [], "count": 0}
     lines = ok(table).stdout.splitlines()
-    assert len(lines) == 3 and lines[0].split()[:3] == ["case", "department", "staff"]
+    assert len(lines) == 3 and lines[0].split()[:3] == ["案件編號", "部門", "被問責人"]
     assert lines[2].split()[:6] == [
         chengguan_case,
         "chengguan",
         "cg-clerk-02",
         "廣告科",
         "城管分管領導",
-        "performance_review",
+        "績效考核",
     ]
 
 
@@ -601,19 +605,26 @@ async def test_case_list_filters_by_state_category_department_and_overdue(
     assert runs[0].json()["count"] == 4
 
     table = ok(await unstuck("case", "list", "--department", "renshe")).stdout.splitlines()
-    assert table[0].split() == [
-        "case",
-        "state",
-        "category",
-        "departments",
-        "owner",
-        "due",
-        "overdue",
-        "matter",
+    assert table[0].split() == ["案件編號", "狀態", "類別", "協調部門", "承辦人", "辦結期限", "時效", "事項"]
+    assert table[2].split() == [
+        hard,
+        "協調中",
+        "很難辦",
+        "renshe",
+        "w-zhang",
+        "2026-10-10",
+        "職業資格證書補發",
     ]
-    assert table[2].split()[:6] == [hard, "coordinating", "hard", "renshe", "w-zhang", "2026-10-10"]
-    assert table[3].split()[:7] == [refused_, "answered", "refused", "renshe", "w-zhang", "2026-09-29", "yes"]
-    assert table[-1] == "2 case(s)"
+    assert table[3].split()[:7] == [
+        refused_,
+        "已答覆待銷號",
+        "不給辦",
+        "renshe",
+        "w-zhang",
+        "2026-09-29",
+        "已逾期",
+    ]
+    assert table[-1] == "共 2 件"
 
 
 async def test_case_list_bad_filters_name_the_field(broker, nats_client, unstuck):

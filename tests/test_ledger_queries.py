@@ -139,6 +139,7 @@ async def test_a_row_has_ledger_rows_keys_and_the_masked_applicant(projected):
         "applicant": "王芳 2106**********002x",
         "due_date": "2026-10-09",
         "overdue": False,
+        "on_time": True,
         "escalation_level": 0,
     }
     assert rows[3]["applicant"] == "丹東某商貿有限公司 9221**********QX2K"

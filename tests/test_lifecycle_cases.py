@@ -542,7 +542,7 @@ def test_a_refusal_says_the_same_in_chinese_naming_the_state_and_what_staff_may_
     s = lc.CaseState(case_id=CID, seq=4, state=lc.INTAKE)
     with pytest.raises(lc.Refused) as caught:
         lc.decide(s, GUIDE)
-    assert caught.value.zh == f"案件 {CID} 目前「待分類」，不能引導辦理；現在可以：分類、移交、督辦"
+    assert caught.value.zh == f"案件 {CID} 目前「受理待分類」，不能引導辦理；現在可以：分類、移交、督辦"
     s = lc.CaseState(case_id=CID, seq=4, state=lc.EVALUATED)
     with pytest.raises(lc.Refused) as caught:
         lc.decide(s, GUIDE)

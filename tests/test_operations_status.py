@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pty
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import running_broker, sample
+from conftest import on_a_terminal, running_broker, sample
 from unstuck.broker import Broker
 from unstuck.cli import main
 from unstuck.cli.status import CLEAR, ERASE_BELOW, HOME
@@ -143,28 +141,6 @@ async def test_status_refuses_a_watch_interval_of_zero(nats_server: EmbeddedNats
     monkeypatch.setenv("NATS_URL", nats_server.url)
     assert await run_cli("status", "--watch", "0") == 2
     assert "--watch 0" in capsys.readouterr().err
-
-
-def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> str:
-    """Run a command with its stdout on a pseudo-terminal; return what it drew."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, cwd=cwd
-    )
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err.decode()
-    return b"".join(chunks).decode()
 
 
 # --- the calendar warning: from 1 November, a next year without a published schedule -------------------

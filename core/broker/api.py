@@ -156,6 +156,7 @@ def mask(record: dict[str, Any], key: str, reveal: bool) -> dict[str, Any]:
 async def get_case(a: Api, req: api.GetCase) -> dict[str, Any]:
     await a.book.ensure(req.case_id)
     out: dict[str, Any] = {"state": mask(a.case(req.case_id).to_dict(), "intake", req.reveal)}
+    out["today"] = a.rules.today().isoformat()  # the case clock's local date: is an open case past due?
     if req.events:
         out["events"] = [mask(e.fields, "data", req.reveal) for e in await a.read_case(req.case_id)]
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from unstuck import lifecycle as lc
@@ -66,14 +67,29 @@ class CommandRunner:
             raise ApiFailure("conflict", f"case {case_id} kept changing under concurrent writers; try again")
 
     def reply(self, stored: list[StoredEvent]) -> dict[str, Any]:
-        """What the API answers to a command: the case, its state now, the events appended."""
+        """What the API answers to a command: the case, its state now, the events appended, and the
+        due date the window tells the applicant."""
         case_id = stored[0].case_id if stored else None
         state = self.book.state_of(case_id) if case_id else None
         return {
             "case_id": case_id,
             "state": state.state if state else None,
             "events": [{"seq": e.seq, "type": e.type, "hash": e.hash} for e in stored],
+            **due_dates(state),
         }
+
+
+def due_dates(state: Any) -> dict[str, Any]:
+    """``due_date`` of a case (None before it is classified), and ``due_date_provisional`` when its
+    state has one."""
+    out = {"due_date": _json_date(getattr(state, "due_date", None))}
+    if hasattr(state, "due_date_provisional"):
+        out["due_date_provisional"] = _json_date(state.due_date_provisional)
+    return out
+
+
+def _json_date(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def constant(command: object) -> Build:

@@ -11,7 +11,7 @@ from unstuck.schemas import api
 from unstuck.tasks import KeyedLocks
 
 from .casebook import CaseBook
-from .commands import CommandRunner, constant
+from .commands import CommandRunner, constant, due_dates
 from .ids import CaseIds, ClientRefs
 from .quota import ApplicantQuota
 from .rules import Rules
@@ -63,4 +63,10 @@ class CaseOpener:
 
     def _opened_before(self, case_id: str) -> dict[str, Any]:
         existing = self.book.state_of(case_id)
-        return {"case_id": case_id, "state": existing.state, "duplicate": True, "events": []}
+        return {
+            "case_id": case_id,
+            "state": existing.state,
+            "duplicate": True,
+            "events": [],
+            **due_dates(existing),
+        }

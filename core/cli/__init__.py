@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from unstuck import __version__
 
 from . import adapters, audit, calendar, case, ledger, replay, schemas, security, serve, status
-from .common import CliError
+from .common import ApiCallError, CliError
+from .display import add_display_args, language
 
 MODULES = [serve, replay, audit, case, adapters, status, ledger, calendar, schemas, security]
 
@@ -22,10 +23,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"unstuck {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    add_display_args(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in MODULES:
         module.register(sub)
+    for command in leaves(parser):  # so `unstuck case show X --lang en` works as well
+        add_display_args(command)
     return parser
+
+
+def leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of the commands that run something (those without commands of their own)."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        return [parser]
+    found: dict[int, argparse.ArgumentParser] = {}
+    for group in groups:
+        for child in group.choices.values():
+            for leaf in leaves(child):
+                found.setdefault(id(leaf), leaf)
+    return list(found.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,8 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    lang = "zh"
     try:
+        lang = language(args)
         return int(args.func(args) or 0)
+    except ApiCallError as exc:
+        print(exc.text(lang), file=sys.stderr)
+        return exc.exit_code
     except CliError as exc:
         print(f"unstuck: {exc}", file=sys.stderr)
         return exc.exit_code

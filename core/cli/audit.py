@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from unstuck.audit import CaseRecord, load_case, timeline, verification, write_dossier
-from unstuck.texttable import table, text_width
+from unstuck.texttable import clean, clip, table
 
 from . import case as case_cli
 from .common import CliError, print_json
+from .display import display
 from .replay import EXIT_FINDINGS, add_source_args, with_stream
 
 
@@ -64,18 +65,19 @@ def run_timeline(args: Any) -> int:
     if args.json:
         print_json({"case_id": record.case_id, "timeline": rows, "verification": verification(record)})
         return EXIT_FINDINGS if not record.ok else 0
-    print(f"{record.case_id}  ({len(rows)} event(s) in {record.stream}; times UTC+8)")
+    d = display(args)
+    print(f"{record.case_id}  ({len(rows)} event(s) in {record.stream}; times {d.zone})")
     print(
         table(
             ["#", "time", "who", "事件", "event", "detail", "check"],
             [
                 [
                     r["seq"] if r["seq"] is not None else "?",
-                    r["local_time"],
+                    d.time(r["at"]),
                     r["actor"],
                     r["label_zh"],
                     r["label_en"],
-                    _clip(r["detail"], 70),
+                    clip(clean(r["detail"]), 70),
                     ",".join(r["findings"]) or "ok",
                 ]
                 for r in rows
@@ -106,13 +108,4 @@ def _print_verdict(record: CaseRecord) -> None:
         return
     print(f"record NOT intact: {len(record.findings)} finding(s)", file=sys.stdout)
     for f in record.findings:
-        print(f"  {f}")
-
-
-def _clip(text: str, width: int) -> str:
-    """At most ``width`` columns (a Chinese character takes two)."""
-    if text_width(text) <= width:
-        return text
-    while text_width(text) > width - 1:
-        text = text[:-1]
-    return text + "…"
+        print(clean(f"  {f}"))

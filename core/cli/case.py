@@ -10,11 +10,11 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
 from unstuck.broker.api import VERBS, Verb
-from unstuck.schemas import EVENT_LABELS
 from unstuck.schemas.api import API_REQUESTS
-from unstuck.texttable import table
+from unstuck.texttable import clean, clip, table
 
 from .common import CliError, add_connection_args, call, print_json, with_client
+from .display import DUE_EVENTS, Display, describe, display
 
 ACTOR_HELP = "your staff id (default $UNSTUCK_STAFF)"
 
@@ -123,12 +123,35 @@ def run_command(args: Any) -> int:
     result = with_client(args, lambda nc: call(nc, args.verb, body))
     if args.json:
         print_json(result)
-    else:
-        events = (
-            ", ".join(f"#{e['seq']} {e['type']}" for e in result.get("events", [])) or "nothing to record"
+        return 0
+    d = display(args)
+    events = [e["type"] for e in result.get("events", [])]
+    moved = ", ".join(f"#{e['seq']} {d.label('event', e['type'])}" for e in result.get("events", []))
+    print(
+        d.word(
+            "moved",
+            case_id=result.get("case_id") or args.case_id,
+            events=moved or d.word("nothing"),
+            state=d.label("state", result.get("state")),
         )
-        print(f"{result.get('case_id') or args.case_id}: {events}; state {result.get('state')}")
+    )
+    if DUE_EVENTS.intersection(events):
+        print(due_line(result, d))
     return 0
+
+
+def due_line(result: dict[str, Any], d: Display) -> str:
+    """The due date the window tells the applicant, from a command's answer."""
+    due, provisional = result.get("due_date"), result.get("due_date_provisional")
+    if result.get("state") == "intake":  # the intake deadline: classify by then
+        return d.word("classify_by", due=due) if due else d.word("no_due")
+    if due and provisional is True:
+        return d.word("tell_due", due=f"{due}{d.word('provisional')}")
+    if due:
+        return d.word("tell_due", due=due)
+    if isinstance(provisional, str):
+        return d.word("tell_provisional", due=provisional)
+    return d.word("no_due")
 
 
 def run_open(args: Any) -> int:
@@ -141,9 +164,11 @@ def run_open(args: Any) -> int:
     result = with_client(args, lambda nc: call(nc, "case.open", body))
     if args.json:
         print_json(result)
-    else:
-        again = " (already open: same client_ref)" if result.get("duplicate") else ""
-        print(f"opened {result['case_id']}{again}; state {result['state']}")
+        return 0
+    d = display(args)
+    opened = d.word("opened", case_id=result["case_id"], state=d.label("state", result["state"]))
+    print(opened + (d.word("again") if result.get("duplicate") else ""))
+    print(due_line(result, d))
     return 0
 
 
@@ -154,33 +179,41 @@ def run_show(args: Any) -> int:
     if args.json:
         print_json(result)
         return 0
+    d = display(args)
     s = result["state"]
     intake = s["intake"]
     applicant = intake.get("applicant", {})
-    print(f"{s['case_id']}  {intake.get('matter_title')}  [{s['state']}]")
-    print(f"  applicant  {applicant.get('name')} {applicant.get('id_number')}  ({applicant.get('kind')})")
-    print(f"  failed at  {intake.get('window')} ({intake.get('department')})")
-    print(
-        f"  category   {s.get('category') or '-'}   owner {s.get('owner')}   due {s.get('due_date') or '-'}"
-        f"{'   OVERDUE' if s.get('overdue') else ''}"
+    kind = d.label("applicant", applicant.get("kind"))
+    closing = s.get("closing")
+    due = s.get("due_date")
+    past_due = bool(s.get("overdue")) or bool(
+        not closing and due and result.get("today") and due < result["today"]
     )
-    rows = []
-    for e in result.get("events", []):
-        zh, en = EVENT_LABELS.get(e["type"], (e["type"], e["type"]))
-        rows.append([e["seq"], e["at"][:19].replace("T", " "), e["actor"], f"{zh} {en}", _brief(e)])
+    timeliness = d.timeliness(closing.get("on_time") if closing else None, past_due)
+    facts = [
+        (d.word("applicant"), f"{applicant.get('name')} {applicant.get('id_number')}  ({kind})"),
+        (d.word("failed_at"), f"{intake.get('window')} ({intake.get('department')})"),
+        (d.word("category"), d.label("category", s.get("category"))),
+        (d.word("owner"), s.get("owner")),
+        (d.word("due"), f"{due or '-'}  {timeliness}".rstrip()),
+    ]
+    if closing:
+        facts.append((d.label("event", "case.closed"), describe("case.closed", closing, d)))
+    print(clean(f"{s['case_id']}  {intake.get('matter_title')}  [{d.label('state', s['state'])}]"))
+    print("\n".join("  " + line for line in table(None, facts).split("\n")))
+    rows = [
+        [
+            e["seq"],
+            d.time(e["at"]),
+            e["actor"],
+            d.label("event", e["type"]),
+            describe(e["type"], e["data"], d),
+        ]
+        for e in result.get("events", [])
+    ]
     print()
-    print(table(["#", "at (UTC)", "actor", "event", "detail"], rows, right=[0]))
+    print(table(["#", d.time_heading(), d.word("actor"), d.word("event"), d.word("detail")], rows, right=[0]))
     return 0
-
-
-def _brief(e: dict[str, Any]) -> str:
-    d = e.get("data", {})
-    for key in ("outcome", "category", "reason", "owner", "window", "target", "due_date", "rating"):
-        if key in d:
-            extra = d.get("department") or d.get("message") or ""
-            text = f"{key}={d[key]}" + (f" {extra}" if extra else "")
-            return text[:60]
-    return str(d.get("department", ""))[:60]
 
 
 def run_list(args: Any) -> int:
@@ -196,21 +229,23 @@ def run_list(args: Any) -> int:
     if args.json:
         print_json(result)
         return 0
+    d = display(args)
     rows = [
         [
             c["case_id"],
-            c["state"],
-            c["category"] or "-",
+            d.label("state", c["state"]),
+            d.label("category", c["category"]),
             ",".join(c["departments"]) or c["department"],
             c["owner"],
             c["due_date"] or "-",
-            "yes" if c["overdue"] else "",
+            d.timeliness(c.get("on_time"), c["overdue"]),
             c["matter_title"],
         ]
         for c in result["cases"]
     ]
-    print(table(["case", "state", "category", "departments", "owner", "due", "overdue", "matter"], rows))
-    print(f"{result['count']} case(s)")
+    keys = ("case", "state", "category", "departments", "owner", "due", "timeliness", "matter")
+    print(table([d.word(k) for k in keys], rows))
+    print(d.word("count", n=result["count"]))
     return 0
 
 
@@ -220,6 +255,7 @@ def run_accountability_list(args: Any) -> int:
     if args.json:
         print_json(result)
         return 0
+    d = display(args)
     rows = [
         [
             r["case_id"],
@@ -227,13 +263,16 @@ def run_accountability_list(args: Any) -> int:
             r["staff"],
             r["section"],
             r["leader_in_charge"],
-            ",".join(r["measures"]),
-            "yes" if r["fault_tolerance"] else "",
-            r["finding"][:40],
+            d.labels("measure", r["measures"]),
+            d.word("yes") if r["fault_tolerance"] else "",
+            clip(clean(r["finding"]), 40),
         ]
         for r in result["records"]
     ]
-    print(
-        table(["case", "department", "staff", "section", "leader", "measures", "容錯免責", "finding"], rows)
-    )
+    headers = [d.word(k) for k in ("case", "department", "staff", "section")]
+    headers += [
+        d.label("role", "leader_in_charge"),
+        *(d.word(k) for k in ("measures", "fault_tolerance", "finding")),
+    ]
+    print(table(headers, rows))
     return 0

@@ -1,4 +1,4 @@
-"""What the commands share: connecting, calling the API, printing tables that line up in Chinese."""
+"""What the commands share: connecting, calling the API, telling a refusal."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from nats.aio.client import Client
 from unstuck.config import ConfigError, load_config
 from unstuck.connection import Connection, NoServer, data_dir, require_server
 from unstuck.schemas.subjects import api_subject
+from unstuck.texttable import clean
 
 T = TypeVar("T")
 
@@ -41,12 +42,26 @@ def config_from(args: Any) -> Any:
 
 
 class ApiCallError(CliError):
+    """A request the broker refused (its ``ApiError``): printed by ``text`` in the staff's language."""
+
     def __init__(self, error: dict[str, Any]) -> None:
-        message = error.get("message", "request refused")
-        if error.get("fix"):
-            message += f" (fix: {error['fix']})"
-        super().__init__(message, exit_code=1)
+        super().__init__(self._message(error), exit_code=1)
         self.error = error
+
+    @staticmethod
+    def _message(error: dict[str, Any]) -> str:
+        message = str(error.get("message") or "request refused")
+        return message + (f" (fix: {error['fix']})" if error.get("fix") else "")
+
+    def text(self, lang: str = "zh") -> str:
+        """``錯誤：`` and the broker's Chinese message (its English one when it sends none), or in
+        English ``error:`` and the English message; then the stable code, e.g. ``[not_allowed]``."""
+        zh = self.error.get("message_zh")
+        if lang == "en":
+            said = f"error: {self._message(self.error)}"
+        else:
+            said = f"錯誤：{zh or self._message(self.error)}"
+        return clean(f"{said} [{self.error.get('code') or 'error'}]")
 
 
 async def call(nc: Client, verb: str, body: dict[str, Any], timeout: float = 10.0) -> Any:

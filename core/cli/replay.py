@@ -12,11 +12,23 @@ import csv
 import io
 import json
 import sys
-import time
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from unstuck.clock import CHINA
 from unstuck.connection import Connection, NoServer, data_dir, require_server
@@ -130,27 +142,39 @@ def with_stream(args: Any, work: Any) -> Any:
 
 
 class ProgressBar:
-    """``replay  42% 420000/1000000 events  61000 ev/s`` on stderr, redrawn at most five times a second."""
+    """``replay ━━━━━━━━━━━━━━━━  42% 420000/1000000 messages 61,000 msg/s 0:00:07`` on stderr (a
+    terminal only; a message is one decision, its events), drawn by rich a few times a second; the
+    line is gone once the replay ends."""
 
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.started = time.monotonic()
-        self.drawn = 0.0
+        self.progress = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            TaskProgressColumn(),
+            MofNCompleteColumn(),
+            TextColumn("messages"),
+            MessageRate(),
+            TimeElapsedColumn(),
+            console=Console(file=stream),
+            transient=True,
+            refresh_per_second=5,
+        )
+        self.task = self.progress.add_task("replay", total=None)
+        self.progress.start()
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self.drawn < 0.2 and done < total:
-            return
-        self.drawn = now
-        rate = done / max(now - self.started, 1e-6)
-        share = min(done / total, 1.0) if total else 1.0
-        bar = "#" * int(share * 30)
-        self.stream.write(f"\rreplay [{bar:<30}] {share:4.0%} {done}/{total} events {rate:,.0f} ev/s")
-        self.stream.flush()
+        self.progress.update(self.task, completed=done, total=total or None)
 
     def close(self) -> None:
-        self.stream.write("\r\x1b[K")
-        self.stream.flush()
+        self.progress.stop()
+
+
+class MessageRate(ProgressColumn):
+    """Messages per second so far."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        return Text(f"{task.completed / elapsed:,.0f} msg/s" if elapsed > 0 else "")
 
 
 def run_replay(args: Any) -> int:

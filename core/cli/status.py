@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from unstuck.texttable import seconds, table
 
 from .common import CliError, add_connection_args, call, print_json, with_client
+from .display import display
 
 HEADERS = (
     "department",
@@ -92,14 +94,23 @@ def run_status(args: Any) -> int:
             print(render(status))
         return 0
     try:
-        with_client(args, lambda nc: watch(nc, args.watch, args.json, args.iterations, sys.stdout))
+        when = display(args).time
+        with_client(args, lambda nc: watch(nc, args.watch, args.json, args.iterations, sys.stdout, when))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def watch(nc: Any, interval: float, as_json: bool, iterations: int | None, out: TextIO) -> None:
-    """Ask the broker every ``interval`` seconds; a terminal sees one table refreshed in place."""
+async def watch(
+    nc: Any,
+    interval: float,
+    as_json: bool,
+    iterations: int | None,
+    out: TextIO,
+    when: Callable[[Any], str] = str,
+) -> None:
+    """Ask the broker every ``interval`` seconds; a terminal sees one table refreshed in place, headed
+    by the broker's time as ``when`` writes it."""
     in_place = out.isatty() and not as_json
     shown = 0
     while iterations is None or shown < iterations:
@@ -108,9 +119,7 @@ async def watch(nc: Any, interval: float, as_json: bool, iterations: int | None,
             if as_json:
                 text = json.dumps(status, ensure_ascii=False, sort_keys=True)
             else:
-                text = (
-                    f"unstuck status   {status['at']}   every {interval:g}s, Ctrl-C stops\n\n{render(status)}"
-                )
+                text = f"unstuck status   {when(status['at'])}   every {interval:g}s, Ctrl-C stops\n\n{render(status)}"
         except CliError as exc:
             if as_json:
                 raise

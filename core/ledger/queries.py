@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, or_,
 
 from unstuck import lifecycle as lc
 from unstuck.clock import CHINA, local_date
-from unstuck.schemas import CATEGORY_LABELS, Category, api
+from unstuck.schemas import api, label
 
 from .applicants import applicant_key
 from .errors import InvalidFilter
@@ -93,7 +93,7 @@ def _case_out(r: Any) -> dict[str, Any]:
         "opened_at": r["opened_at"].isoformat(),
         "state": r["state"],
         "category": category,
-        "category_label": CATEGORY_LABELS.get(Category(category)) if category else None,
+        "category_label": label("category", category) if category else None,
         "department": r["department"],
         "departments": json.loads(r["departments"]),
         "owner": r["owner"],
@@ -101,8 +101,17 @@ def _case_out(r: Any) -> dict[str, Any]:
         "applicant": r["applicant"],
         "due_date": r["due_date"].isoformat() if r["due_date"] else None,
         "overdue": bool(r["late"]),
+        "on_time": _on_time(r["closed_at"], r["due_date"]),
         "escalation_level": r["escalation_level"],
     }
+
+
+def _on_time(closed_at: datetime | None, due: date | None) -> bool | None:
+    """Closed by the due date (as ``case.closed`` records it: the local day of the closing), or None
+    while the case is open."""
+    if closed_at is None:
+        return None
+    return due is None or local_date(closed_at) <= due
 
 
 def list_accountability(conn: Connection, req: api.ListAccountability) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from unstuck.schemas import events as ev
 from unstuck.schemas.common import CATEGORY_LABELS, Category
 from unstuck.schemas.coordination import Outcome
 from unstuck.schemas.department import LEVEL_NAMES, Level
+from unstuck.schemas.labels import label
 
 from . import commands as c
 from .evolve import _placeholder_meta, evolve_many, review_reviewer
@@ -21,7 +22,6 @@ from .state import (
     INTAKE,
     LEADER_RANK,
     OPEN_STATES,
-    STATE_LABELS,
     SYSTEM_VERBS,
     VERB_LABELS,
     CaseState,
@@ -57,7 +57,7 @@ def _check_allowed(state: CaseState, command: c.Command) -> None:
             raise Refused(
                 f"case {state.case_id} is already open (state {state.state})",
                 code="conflict",
-                zh=f"案件 {state.case_id} 已受理（{STATE_LABELS[state.state]}）",
+                zh=f"案件 {state.case_id} 已受理（{label('state', state.state)}）",
             )
         return
     if not state.exists:
@@ -71,7 +71,7 @@ def _check_allowed(state: CaseState, command: c.Command) -> None:
     if name not in ALLOWED[state.state]:
         raise Refused(
             f"case {state.case_id} is {state.state}: '{name}' is not allowed now; allowed: {', '.join(allowed)}",
-            zh=f"案件 {state.case_id} 目前「{STATE_LABELS[state.state]}」，不能{VERB_LABELS.get(name, name)}；"
+            zh=f"案件 {state.case_id} 目前「{label('state', state.state)}」，不能{VERB_LABELS.get(name, name)}；"
             f"現在可以：{'、'.join(VERB_LABELS[v] for v in allowed)}",
         )
 
@@ -743,7 +743,7 @@ def _open_or_reviewed(state: CaseState, x: Coordination) -> None:
             f"case {state.case_id} is {state.state}: the answer of {x.department} to {x.request_id} is no "
             "longer recorded",
             field="request_id",
-            zh=f"案件 {state.case_id} 已{STATE_LABELS[state.state]}：不再登記 {x.department} 對 {x.request_id} 的答覆",
+            zh=f"案件 {state.case_id} 目前「{label('state', state.state)}」：不再登記 {x.department} 對 {x.request_id} 的答覆",
         )
 
 

@@ -27,14 +27,6 @@ class CaseStatus(StrEnum):
 
 
 INTAKE, GUIDING, COORDINATING, ANSWERED, CLOSED, EVALUATED = CaseStatus
-STATE_LABELS: dict[str, str] = {
-    INTAKE: "待分類",
-    GUIDING: "引導中",
-    COORDINATING: "協調中",
-    ANSWERED: "已答覆待銷號",
-    CLOSED: "已銷號待評價",
-    EVALUATED: "已評價",
-}
 STATES = tuple(CaseStatus)
 OPEN_STATES = frozenset({INTAKE, GUIDING, COORDINATING, ANSWERED})
 
