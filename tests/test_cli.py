@@ -121,7 +121,8 @@ def test_window_commands_move_a_case_and_refusals_name_the_state(serving):
         cwd=directory,
         check=False,
     )
-    assert refused.returncode == 1 and "guiding" in refused.stderr and "allowed: guide" in refused.stderr
+    assert refused.returncode == 1 and "目前「引導中」，不能銷號；現在可以：引導辦理" in refused.stderr
+    assert refused.stderr.rstrip().endswith("[not_allowed]")
     unstuck(
         "case",
         "guide",

@@ -155,7 +155,7 @@ async def test_case_handover_gives_the_case_to_the_new_owner_on_the_record(
     refused(
         await unstuck("case", "handover", case_id, "--actor", "w-zhang", "--to", "w-wang", "--reason", "x"),
         1,
-        "only the owner (w-li) or a leader",
+        "只有承辦人（w-li）或領導可以移交",
     )
     run = ok(await unstuck("case", "handover", case_id, "--to", "w-wang", "--reason", "休假", staff="w-li"))
     assert run.stdout.strip() == f"{case_id}：#6 移交；狀態：協調中"
@@ -178,7 +178,7 @@ async def test_case_handover_bad_input_names_the_field(builtin_adapters, broker,
     refused(no_to, 2, "--to")
     refused(no_actor, 2, "--actor is required", "UNSTUCK_STAFF")
     refused(bad_owner, 1, "owner: String should match pattern", "'w li'")
-    refused(to_self, 1, "w-zhang already owns")
+    refused(to_self, 1, "w-zhang 已是案件")
     refused(missing, 1, "DD-20260928-0999 does not exist")
     assert len(await stored(broker, case_id)) == before
 
@@ -218,10 +218,10 @@ async def test_case_extend_then_approve_extension_by_a_leader_moves_the_due_date
             "case", "extend", case_id, "--actor", "w-zhang", "--working-days", "1", "--reason", "再延"
         ),
         1,
-        "already has an extension waiting",
+        "已有一項延期申請待領導批准",
     )
-    refused(await unstuck("case", "approve-extension", case_id, "--actor", "w-zhang"), 1, "leader")
-    refused(await unstuck("case", "approve-extension", case_id, "--actor", "head-sun"), 1, "leader")
+    refused(await unstuck("case", "approve-extension", case_id, "--actor", "w-zhang"), 1, "延期須由領導（分管領導及以上）批准")
+    refused(await unstuck("case", "approve-extension", case_id, "--actor", "head-sun"), 1, "延期須由領導（分管領導及以上）批准")
     run = ok(await unstuck("case", "approve-extension", case_id, "--actor", "leader-gao", "--json"))
     assert steps(run) == [(6, "case.extended")]
     event = (await stored(broker, case_id))[-1]
@@ -250,7 +250,7 @@ async def test_case_extend_and_approve_extension_bad_input_names_the_field(
     refused(words, 2, "--working-days", "invalid int value: 'three'")
     refused(too_many, 1, "working_days: Input should be less than or equal to 10")
     refused(no_reason, 2, "--reason")
-    refused(nothing_pending, 1, "no extension waiting for approval")
+    refused(nothing_pending, 1, "沒有待批准的延期申請")
     # after the due date (Saturday 10 October) an extension can no longer be asked for
     sim_clock.set(datetime(2026, 10, 12, 9, tzinfo=CHINA))
     refused(
@@ -258,7 +258,7 @@ async def test_case_extend_and_approve_extension_bad_input_names_the_field(
             "case", "extend", case_id, "--actor", "w-zhang", "--working-days", "2", "--reason", "晚了"
         ),
         1,
-        "past its deadline 2026-10-10",
+        "已過期限 2026-10-10：延期須在期限屆滿前申請",
     )
     assert len(await stored(broker, case_id)) == before
 
@@ -405,7 +405,7 @@ async def test_case_rule_bounce_lets_the_duty_leader_name_the_department(
     refused(
         await unstuck("case", "rule-bounce", case_id, "--actor", "w-li", "--department", "chengguan"),
         1,
-        "only the window's duty leader",
+        "退單由窗口值班領導（leader-gao）裁定",
     )
     run = ok(
         await unstuck(
@@ -439,7 +439,7 @@ async def test_case_rule_bounce_bad_input_names_the_field(builtin_adapters, brok
     )
     refused(unknown, 1, "department: unknown department 'gongan'", "chengguan, renshe, scjg")
     refused(missing, 2, "--department")
-    refused(no_bounce, 1, "no bounce waiting for a ruling")
+    refused(no_bounce, 1, "沒有待裁定的退單")
     assert len(await stored(broker, bounced)) == before
 
 
@@ -548,7 +548,7 @@ async def test_case_accountability_bad_input_names_the_field(builtin_adapters, b
     )
     refused(bad_measure, 1, "measures.0: Input should be 'interview'", "'sacking'")
     refused(no_measure, 2, "--measure")
-    refused(not_refused, 1, "refused", cannot_case)
+    refused(not_refused, 1, "問責只登記於不給辦案件", "「不能辦」", cannot_case)
     refused(bad_filter, 1, "department: String should match pattern", "'Bad Dept'")
     assert [e.type for e in await stored(broker, refused_case)][-1] == "case.resolved"
     assert ok(await unstuck("accountability", "list", "--json")).json()["count"] == 0

@@ -164,7 +164,7 @@ async def test_an_unclassified_case_gets_its_due_date_from_case_classify(
     )
     assert code == 0
     assert out.splitlines() == [
-        "DD-20260928-0001：#2 分類, #3 發起協調；狀態：協調中",
+        "DD-20260928-0001：#3 分類, #4 發起協調；狀態：協調中",  # #2 set the intake deadline
         "辦結期限：2026-09-29（請告知申請人）",
     ]
     code, out, _ = await run(

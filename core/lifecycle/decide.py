@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from unstuck.schemas import events as ev
-from unstuck.schemas.common import CATEGORY_LABELS, Category
+from unstuck.schemas.common import Category
 from unstuck.schemas.coordination import Outcome
 from unstuck.schemas.department import LEVEL_NAMES, Level
 from unstuck.schemas.labels import label
@@ -98,7 +98,7 @@ def _classify(state: CaseState, cmd: c.Classify) -> list[NewEvent]:
         raise Refused(
             f"case {state.case_id} is already classified {state.category}",
             field="category",
-            zh=f"案件 {state.case_id} 已經是「{CATEGORY_LABELS[Category(state.category)]}」",
+            zh=f"案件 {state.case_id} 已經是「{label('category', state.category)}」",
         )
     if state.category == Category.REFUSED.value and state.accountability and cmd.actor_rank < LEADER_RANK:
         raise Refused(
@@ -381,7 +381,7 @@ def _record_accountability(state: CaseState, cmd: c.RecordAccountability) -> lis
         raise Refused(
             f"accountability is recorded for 不給辦 (refused) cases; case {state.case_id} is {state.category}",
             field="case_id",
-            zh=f"問責只登記於不給辦案件；案件 {state.case_id} 是「{CATEGORY_LABELS[Category(state.category or 'guided')]}」",
+            zh=f"問責只登記於不給辦案件；案件 {state.case_id} 是「{label('category', state.category)}」",
         )
     exempted = any(a.get("fault_tolerance") for a in state.accountability)
     measured = any(not a.get("fault_tolerance") for a in state.accountability)
