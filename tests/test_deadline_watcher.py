@@ -110,8 +110,8 @@ async def test_the_watcher_alone_warns_marks_overdue_and_escalates_a_hard_case(
         ("case.deadline_warned", 1),
         ("case.deadline_warned", 0),
         ("case.overdue", "2026-10-10"),
-        ("case.escalated", ("scjg", "section_head", "scjg section_head", "overdue")),
-        ("case.escalated", ("scjg", "leader_in_charge", "scjg leader_in_charge", "overdue")),
+        ("case.escalated", ("scjg", "section_head", "市場監督管理局科長", "overdue")),
+        ("case.escalated", ("scjg", "leader_in_charge", "市場監督管理局分管領導", "overdue")),
     ]
 
     seen: dict[str, list[dict[str, Any]]] = {}

@@ -14,6 +14,8 @@ from unstuck import lifecycle as lc
 from unstuck.clock import Clock, local_date
 from unstuck.config import Config
 from unstuck.schemas import Category, CoordinationReply
+from unstuck.schemas.department import LEVEL_NAMES
+from unstuck.schemas.labels import label
 from unstuck.workcalendar import WorkingCalendar
 
 from .errors import ApiFailure
@@ -34,7 +36,13 @@ class Rules:
         return self.config.rank(actor)
 
     def chain(self, department: str) -> dict[str, str]:
-        return self.pm.hook.unstuck_escalation_chain(department=department) or {}
+        """Who sits at each level of ``department``'s chain; a level no one is configured for is named by
+        its post in that department (市場監督管理局分管領導), so every escalation names whom it reached."""
+        chain = dict(self.pm.hook.unstuck_escalation_chain(department=department) or {})
+        name = self.departments.get(department, department)
+        for role in LEVEL_NAMES.values():
+            chain.setdefault(role, f"{name}{label('role', role)}")
+        return chain
 
     def provisional(self, start: date, due: date) -> bool:
         """Whether a due date counted from ``start`` passes through a year whose schedule is not published."""
