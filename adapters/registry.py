@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
@@ -12,12 +13,20 @@ from unstuck.plugins.loading import ALLOW_VARIABLE, LoadReport, load_entry_point
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department
 
 from .hookspecs import AdapterSpec
+from .isolation import in_worker_thread
 
 GROUP = "unstuck.adapters"
 
 
 class AdapterLoadError(RuntimeError):
     """An adapter that cannot be served; the message names it."""
+
+
+class AdapterReplyError(RuntimeError):
+    """An adapter's hook returned something that is not a reply; the message says what and the fix."""
+
+
+NO_VERSION = "0.0.0"  # an adapter object served without a package (tests, ``serve_adapter``)
 
 
 @dataclass
@@ -28,13 +37,28 @@ class LoadedAdapter:
     plugin: Any
     pm: pluggy.PluginManager
     department: Department
+    version: str = NO_VERSION  # the version of the package that ships it
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the hook is ``async def`` (it runs on an event loop) rather than plain ``def`` (a thread)."""
+        impls = self.pm.hook.unstuck_coordinate.get_hookimpls()
+        return any(inspect.iscoroutinefunction(impl.function) for impl in impls)
 
     async def coordinate(self, request: CoordinationRequest) -> CoordinationReply:
-        result = self.pm.hook.unstuck_coordinate(request=request)
+        """The hook's answer: an ``async def`` hook is awaited here, a plain ``def`` one runs in a worker
+        thread so that a blocking call in it (a database, an HTTP client, ``time.sleep``) blocks no loop."""
+        if self.is_async:
+            result = self.pm.hook.unstuck_coordinate(request=request)
+        else:
+            result = await in_worker_thread(self.pm.hook.unstuck_coordinate, request=request)
         if inspect.isawaitable(result):
             result = await result
         if result is None:
-            raise AdapterLoadError(f"adapter {self.name} returned no reply for {request.request_id}")
+            raise AdapterReplyError(
+                f"adapter {self.name}: unstuck_coordinate returned None for {request.request_id}; "
+                "fix: return a CoordinationReply (or a dict of its fields) from every branch of the hook"
+            )
         return result
 
 
@@ -62,10 +86,21 @@ def wrap_adapter(name: str, obj: Any, report: LoadReport | None = None) -> Loade
     return LoadedAdapter(name=name, plugin=plugin, pm=pm, department=department)
 
 
+def package_versions() -> dict[str, str]:
+    """Entry-point name → the version of the distribution that declares it."""
+    versions: dict[str, str] = {}
+    for ep in entry_points(group=GROUP):
+        dist = getattr(ep, "dist", None)
+        if dist is not None and ep.name not in versions:
+            versions[ep.name] = dist.version
+    return versions
+
+
 def discover(report: LoadReport | None = None) -> dict[str, LoadedAdapter]:
     """Every installed adapter by department code; broken ones land in ``report.broken``."""
     report = report if report is not None else LoadReport()
     found: dict[str, LoadedAdapter] = {}
+    versions = package_versions()
     for name, obj in load_entry_points(GROUP, report):
         try:
             adapter = wrap_adapter(name, obj, report)
@@ -74,6 +109,7 @@ def discover(report: LoadReport | None = None) -> dict[str, LoadedAdapter]:
             continue
         if adapter is None:
             continue
+        adapter.version = versions.get(name, NO_VERSION)
         code = adapter.department.code
         if code in found:  # two packages answering for one department: keep the first, name the second
             report.loaded.remove(name)

@@ -46,7 +46,6 @@ class Bus:
 
     async def start(self) -> Bus:
         from unstuck.adapters.host import AdapterHost
-        from unstuck.adapters.registry import installed_departments
 
         from .broker import API_VERBS, Broker
         from .ledger import Ledger
@@ -87,10 +86,9 @@ class Bus:
             API_VERBS,
             policy=self.config.retry_policy,
         )
-        # a department whose adapter package is installed is known without a line of configuration
-        installed = {code: name for code, name in installed_departments().items() if code not in known}
+        # the departments served here are known at once; any other adapter is learned from the bus
         self.broker = Broker(
-            nc, self.config, self.clock, metrics=metrics, departments=known | installed, ledger=self.ledger
+            nc, self.config, self.clock, metrics=metrics, departments=known, ledger=self.ledger
         )
         await self.broker.start()
         try:

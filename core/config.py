@@ -121,6 +121,12 @@ class BrokerConfig(Section):
     max_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=8 * 1024 * 1024)
     api_concurrency: int = Field(default=256, ge=1, le=100000)
     tick_seconds: float = Field(default=60.0, gt=0)
+    discovery_seconds: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600,
+        description="how often the broker asks $SRV.INFO which departments' adapters answer on the bus",
+    )
     stream: str = "UNSTUCK_CASES"
     replicas: int = Field(default=1, ge=1, le=5)
     snapshot_seconds: float = Field(

@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from pydantic import ValidationError
 
 from unstuck.schemas import AdapterError, Category, CoordinationReply, CoordinationRequest
+from unstuck.schemas.coordination import OVERRAN_CODE
 from unstuck.schemas.subjects import coordinate_subject, department_queue
 
 SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code"
@@ -77,6 +78,8 @@ class Answer:
     reply: CoordinationReply | None = None
     error: str = ""
     raw: bytes = b""
+    code: str = ""  # the service error code of an error answer (400, 500, 504 ...)
+    detail: str = ""  # the adapter's whole explanation, and its fix, when it gave them
 
 
 def request_for(
@@ -112,38 +115,62 @@ async def ask(nc: Client, subject: str, payload: bytes, timeout: float, code: st
     seconds = time.perf_counter() - started
     headers = msg.headers or {}
     if SERVICE_ERROR_CODE_HEADER in headers:
-        text = f"{headers[SERVICE_ERROR_CODE_HEADER]} {headers.get(SERVICE_ERROR_HEADER, '')}".strip()
-        return Answer("error", seconds, error=text, raw=msg.data)
+        code = str(headers[SERVICE_ERROR_CODE_HEADER])
+        problem = _adapter_error(msg.data)
+        if problem is not None:
+            return Answer(
+                "error", seconds, error=problem.error, raw=msg.data, code=code, detail=_told(problem)
+            )
+        return Answer("error", seconds, error=headers.get(SERVICE_ERROR_HEADER, ""), raw=msg.data, code=code)
     try:
         reply = CoordinationReply.model_validate_json(msg.data)
     except ValidationError as exc:
-        try:
-            problem = AdapterError.model_validate_json(msg.data)
-            return Answer("error", seconds, error=problem.error, raw=msg.data)
-        except ValidationError:
-            pass
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "body"
-        return Answer("invalid", seconds, error=f"{where}: {err['msg']}", raw=msg.data)
+        problem = _adapter_error(msg.data)
+        if problem is not None:
+            return Answer("error", seconds, error=problem.error, raw=msg.data, detail=_told(problem))
+        where = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+        )
+        return Answer("invalid", seconds, error=where, raw=msg.data)
     if code is not None and reply.department != code:
         return Answer("invalid", seconds, reply, f"reply names department {reply.department!r}", msg.data)
     return Answer("reply", seconds, reply, raw=msg.data)
 
 
+def _adapter_error(data: bytes) -> AdapterError | None:
+    try:
+        return AdapterError.model_validate_json(data)
+    except ValidationError:
+        return None
+
+
+def _told(problem: AdapterError) -> str:
+    """The adapter's own detail and fix, as one text (never cut: the report is where they are read)."""
+    parts = [problem.detail or "", f"fix: {problem.fix}" if problem.fix else ""]
+    return "; ".join(p for p in parts if p)
+
+
 def _describe(answer: Answer) -> str:
+    """One answer in words, whole: the report and its ``--json`` keep every character the adapter said."""
     ms = f"{answer.seconds * 1000:.0f}ms"
+    told = f" ({answer.detail})" if answer.detail else ""
     match answer.kind:
         case "reply":
             assert answer.reply is not None
             return f"{answer.reply.outcome.value} in {ms}"
+        case "error" if answer.code == OVERRAN_CODE:
+            return f"blocked: {answer.error}{told}"
         case "error":
-            return f"error in {ms}: {answer.error[:80]}"
+            return f"error{' ' + answer.code if answer.code else ''} in {ms}: {answer.error}{told}"
         case "timeout":
-            return f"no answer within {answer.seconds:.1f}s"
+            return (
+                f"no answer within {answer.seconds:.1f}s: nothing came back, not even an error; the adapter "
+                "is down or blocked (a blocking call in an async def hook stops the loop that answers)"
+            )
         case "no_responders":
             return "no responders on the subject"
         case _:
-            return f"invalid reply in {ms}: {answer.error[:80]}"
+            return f"invalid reply in {ms}: {answer.error}"
 
 
 async def service_info(nc: Client, code: str, timeout: float) -> list[dict[str, Any]]:

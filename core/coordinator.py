@@ -240,6 +240,9 @@ class Coordinator:
             if reason == "error":
                 stats.errors += 1
                 return self._failed(department, reason, detail)
+            if reason == "timeout":
+                stats.timeouts += 1
+                return self._failed(department, reason, detail)
             return self._invalid(department, detail)
         self.metrics.requests.labels(department, reply.outcome.value).inc()
         self.metrics.reply_seconds.labels(department).observe(elapsed)

@@ -175,6 +175,8 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
                     _js("CONSUMER", "MSG", "NEXT", stream, LEDGER_CONSUMER),
                     f"$JS.ACK.{stream}.{LEDGER_CONSUMER}.>",
                     "unstuck.dept.*.coordinate",
+                    "$SRV.INFO",  # which departments' adapters answer (the replies come to its inbox)
+                    "$SRV.INFO.*",
                     f"{NOTIFY_PREFIX}.>",
                     _js("INFO"),
                     _js("STREAM", "NAMES"),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pydantic import ValidationError
 
 from unstuck.schemas import CoordinationReply, CoordinationRequest
+from unstuck.schemas.coordination import OVERRAN_CODE
 
 SERVICE_ERROR_HEADER = "Nats-Service-Error"
 SERVICE_ERROR_CODE_HEADER = "Nats-Service-Error-Code"
@@ -22,17 +23,17 @@ def judge_reply(
 ) -> tuple[str, CoordinationReply | None, str]:
     """What a department sent back, judged without side effects: (outcome or failure, reply, detail).
 
-    The failure is ``error`` (the adapter said it failed) or ``invalid_reply`` (the answer does not
+    The failure is ``error`` (the adapter said it failed), ``timeout`` (its host said the hook did not
+    answer in time, error code 504) or ``invalid_reply`` (the answer does not
     validate, answers another request, or names another department); only a valid answer to this
     request from this department comes back as a reply.
     """
     headers = headers or {}
     if SERVICE_ERROR_CODE_HEADER in headers:
-        return (
-            "error",
-            None,
-            f"{headers.get(SERVICE_ERROR_CODE_HEADER)} {headers.get(SERVICE_ERROR_HEADER, '')}",
-        )
+        code = str(headers.get(SERVICE_ERROR_CODE_HEADER))
+        said = f"{code} {headers.get(SERVICE_ERROR_HEADER, '')}"
+        # 504: the adapter host answers for a hook still running at the deadline: a timeout, explained
+        return ("timeout" if code == OVERRAN_CODE else "error"), None, said
     try:
         reply = CoordinationReply.model_validate_json(data)
     except ValidationError as exc:

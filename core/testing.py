@@ -248,11 +248,10 @@ async def broker(
     """A running broker on its own connection, with the simulated clock."""
     import nats
 
-    from unstuck.adapters.registry import installed_departments
     from unstuck.broker import Broker
 
     nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    b = Broker(nc, unstuck_config, sim_clock, departments=installed_departments())
+    b = Broker(nc, unstuck_config, sim_clock)  # it learns each served adapter's department from the bus
     await b.start()
     yield b
     await b.stop()

@@ -87,9 +87,18 @@ class CoordinationReply(WireModel):
         return self
 
 
+OVERRAN_CODE = "504"
+"""The service error code of an answer the adapter host gives for a hook still running near ``reply_by``:
+the broker counts it as a timeout, with the host's explanation (blocked loop, or a slow hook)."""
+
+
 class AdapterError(WireModel):
     """What an adapter answers to a request it cannot parse (and the broker to a reply it refuses)."""
 
     error: ShortText
     field: str | None = None
     fix: str | None = None
+    detail: LongText | None = Field(
+        default=None,
+        description="the whole story when ``error`` must be short: every validation error, the exception",
+    )

@@ -52,7 +52,9 @@ async def test_unstuck_department_code_becomes_the_subject_and_the_micro_service
         "name": "交通運輸局",
         "adapter": "Jiaotong",
         "matters": "taxi_licence",
+        "chain": "{}",  # it declares no one on its escalation chain
     }
+    assert info["version"] == "0.0.0"  # served as an object, not from a package
     assert [(e["subject"], e["queue_group"]) for e in info["endpoints"]] == [
         ("unstuck.dept.jiaotong.coordinate", "unstuck.dept.jiaotong")
     ]

@@ -220,8 +220,16 @@ async def test_case_extend_then_approve_extension_by_a_leader_moves_the_due_date
         1,
         "已有一項延期申請待領導批准",
     )
-    refused(await unstuck("case", "approve-extension", case_id, "--actor", "w-zhang"), 1, "延期須由領導（分管領導及以上）批准")
-    refused(await unstuck("case", "approve-extension", case_id, "--actor", "head-sun"), 1, "延期須由領導（分管領導及以上）批准")
+    refused(
+        await unstuck("case", "approve-extension", case_id, "--actor", "w-zhang"),
+        1,
+        "延期須由領導（分管領導及以上）批准",
+    )
+    refused(
+        await unstuck("case", "approve-extension", case_id, "--actor", "head-sun"),
+        1,
+        "延期須由領導（分管領導及以上）批准",
+    )
     run = ok(await unstuck("case", "approve-extension", case_id, "--actor", "leader-gao", "--json"))
     assert steps(run) == [(6, "case.extended")]
     event = (await stored(broker, case_id))[-1]

@@ -37,6 +37,7 @@ DOCUMENTED_BROKER = {
     "max_payload_bytes": 65536,
     "api_concurrency": 256,
     "tick_seconds": 60.0,
+    "discovery_seconds": 10.0,
     "stream": "UNSTUCK_CASES",
     "replicas": 1,
     "snapshot_seconds": 300.0,
@@ -191,6 +192,7 @@ metrics_address = "127.0.0.1:9555"
 max_payload_bytes = 131072
 api_concurrency = 32
 tick_seconds = 15
+discovery_seconds = 2
 snapshot_seconds = 30
 stream = "SY_CASES"
 replicas = 3
@@ -248,6 +250,7 @@ def test_every_documented_key_is_accepted_and_lands_in_the_config(tmp_path):
         "max_payload_bytes": 131072,
         "api_concurrency": 32,
         "tick_seconds": 15.0,
+        "discovery_seconds": 2.0,
         "stream": "SY_CASES",
         "replicas": 3,
         "snapshot_seconds": 30.0,

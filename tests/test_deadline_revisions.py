@@ -22,7 +22,7 @@ from typing import Any
 from conftest import running_broker, sample
 from unstuck.broker import Broker
 from unstuck.clock import CHINA, SimulatedClock
-from unstuck.testing import api_call, fast_config
+from unstuck.testing import api_call, fast_config, wait_for
 from unstuck.workcalendar import WorkingCalendar
 
 OVERRIDE_2027 = (
@@ -57,6 +57,8 @@ async def test_a_broker_restarted_with_the_year_published_revises_the_provisiona
         case_id = await open_hard_case(broker, nats_client)
         got = await api_call(nats_client, "case.get", {"case_id": case_id})
         assert got["state"]["due_date_provisional"] is True
+        # the department's answer is in before the restart, so the revision is the newest event after it
+        await wait_for(lambda: broker.state_of(case_id).coordinations[f"{case_id}-c1"].outcome is not None)
     override = tmp_path / "calendar.toml"
     override.write_text(OVERRIDE_2027, encoding="utf-8")
     async with running_broker(nats_server, config, clock, nats_client, unpublished(override)) as broker:

@@ -110,8 +110,9 @@ async def test_the_watcher_alone_warns_marks_overdue_and_escalates_a_hard_case(
         ("case.deadline_warned", 1),
         ("case.deadline_warned", 0),
         ("case.overdue", "2026-10-10"),
-        ("case.escalated", ("scjg", "section_head", "市場監督管理局科長", "overdue")),
-        ("case.escalated", ("scjg", "leader_in_charge", "市場監督管理局分管領導", "overdue")),
+        # the chain scjg's adapter declares (adapters/scjg.py), as no configuration names these levels
+        ("case.escalated", ("scjg", "section_head", "登記註冊科科長", "overdue")),
+        ("case.escalated", ("scjg", "leader_in_charge", "分管副局長", "overdue")),
     ]
 
     seen: dict[str, list[dict[str, Any]]] = {}

@@ -145,6 +145,13 @@ def rule_bounce(req: api.RuleBounce, rules: Rules, state: lc.CaseState) -> lc.Co
     return lc.RuleBounce(actor=req.actor, actor_rank=rules.rank(req.actor), department=req.department)
 
 
+def departments_named(req: Any) -> list[str]:
+    """The department codes a request names (``department``, ``departments``), "window" aside."""
+    one = getattr(req, "department", None)
+    many = getattr(req, "departments", None) or []
+    return [c for c in [one, *many] if isinstance(c, str) and c != "window"]
+
+
 def mask(record: dict[str, Any], key: str, reveal: bool) -> dict[str, Any]:
     """``record`` with the applicant in ``record[key]`` masked (a state's intake, an event's data)."""
     inner = record.get(key, {})
@@ -336,6 +343,7 @@ class Api:
     open_case: Callable[[api.OpenCase], Awaitable[dict[str, Any]]]
     status: Callable[[], dict[str, Any]]
     tick: Callable[[], Awaitable[int]]
+    learn_departments: Callable[[list[str]], Awaitable[None]]  # asks the bus for ones not known yet
 
     def __post_init__(self) -> None:
         self.handlers = {verb: self._handler(api.API_REQUESTS[verb], spec) for verb, spec in VERBS.items()}
@@ -350,6 +358,8 @@ class Api:
     def _handler(self, model: type[Any] | None, spec: Verb) -> Callable[[dict[str, Any]], Awaitable[Any]]:
         async def handle(body: dict[str, Any]) -> dict[str, Any]:
             req: Any = parse(model, body) if model is not None else None
+            if named := departments_named(req):
+                await self.learn_departments(named)
             if spec.query is not None:
                 return await spec.query(self, req)
             assert spec.command is not None

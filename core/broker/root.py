@@ -31,6 +31,7 @@ from .casebook import CaseBook
 from .commands import CommandRunner
 from .coordination import Outcomes, Requests
 from .deadlines import DeadlineTicker
+from .departments import Departments
 from .gauges import CaseGauges
 from .health import HeadKeeper, HealthWatcher
 from .ids import CaseIds, ClientRefs
@@ -85,7 +86,8 @@ class Broker:
         self.gauges, refs = CaseGauges(self.metrics), ClientRefs()
         self.quota = quota = ApplicantQuota(config.limits, clock)
         book.observers += [self.gauges.account, refs.observe, quota.observe]
-        rules = Rules(pm, self.calendar, config, clock, self.departments)
+        self.directory = Departments(nc, self.departments, on_learned=self.metrics.add_department)
+        rules = Rules(pm, self.calendar, config, clock, self.departments, self.directory.chains)
         self.heads = HeadKeeper(book, store)
         runner = CommandRunner(
             book, store, clock, wall, self.metrics, react=lambda _: None, unsure=self.heads.mark_unsure
@@ -113,8 +115,8 @@ class Broker:
         ids = CaseIds(self.js, config.broker.case_prefix, config.broker.replicas, clock)
         opener = CaseOpener(book, runner, ids, refs, quota, rules)
         self.ledger_view = LedgerView(book, clock)
-        reads = (store.read_case, self.ledger_view)
-        api = Api(book, runner, rules, *reads, opener.open, self.report.status, self.ticker.tick)
+        reads = (store.read_case, self.ledger_view, opener.open, self.report.status, self.ticker.tick)
+        api = Api(book, runner, rules, *reads, self.directory.ensure)
         self.transport = ApiTransport(nc, api.handlers, config, self.metrics, background)
         self.watcher = HealthWatcher(
             nc, self.js, book, self.heads, self.metrics, background, calendar_warnings=self.calendar_warnings
@@ -137,6 +139,9 @@ class Broker:
         if start_seq == 1 and self.book.applied_seq > 0:  # read from the start: never again
             await self._snapshot()
         await self._start_ledger()
+        self.directory.remember(
+            c.department for state in self.book.states.values() for c in state.coordinations.values()
+        )
         for code in self.departments:
             self.metrics.add_department(code)
         self.metrics.nats_connected.set(1)
@@ -148,6 +153,7 @@ class Broker:
         self.background.spawn(self.watcher.watch())
         self.background.spawn(self.heads.reconcile_recent())
         self.background.spawn(self._snapshot_every(self.config.broker.snapshot_seconds))
+        self.background.spawn(self.directory.keep_discovering(self.config.broker.discovery_seconds))
         await self.nc.flush()
 
     def calendar_warnings(self) -> list[str]:

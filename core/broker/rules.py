@@ -4,7 +4,7 @@ and routing from the plugins, escalation chains, staff ranks, the departments th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ class Rules:
     config: Config
     clock: Clock  # the case clock
     departments: Mapping[str, str]
+    declared_chains: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # by the adapters
 
     def today(self) -> date:
         return local_date(self.clock.now())
@@ -36,12 +37,14 @@ class Rules:
         return self.config.rank(actor)
 
     def chain(self, department: str) -> dict[str, str]:
-        """Who sits at each level of ``department``'s chain; a level no one is configured for is named by
-        its post in that department (市場監督管理局分管領導), so every escalation names whom it reached."""
-        chain = dict(self.pm.hook.unstuck_escalation_chain(department=department) or {})
+        """Who sits at each level of ``department``'s chain: the configuration's ``[departments.<code>.chain]``
+        (through the ``unstuck_escalation_chain`` hook) first, then the chain the department's adapter
+        declares; a level named by neither is named by its post in that department (市場監督管理局分管領導),
+        so every escalation names whom it reached."""
         name = self.departments.get(department, department)
-        for role in LEVEL_NAMES.values():
-            chain.setdefault(role, f"{name}{label('role', role)}")
+        chain = {role: f"{name}{label('role', role)}" for role in LEVEL_NAMES.values()}
+        chain.update(self.declared_chains.get(department, {}))
+        chain.update(self.pm.hook.unstuck_escalation_chain(department=department) or {})
         return chain
 
     def provisional(self, start: date, due: date) -> bool:

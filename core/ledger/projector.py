@@ -135,7 +135,10 @@ class Projector:
                         await self.start()
                     await self.step(timeout=0.5)
                 except Exception as exc:
-                    log.error("ledger projector: %s; resuming from the ledger's position", exc)
+                    log.error(
+                        "ledger projector: %s; resuming from the ledger's position",
+                        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                    )
                     await self._unsubscribe()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), 1.0)
