@@ -37,6 +37,9 @@ class Bus:
         self.ticker = ticker
         self.allow_embedded = allow_embedded
         self.secure = secure  # NATS authorisation from <directory>/nats-server.conf, one user per component
+        if secure:  # who acts is proven by the subject NATS lets each principal use: never anonymous
+            self.config = config.model_copy(deep=True)
+            self.config.broker.require_identity = True
         self.conn: Connection | None = None
         self.broker: Any = None
         self.ledger: Any = None
@@ -61,7 +64,9 @@ class Bus:
 
             codes = [*discover(), *(a.department.code for a in self.adapters)]
             departments = registry_departments(self.config, codes)
-            generated = prepare_embedded(self.directory, departments, self.config.broker.stream)
+            generated = prepare_embedded(
+                self.directory, departments, self.config.broker.stream, staff=sorted(self.config.staff)
+            )
             credentials = CredentialStore(self.directory)
             self.conn = open_connection(
                 self.directory, self.allow_embedded, config_file=generated.config_file

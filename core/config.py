@@ -121,6 +121,10 @@ class BrokerConfig(Section):
     max_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=8 * 1024 * 1024)
     api_concurrency: int = Field(default=256, ge=1, le=100000)
     tick_seconds: float = Field(default=60.0, gt=0)
+    require_identity: bool = Field(
+        default=False,
+        description="refuse anonymous requests that act on a case: who acts must be proven (always under --secure)",
+    )
     discovery_seconds: float = Field(
         default=10.0,
         ge=0.5,

@@ -8,6 +8,7 @@ handed to the broker (the sink) to be recorded as an event.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -116,6 +117,7 @@ class Coordinator:
         task = asyncio.create_task(
             self._run(case_id, request_id, department, attempts_so_far, stalled, build),
             name=f"coordinate {request_id}",
+            context=contextvars.Context(),  # the department's answer is not the caller's act
         )
         self.tasks[request_id] = task
         task.add_done_callback(lambda _t: self.tasks.pop(request_id, None))

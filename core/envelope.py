@@ -11,13 +11,15 @@ from datetime import datetime
 from typing import Any
 
 ENVELOPE_KEYS = frozenset(
-    {"event_id", "case_id", "seq", "type", "at", "actor", "data", "prev_hash", "hash", "v"}
+    {"event_id", "case_id", "seq", "type", "at", "actor", "data", "prev_hash", "hash", "v", "auth"}
 )
 _EVENT_ID = re.compile(r"[0-9A-Za-z_-]{16,64}")
 _CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
 _ACTOR = re.compile(r"[^\s.*>]{1,64}")
 _HASH = re.compile(r"(?:[0-9a-f]{64})?")
+OPTIONAL_KEYS = frozenset({"v", "auth"})  # v: 1 when absent; auth: the actor's identity was not checked
+AUTH_VALUES = frozenset({"nats", "web", "claimed"})
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -25,7 +27,7 @@ def envelope_problem(obj: dict[str, Any]) -> str | None:
     """What is wrong with the envelope fields (not the payload), or None."""
     keys = obj.keys()
     if keys != ENVELOPE_KEYS:
-        missing = sorted(ENVELOPE_KEYS - keys - {"v"})
+        missing = sorted(ENVELOPE_KEYS - keys - OPTIONAL_KEYS)
         extra = sorted(keys - ENVELOPE_KEYS)
         if missing or extra:
             parts = []
@@ -52,6 +54,8 @@ def envelope_problem(obj: dict[str, Any]) -> str | None:
     v = obj.get("v", 1)
     if type(v) is not int or v < 1:
         return f"v {v!r} is not a positive integer"
+    if "auth" in obj and obj["auth"] not in AUTH_VALUES:
+        return f"auth {obj['auth']!r} is not one of {', '.join(sorted(AUTH_VALUES))}"
     if not isinstance(obj["data"], dict):
         return "data is not an object"
     at = obj["at"]

@@ -152,8 +152,8 @@ def iso(instant: datetime) -> str:
 def envelope_fields(
     case_id: str, seq: int, event: NewEvent, at: datetime, prev_hash: str, event_id: str | None = None
 ) -> dict[str, Any]:
-    """Every field of the envelope except ``hash``."""
-    return {
+    """Every field of the envelope except ``hash``; ``auth`` only where the actor's identity was checked."""
+    fields = {
         "event_id": event_id or str(ULID()),
         "case_id": case_id,
         "seq": seq,
@@ -164,6 +164,9 @@ def envelope_fields(
         "prev_hash": prev_hash,
         "v": CURRENT_VERSIONS[event.type],
     }
+    if event.auth is not None:
+        fields["auth"] = event.auth
+    return fields
 
 
 def seal_decision(

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from unstuck.schemas.subjects import (
+    ACTING_VIAS,
     API_PREFIX,
     CASE_PREFIX,
     HEADS_BUCKET,
@@ -48,6 +49,8 @@ from unstuck.schemas.subjects import (
     LEDGER_CONSUMER,
     NOTIFY_PREFIX,
     SNAPSHOTS_BUCKET,
+    VIA_NATS,
+    VIA_WEB,
 )
 
 CONFIG_FILE = "nats-server.conf"
@@ -64,14 +67,17 @@ BCRYPT_ROUNDS = (
 BROKER = "broker"
 CLI = "cli"
 AUDITOR = "auditor"
+CONSOLE = "console"  # the window console: acts for the staff member signed in, on unstuck.api.web.<staff>.>
 DEPARTMENT_PREFIX = "dept-"
+STAFF_PREFIX = "staff-"
+APPLICANT_CHANNEL = "applicant"  # the console's evaluation screen acts as the applicant (好差評)
 SERVICE_PREFIX = "unstuck-"  # the adapter host registers department <code> as micro service unstuck-<code>
 JS_API_PREFIX_ENV = "UNSTUCK_NATS_JS_API_PREFIX"
 BUS_ACCOUNT = "UNSTUCK"
 AUDIT_ACCOUNT = "AUDIT"
 AUDIT_JS_PREFIX = "JS.UNSTUCK.API"  # where the auditor's account sees the bus's read-only JetStream calls
 
-_PRINCIPAL = re.compile(r"^(broker|cli|auditor|dept-[a-z][a-z0-9_]{0,31})$")
+_PRINCIPAL = re.compile(r"^(broker|cli|auditor|console|dept-[a-z][a-z0-9_]{0,31}|staff-[A-Za-z0-9_-]{1,58})$")
 _GENERATION = re.compile(r"^(?P<principal>.+?)-r(?P<n>[0-9]+)$")
 
 
@@ -86,6 +92,7 @@ class Principal:
     name: str
     role: str
     department: str | None = None
+    staff: tuple[str, ...] = ()  # staff: its own id; the console: every staff id it may act for
 
     @property
     def account(self) -> str:
@@ -96,9 +103,19 @@ def department_principal(code: str) -> str:
     return f"{DEPARTMENT_PREFIX}{code}"
 
 
-def principals(departments: Iterable[str]) -> list[Principal]:
-    """Every principal of a bus with these departments."""
-    out = [Principal(BROKER, "broker"), Principal(CLI, "cli"), Principal(AUDITOR, "auditor")]
+def staff_principal(staff_id: str) -> str:
+    return f"{STAFF_PREFIX}{staff_id}"
+
+
+def principals(departments: Iterable[str], staff: Iterable[str] = ()) -> list[Principal]:
+    """Every principal of a bus with these departments and staff members (``[staff]``)."""
+    staff = tuple(sorted(set(staff)))
+    out = [
+        Principal(BROKER, "broker"),
+        Principal(CLI, "cli"),
+        Principal(AUDITOR, "auditor"),
+        Principal(CONSOLE, "console", staff=staff),
+    ]
     for code in sorted(set(departments)):
         name = department_principal(code)
         if not _PRINCIPAL.match(name):
@@ -106,6 +123,14 @@ def principals(departments: Iterable[str]) -> list[Principal]:
                 f"department code {code!r} cannot be a NATS user: use a lowercase ASCII token like renshe"
             )
         out.append(Principal(name, "department", code))
+    for staff_id in staff:
+        name = staff_principal(staff_id)
+        if not _PRINCIPAL.match(name) or staff_id == APPLICANT_CHANNEL:
+            raise SecurityConfigError(
+                f"[staff] {staff_id!r} cannot be a NATS user: use letters, digits, '-' and '_' (e.g. w-zhang), "
+                f"and not {APPLICANT_CHANNEL!r}"
+            )
+        out.append(Principal(name, "staff", staff=(staff_id,)))
     return out
 
 
@@ -151,6 +176,30 @@ def audit_api(stream: str) -> dict[str, str | None]:
     return out
 
 
+def _api_client_permissions(principal: Principal, inbox: str) -> dict[str, Any]:
+    """The callers of the API: who may publish on which API subjects (the subject proves who acts)."""
+    if principal.role == "cli":
+        return {
+            # anonymous: the broker answers it only what needs no identity (it acts as no one)
+            # not $SRV.*: departments answer those, so a CLI could aim their answers at unstuck.case.X
+            "publish": {
+                "allow": [f"{API_PREFIX}.>"],
+                "deny": [f"{API_PREFIX}.{via}.>" for via in ACTING_VIAS],
+            },
+            "subscribe": {"allow": [inbox]},
+        }
+    if principal.role == "staff":
+        # one staff member: requests only on its own subject, so the broker knows who acts
+        allowed = [f"{API_PREFIX}.{VIA_NATS}.{principal.name}.>"]
+    else:
+        # the console: for each staff member it signs in, and the applicant's evaluation screen
+        allowed = [
+            *[f"{API_PREFIX}.{VIA_WEB}.{staff_id}.>" for staff_id in principal.staff],
+            f"{API_PREFIX}.{VIA_WEB}.{APPLICANT_CHANNEL}.case.evaluate",
+        ]
+    return {"publish": {"allow": allowed}, "subscribe": {"allow": [inbox]}}
+
+
 def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
     """The nats-server permissions block of one user of ``principal``.
 
@@ -193,12 +242,8 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
             # API replies and the flow-control answers of its ordered consumer
             "allow_responses": True,
         }
-    if principal.role == "cli":
-        return {
-            # not $SRV.*: departments answer those, so a CLI could aim their answers at unstuck.case.X
-            "publish": {"allow": [f"{API_PREFIX}.>"]},
-            "subscribe": {"allow": [inbox]},
-        }
+    if principal.role in ("cli", "staff", "console"):
+        return _api_client_permissions(principal, inbox)
     if principal.role == "auditor":
         # in its own account: it can call only the read-only services the bus account exports
         return {
@@ -208,10 +253,11 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
     code = principal.department
     service = f"{SERVICE_PREFIX}{code}"
     return {
-        # nothing but answers to the requests it received
-        "publish": {"deny": [">"]},
+        # answers to the requests it received, and its own answer recorded by hand (case.record)
+        "publish": {"allow": [f"{API_PREFIX}.{VIA_NATS}.{principal.name}.case.record"]},
         "subscribe": {
             "allow": [
+                inbox,
                 f"unstuck.dept.{code}.>",
                 "$SRV.PING",
                 "$SRV.INFO",
@@ -254,6 +300,18 @@ class Credential:
             f"{PASSWORD_ENV}={self.password}\n"
             f"{prefix}"
         )
+
+
+def acting_principal(credential: Credential | None) -> str | None:
+    """The principal whose own API subjects these credentials may use (a staff member or a department),
+    whatever the generation of the user (``staff-w-zhang-r2`` acts as ``staff-w-zhang``); None otherwise."""
+    if credential is None:
+        return None
+    name = credential.principal
+    m = _GENERATION.match(name)
+    if m and m["principal"].startswith((STAFF_PREFIX, DEPARTMENT_PREFIX)):
+        name = m["principal"]
+    return name if name.startswith((STAFF_PREFIX, DEPARTMENT_PREFIX)) else None
 
 
 def _js_api_prefix_of(principal: str) -> str | None:
@@ -531,6 +589,7 @@ def generate(
     departments: Iterable[str],
     settings: ServerSettings | None = None,
     hash_passwords: bool = True,
+    staff: Iterable[str] = (),
 ) -> Generated:
     """Write ``<directory>/nats-server.conf`` and any missing credentials files; keep existing passwords.
 
@@ -540,7 +599,7 @@ def generate(
     directory = Path(directory)
     settings = settings or ServerSettings.load(directory) or ServerSettings()
     store = CredentialStore(directory)
-    all_principals = principals(departments)
+    all_principals = principals(departments, staff)
     users: dict[str, list[dict[str, Any]]] = {BUS_ACCOUNT: [], AUDIT_ACCOUNT: []}
     created: list[str] = []
     files: dict[str, Path] = {}
@@ -581,7 +640,9 @@ def generate(
     )
 
 
-def prepare_embedded(directory: Path, departments: Iterable[str], stream: str = "UNSTUCK_CASES") -> Generated:
+def prepare_embedded(
+    directory: Path, departments: Iterable[str], stream: str = "UNSTUCK_CASES", staff: Iterable[str] = ()
+) -> Generated:
     """The configuration ``serve --secure`` starts the embedded server with: generated (or refreshed) here."""
     saved = ServerSettings.load(directory)
     if saved is not None and saved.store_dir:
@@ -593,7 +654,7 @@ def prepare_embedded(directory: Path, departments: Iterable[str], stream: str = 
     settings = saved or ServerSettings()
     if settings.stream != stream:
         settings = ServerSettings(**{**vars(settings), "stream": stream})
-    return generate(directory, departments, settings)
+    return generate(directory, departments, settings, staff=staff)
 
 
 def secure_hint(directory: Path) -> str:
@@ -645,11 +706,11 @@ def _summary(subjects: list[str]) -> str:
 
 
 def permissions_table(
-    departments: Iterable[str], stream: str = "UNSTUCK_CASES"
+    departments: Iterable[str], stream: str = "UNSTUCK_CASES", staff: Iterable[str] = ()
 ) -> list[tuple[str, str, str]]:
     """(user, may publish, may subscribe) per principal, summarised for people."""
     rows = []
-    for principal in principals(departments):
+    for principal in principals(departments, staff):
         perms = permissions(principal, principal.name, stream)
         publish = _summary(perms["publish"].get("allow") or [])
         if perms.get("allow_responses"):

@@ -24,6 +24,8 @@ class ApiError(WireModel):
         "conflict",
         "unavailable",
         "rate_limited",
+        "unauthenticated",  # the request acts, and came without a proven identity
+        "actor_mismatch",  # the body names someone other than the one signed in
         "internal",
     ]
     message: str
@@ -47,7 +49,16 @@ class GetCase(WireModel):
 
     case_id: CaseId
     events: bool = True
-    reveal: bool = Field(default=False, description="include unmasked personal identifiers")
+    reveal: bool = Field(
+        default=False,
+        description="include unmasked personal identifiers: recorded in the case (who, when, why)",
+    )
+    reveal_reason: ShortText | None = Field(
+        default=None, description="why they must be seen; required with reveal"
+    )
+    actor: StaffId | None = Field(
+        default=None, description="who looks; taken from the credentials when proven"
+    )
 
 
 class ListCases(WireModel):
@@ -153,10 +164,13 @@ class Close(WireModel):
 
 
 class Evaluate(WireModel):
-    """``case.evaluate``: the applicant's 好差評."""
+    """``case.evaluate``: the applicant's 好差評, from the applicant's own channel only."""
 
     case_id: CaseId
-    actor: StaffId
+    actor: StaffId = Field(
+        default="applicant",
+        description="the applicant's channel (`applicant`), taken from who sends it; staff cannot rate",
+    )
     rating: Literal["good", "bad"]
     comment: str = Field(default="", max_length=2000)
     department_at_fault: DepartmentCode | None = None

@@ -32,6 +32,12 @@ class Envelope(WireModel):
     prev_hash: HashHex = Field(description='hash of the previous event of this case, "" for the first')
     hash: HashHex = Field(description="sha256 over the canonical JSON of every other field")
     v: int = Field(default=ENVELOPE_VERSION, ge=1, description="schema version of this event")
+    auth: Literal["nats", "web", "claimed"] | None = Field(
+        default=None,
+        description="how the actor was proven: nats (their own NATS credentials), web (the console's "
+        "signed-in session), claimed (named in an anonymous request, unproven); absent for the broker's own "
+        "events and a department's answers on the bus",
+    )
 
 
 # --- payloads -------------------------------------------------------------------------------------
@@ -312,6 +318,13 @@ class DueDateRevised(WireModel):
     reason: ShortText
 
 
+class PersonalDataRevealed(WireModel):
+    """case.personal_data_revealed: someone was shown the applicant's unmasked identifiers, and why."""
+
+    fields: list[Literal["id_number", "phone"]] = Field(min_length=1, description="what was shown unmasked")
+    reason: ShortText = Field(description="why it had to be seen (the actor is the envelope's)")
+
+
 EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.opened": CaseOpened,
     "case.classified": CaseClassified,
@@ -338,6 +351,7 @@ EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.review_notice_given": ReviewNoticeGiven,
     "case.review_concluded": ReviewConcluded,
     "case.due_date_revised": DueDateRevised,
+    "case.personal_data_revealed": PersonalDataRevealed,
 }
 
 _TYPE_OF_MODEL: dict[type[WireModel], str] = {model: name for name, model in EVENT_TYPES.items()}
@@ -377,6 +391,7 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "case.review_notice_given": ("複核告知", "applicant told of the review"),
     "case.review_concluded": ("複核結論", "review concluded"),
     "case.due_date_revised": ("期限重算", "due date revised"),
+    "case.personal_data_revealed": ("查看個人信息", "personal data revealed"),
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

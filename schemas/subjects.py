@@ -30,8 +30,32 @@ def department_queue(department: str) -> str:
     return f"unstuck.dept.{check_subject_token(department, 'department')}"
 
 
-def api_subject(verb: str) -> str:
-    return f"{API_PREFIX}.{verb}"
+VIA_NATS = "as"  # unstuck.api.as.<principal>.<verb>: the principal's own NATS credentials
+VIA_WEB = "web"  # unstuck.api.web.<principal>.<verb>: the console, for the staff member signed in
+ACTING_VIAS = (VIA_NATS, VIA_WEB)
+
+
+def api_subject(verb: str, principal: str | None = None, via: str = VIA_NATS) -> str:
+    """The subject of one API request: ``unstuck.api.<verb>`` anonymous, or made as ``principal``.
+
+    NATS permissions confine each principal to its own ``unstuck.api.as.<principal>.>`` (and the
+    console to ``unstuck.api.web.<staff>.>`` of the staff it serves), so the broker learns who asks
+    from the subject, never from the body."""
+    if principal is None:
+        return f"{API_PREFIX}.{verb}"
+    if via not in ACTING_VIAS:
+        raise ValueError(f"via {via!r}: use one of {', '.join(ACTING_VIAS)}")
+    return f"{API_PREFIX}.{via}.{check_subject_token(principal, 'principal')}.{verb}"
+
+
+def parse_api_subject(subject: str) -> tuple[str, str | None, str | None]:
+    """(verb, principal, via) of an API subject; principal and via are None for an anonymous request."""
+    rest = subject[len(API_PREFIX) + 1 :]
+    via, _, tail = rest.partition(".")
+    if via in ACTING_VIAS:
+        principal, _, verb = tail.partition(".")
+        return verb, principal or None, via
+    return rest, None, None
 
 
 def notify_subject(audience: str) -> str:

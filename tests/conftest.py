@@ -63,7 +63,7 @@ async def closed_shop_sign(broker: Broker, client: Client) -> str:
             "explanation": "已說明多層招牌不符規定",
         },
     )
-    await api_call(client, "case.evaluate", {"case_id": case_id, "actor": "w-zhang", "rating": "good"})
+    await api_call(client, "case.evaluate", {"case_id": case_id, "rating": "good"})
     return case_id
 
 

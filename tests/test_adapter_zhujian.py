@@ -79,7 +79,7 @@ async def test_full_zhujian_case_open_coordinate_answer_close_evaluate(broker, s
         "accountability.record",
         {
             "case_id": case_id,
-            "actor": "w-zhang",
+            "actor": "leader-gao",  # accountability is recorded by a leader
             "staff": "zhujian-clerk-03",
             "section": "房屋租賃管理科",
             "leader_in_charge": "分管副局長",
@@ -100,7 +100,7 @@ async def test_full_zhujian_case_open_coordinate_answer_close_evaluate(broker, s
     await api_call(
         nats_client,
         "case.evaluate",
-        {"case_id": case_id, "actor": "w-zhang", "rating": "good", "comment": "半天辦好了"},
+        {"case_id": case_id, "rating": "good", "comment": "半天辦好了"},
     )
     final = await api_call(nats_client, "case.get", {"case_id": case_id})
     assert final["state"]["state"] == "evaluated"

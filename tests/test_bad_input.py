@@ -211,7 +211,7 @@ async def test_a_reply_from_the_wrong_department_or_for_another_request_is_count
     assert retried.fields["data"]["reason"] == "invalid_reply"
 
 
-async def test_window_staff_cannot_record_an_answer_from_a_department_that_was_not_asked(
+async def test_a_department_cannot_record_an_answer_to_a_case_it_was_not_asked_about(
     broker: Broker, builtin_adapters: Any, nats_client: Client
 ) -> None:
     opened = await request(nats_client, "case.open", sample("03", category="hard"))
@@ -219,7 +219,7 @@ async def test_window_staff_cannot_record_an_answer_from_a_department_that_was_n
     await wait_for(lambda: broker.state_of(case_id).state == "answered", 30, "renshe answered")
     body = {
         "case_id": case_id,
-        "actor": "w-li",
+        "actor": "chengguan",  # the department itself (window staff may record no answer at all)
         "department": "chengguan",
         "outcome": "resolved",
         "message": "m",
@@ -227,6 +227,8 @@ async def test_window_staff_cannot_record_an_answer_from_a_department_that_was_n
     }
     error = await refused(broker, nats_client, "case.record", body, "not_allowed")
     assert error["field"] == "department"
+    staff = await refused(broker, nats_client, "case.record", {**body, "actor": "w-li"}, "not_allowed")
+    assert staff["field"] == "actor" and "窗口人員不能代為登記" in staff["message_zh"]
 
 
 # --- events the broker did not write -------------------------------------------------------------

@@ -85,7 +85,13 @@ def test_case_open_then_show_prints_the_events_in_order(serving):
     table = unstuck("case", "show", case_id, cwd=directory).stdout
     assert "受理" in table and "部門答覆" in table and "chengguan：不能辦理：" in table  # labels, not codes
     assert "92210603MA10C8QX2K" not in table  # masked without --reveal
-    assert "92210603MA10C8QX2K" in unstuck("case", "show", case_id, "--reveal", cwd=directory).stdout
+    shown = unstuck(
+        "case", "show", case_id, "--reveal", "核對申請人身份", "--actor", "w-zhang", cwd=directory
+    )
+    assert "92210603MA10C8QX2K" in shown.stdout
+    events = json.loads(unstuck("case", "show", case_id, "--json", cwd=directory).stdout)["events"]
+    revealed = [e for e in events if e["type"] == "case.personal_data_revealed"]
+    assert [(e["actor"], e["data"]["reason"]) for e in revealed] == [("w-zhang", "核對申請人身份")]
 
 
 def test_metrics_show_per_department_series_while_serving(serving):

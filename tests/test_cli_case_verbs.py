@@ -274,7 +274,7 @@ async def test_case_extend_and_approve_extension_bad_input_names_the_field(
 # --- case record ---------------------------------------------------------------------------------------
 
 
-async def test_case_record_enters_a_final_answer_given_outside_the_bus(
+async def test_case_record_enters_a_final_answer_the_department_gives_outside_the_bus(
     builtin_adapters, broker, nats_client, unstuck
 ):
     case_id = await open_case(broker, nats_client, "08", "accepted")  # renshe accepted: still owes the answer
@@ -284,7 +284,7 @@ async def test_case_record_enters_a_final_answer_given_outside_the_bus(
             "record",
             case_id,
             "--actor",
-            "w-zhang",
+            "renshe",
             "--department",
             "renshe",
             "--outcome",
@@ -299,7 +299,7 @@ async def test_case_record_enters_a_final_answer_given_outside_the_bus(
     assert steps(run) == [(5, "coordination.replied"), (6, "case.resolved")]
     assert run.json()["state"] == "answered"
     replied, resolved = (await stored(broker, case_id))[4:]
-    assert replied.fields["actor"] == "w-zhang"
+    assert replied.fields["actor"] == "renshe"  # the department records its own answer
     assert {
         k: replied.fields["data"][k]
         for k in ("request_id", "department", "outcome", "handler", "recorded_by")
@@ -308,7 +308,7 @@ async def test_case_record_enters_a_final_answer_given_outside_the_bus(
         "department": "renshe",
         "outcome": "resolved",
         "handler": "職業能力建設科",
-        "recorded_by": "w-zhang",
+        "recorded_by": "renshe",
     }
     assert resolved.fields["data"]["outcome"] == "resolved"
     assert resolved.fields["data"]["departments"] == ["renshe"]
@@ -325,7 +325,7 @@ async def test_case_record_bad_input_names_the_field(builtin_adapters, broker, n
             "record",
             case_id,
             "--actor",
-            "w-zhang",
+            "renshe",
             "--department",
             "renshe",
             "--outcome",
@@ -337,7 +337,7 @@ async def test_case_record_bad_input_names_the_field(builtin_adapters, broker, n
             "record",
             case_id,
             "--actor",
-            "w-zhang",
+            "scjg",
             "--department",
             "scjg",
             "--outcome",
@@ -349,7 +349,7 @@ async def test_case_record_bad_input_names_the_field(builtin_adapters, broker, n
             "record",
             case_id,
             "--actor",
-            "w-zhang",
+            "renshe",
             "--department",
             "renshe",
             "--outcome",
@@ -361,7 +361,7 @@ async def test_case_record_bad_input_names_the_field(builtin_adapters, broker, n
             "record",
             case_id,
             "--actor",
-            "w-zhang",
+            "renshe",
             "--department",
             "renshe",
             "--outcome",
@@ -378,7 +378,7 @@ async def test_case_record_bad_input_names_the_field(builtin_adapters, broker, n
             "record",
             case_id,
             "--actor",
-            "w-zhang",
+            "renshe",
             "--department",
             "renshe",
             "--outcome",

@@ -286,7 +286,7 @@ async def test_on_time_late_and_past_due_in_case_show_and_case_list(
     await api_call(  # 不給辦 closes only with its accountability
         nats_client,
         "accountability.record",
-        {"case_id": late, "actor": "w-zhang", **finding, "finding": "推諉", "measures": ["interview"]},
+        {"case_id": late, "actor": "leader-gao", **finding, "finding": "推諉", "measures": ["interview"]},
     )
     await api_call(
         nats_client,

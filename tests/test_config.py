@@ -37,6 +37,7 @@ DOCUMENTED_BROKER = {
     "max_payload_bytes": 65536,
     "api_concurrency": 256,
     "tick_seconds": 60.0,
+    "require_identity": False,
     "discovery_seconds": 10.0,
     "stream": "UNSTUCK_CASES",
     "replicas": 1,
@@ -192,6 +193,7 @@ metrics_address = "127.0.0.1:9555"
 max_payload_bytes = 131072
 api_concurrency = 32
 tick_seconds = 15
+require_identity = true
 discovery_seconds = 2
 snapshot_seconds = 30
 stream = "SY_CASES"
@@ -250,6 +252,7 @@ def test_every_documented_key_is_accepted_and_lands_in_the_config(tmp_path):
         "max_payload_bytes": 131072,
         "api_concurrency": 32,
         "tick_seconds": 15.0,
+        "require_identity": True,
         "discovery_seconds": 2.0,
         "stream": "SY_CASES",
         "replicas": 3,

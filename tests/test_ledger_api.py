@@ -60,7 +60,7 @@ async def test_a_closed_case_that_left_memory_is_still_listed_and_rated_in_the_l
     )
     assert case_id not in broker.states and case_id not in broker.book.closed
     assert await listed(nats_client, state="closed") == [case_id, other]
-    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "actor": owner, "rating": "good"})
+    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "rating": "good"})
     assert await listed(nats_client, state="evaluated") == [case_id]
     assert await listed(nats_client, state="closed") == [other]
 

@@ -474,7 +474,9 @@ def accountability() -> AccountabilityRecorded:
 
 def test_refused_case_records_who_refused_and_whether_fault_tolerance_applies():
     s = opened("03")
-    s, events = apply(s, lc.RecordAccountability(actor="leader-gao", data=accountability()))
+    s, events = apply(
+        s, lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=accountability())
+    )
     assert types(events) == ["accountability.recorded"]
     assert (
         s.accountability[0]["staff"] == "renshe-clerk-07" and s.accountability[0]["fault_tolerance"] is False
@@ -484,7 +486,7 @@ def test_refused_case_records_who_refused_and_whether_fault_tolerance_applies():
 def test_accountability_is_only_for_refused_cases():
     s = opened("01")
     with pytest.raises(lc.Refused, match="refused"):
-        lc.decide(s, lc.RecordAccountability(actor="leader-gao", data=accountability()))
+        lc.decide(s, lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=accountability()))
 
 
 def test_direct_escalation_lets_the_window_address_any_level():

@@ -10,6 +10,7 @@ Tue 29 Sep, 3 are Thu 8 Oct, 5 are Sat 10 Oct; and 3 more from Sat 10 Oct are We
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import date, datetime
 
 import pytest
@@ -50,7 +51,7 @@ def step(state: lc.CaseState, command: object, when: datetime = T0) -> tuple[lc.
     """decide, then evolve each event as the broker stores it (next seq, hash h<seq>, time ``when``)."""
     events = lc.decide(state, command)
     for e in events:
-        state = lc.evolve(state, e.type, e.data, meta(state.seq + 1, when))
+        state = lc.evolve(state, e.type, e.data, replace(meta(state.seq + 1, when), actor=e.actor))
     return state, events
 
 
@@ -1464,12 +1465,14 @@ def test_the_duty_leader_rules_even_without_a_leaders_rank_and_the_named_departm
     assert s.coordinations[C2] == coordination(C2, "renshe", requested_at=at(9, 30))
 
 
-def test_a_leader_who_is_not_the_duty_leader_may_rule():
+def test_a_leader_who_is_not_the_duty_leader_may_not_rule():
     s, _ = step(opened("cannot"), answer(C1, "chengguan", "not_ours", belongs_to="scjg", max_bounces=1))
-    _, events = step(s, lc.RuleBounce(actor="director-ma", actor_rank=LEADER, department="scjg"))
-    assert events[0] == lc.NewEvent(
-        "director-ma",
-        ev.BounceRuled(department="scjg", ruled_by="director-ma", bounces=1),
+    refused(
+        s,
+        lc.RuleBounce(actor="director-ma", actor_rank=LEADER, department="scjg"),
+        "only the window's duty leader rules on a bounced case",
+        "actor",
+        "not_allowed",
     )
 
 
@@ -1704,7 +1707,12 @@ def test_an_extension_is_requested_before_expiry_and_a_leader_approves_the_propo
             ev.ExtensionRequested(working_days=3, reason="等省廳回函", proposed_due_date=OCT14),
         )
     ]
-    assert s.pending_extension == {"working_days": 3, "reason": "等省廳回函", "proposed_due_date": OCT14}
+    assert s.pending_extension == {
+        "working_days": 3,
+        "reason": "等省廳回函",
+        "proposed_due_date": OCT14,
+        "requested_by": "w-zhang",
+    }
     assert s.due_date == OCT10
     s, events = step(s, lc.ApproveExtension(actor="leader-gao", actor_rank=LEADER), at(10, 10, 11))
     assert events == [
@@ -2363,10 +2371,16 @@ def accountability(staff: str = "chengguan-clerk-07") -> ev.AccountabilityRecord
 
 def test_accountability_is_recorded_for_a_refused_case_in_order():
     s = opened("refused")
-    s, events = step(s, lc.RecordAccountability(actor="leader-gao", data=accountability()), at(9, 29))
+    s, events = step(
+        s, lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=accountability()), at(9, 29)
+    )
     assert events == [lc.NewEvent("leader-gao", accountability())]
     s, _ = step(
-        s, lc.RecordAccountability(actor="leader-gao", data=accountability("chengguan-clerk-08")), at(9, 30)
+        s,
+        lc.RecordAccountability(
+            actor="leader-gao", actor_rank=LEADER, data=accountability("chengguan-clerk-08")
+        ),
+        at(9, 30),
     )
     assert s.accountability == (
         {
@@ -2393,7 +2407,7 @@ def test_accountability_is_recorded_for_a_refused_case_in_order():
 def test_accountability_is_only_for_refused_cases():
     refused(
         opened("cannot"),
-        lc.RecordAccountability(actor="leader-gao", data=accountability()),
+        lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=accountability()),
         f"accountability is recorded for 不給辦 (refused) cases; case {CID} is cannot",
         "case_id",
         "not_allowed",
@@ -2753,6 +2767,7 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
         "working_days": 3,
         "reason": "等省局回函",
         "proposed_due_date": OCT14,
+        "requested_by": "",  # the script's events name no actor
     }
     assert states[11].warned == frozenset({1}) and states[11].due_date == OCT10
     script += [
@@ -3411,7 +3426,7 @@ def plain_json(value: object) -> bool:
 def test_the_resolution_closing_evaluation_reviews_and_accountability_are_kept_as_plain_json():
     s = opened("refused")
     s, _ = step(s, answer(C1, "chengguan", "cannot", legal_basis="條例"))
-    s, _ = step(s, lc.RecordAccountability(actor="leader-gao", data=accountability()))
+    s, _ = step(s, lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=accountability()))
     s, _ = step(s, lc.ConcludeReview(actor="w-zhang", department="chengguan", outcome="upheld", note="維持"))
     s, _ = step(
         s, lc.Close(actor="w-zhang", actor_rank=CLERK, outcome="cannot", explanation="已說明", today=SEP29)

@@ -81,7 +81,7 @@ async def test_a_closed_case_leaves_memory_and_comes_back_for_a_late_rating(
     shown = await api_call(nats_client, "case.get", {"case_id": first})
     assert shown["state"]["state"] == "closed" and shown["state"]["case_id"] == first
     loads = broker.book.loads
-    await api_call(nats_client, "case.evaluate", {"case_id": first, "actor": "w-zhang", "rating": "good"})
+    await api_call(nats_client, "case.evaluate", {"case_id": first, "rating": "good"})
     assert broker.state_of(first).state == lc.EVALUATED
     types = [e.type for e in await broker.store.read_case(first)]
     assert types[-2:] == ["case.closed", "case.evaluated"]
@@ -229,7 +229,7 @@ async def test_every_state_a_window_produces_survives_the_snapshot_codec(
         },
     )
     evaluated = await answered_and_closed(broker, nats_client, "01")
-    await api_call(nats_client, "case.evaluate", {"case_id": evaluated, "actor": "w-zhang", "rating": "bad"})
+    await api_call(nats_client, "case.evaluate", {"case_id": evaluated, "rating": "bad"})
     states = [broker.state_of(c) for c in (refused, extended, evaluated)]
     assert states[1].pending_extension and states[1].escalations and states[0].accountability
     for state in states:

@@ -175,7 +175,7 @@ async def test_department_nobody_answers_is_pending_stalled_and_ages_on_the_bus_
         "case.record",
         {
             "case_id": case_id,
-            "actor": "w-li",
+            "actor": "zhujian",  # the department records its own answer
             "department": "zhujian",
             "outcome": "resolved",
             "message": "電話確認已辦結",

@@ -80,7 +80,7 @@ def request_for(step: tuple[Any, ...], case_id: str) -> tuple[str, dict[str, Any
                 "reason": "需上級答覆",
             }
         case "approve":
-            return "case.approve_extension", {**base, "actor": "leader-gao"}
+            return "case.approve_extension", {**base, "actor": "director-ma"}  # not the requester
         case "record":
             extra: dict[str, Any] = {}
             if args[2] == "cannot":
@@ -91,7 +91,7 @@ def request_for(step: tuple[Any, ...], case_id: str) -> tuple[str, dict[str, Any
                 extra["materials"] = ["營業執照副本"]
             return "case.record", {
                 **base,
-                "actor": "w-zhang",
+                "actor": args[1],  # only the department records its own answer
                 "department": args[1],
                 "outcome": args[2],
                 "message": "部門電話答覆",
@@ -113,7 +113,7 @@ def request_for(step: tuple[Any, ...], case_id: str) -> tuple[str, dict[str, Any
                 "explanation": "已當面說明",
             }
         case "evaluate":
-            body = {**base, "actor": "w-zhang", "rating": args[1], "comment": "評價"}
+            body = {**base, "rating": args[1], "comment": "評價"}  # the applicant rates, not staff
             if args[2]:
                 body["department_at_fault"] = args[2]
             return "case.evaluate", body

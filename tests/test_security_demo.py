@@ -83,7 +83,8 @@ def test_a_secure_demo_run_shows_no_id_or_phone_number_in_logs_tables_or_metrics
         for case_id in case_ids:
             tables += cli(tmp_path, window, "case", "show", case_id)
         tables += cli(tmp_path, window, "case", "show", case_ids[0], "--json")
-        revealed = cli(tmp_path, window, "case", "show", case_ids[0], "--reveal", "--json")
+        clerk = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / ".unstuck/credentials/staff-w-zhang.env")}
+        revealed = cli(tmp_path, clerk, "case", "show", case_ids[0], "--reveal", "核對申請人身份", "--json")
         auditor = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / ".unstuck/credentials/auditor.env")}
         replayed = cli(tmp_path, auditor, "replay", "--verify")  # exit 0: the record is intact
         replayed += cli(tmp_path, auditor, "replay", "--case", case_ids[0])

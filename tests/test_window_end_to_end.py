@@ -34,7 +34,7 @@ async def test_cannot_case_from_opening_to_evaluation(broker, builtin_adapters, 
             "explanation": "已說明招牌設置規定，建議一層設置",
         },
     )
-    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "actor": "w-zhang", "rating": "good"})
+    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "rating": "good"})
     assert await types_of(broker, case_id) == [
         "case.opened",
         "case.classified",
@@ -63,7 +63,6 @@ async def test_hard_case_reopened_after_a_bad_rating_blamed_on_the_department(
         "case.evaluate",
         {
             "case_id": case_id,
-            "actor": "w-li",
             "rating": "bad",
             "comment": "表述不對",
             "department_at_fault": "scjg",
@@ -77,7 +76,7 @@ async def test_hard_case_reopened_after_a_bad_rating_blamed_on_the_department(
         "case.close",
         {"case_id": case_id, "actor": "w-li", "outcome": "resolved", "explanation": "已更正"},
     )
-    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "actor": "w-li", "rating": "good"})
+    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "rating": "good"})
     types = await types_of(broker, case_id)
     assert types.count("coordination.requested") == 2 and "case.reopened" in types
     assert types[-1] == "case.evaluated"
@@ -111,6 +110,9 @@ async def test_refused_case_with_accountability_from_opening_to_evaluation(
         == f"案件 {case_id} 屬不給辦：須先登記問責，或由領導登記容錯免責（附理由），才能銷號"
     )
     record = {"case_id": case_id, "actor": "w-zhang", **FINDING, "measures": ["interview"]}
+    error = await refusal(nats_client, "accountability.record", record)  # a clerk may not record it
+    assert error["message_zh"] == "問責由領導（分管領導及以上）登記"
+    record = {**record, "actor": "leader-gao"}
     await api_call(nats_client, "accountability.record", record)
     # the exemption excludes the record already made, even for a leader
     exempt = {**record, "actor": "leader-gao", "measures": ["none"], "fault_tolerance": True}
@@ -121,7 +123,7 @@ async def test_refused_case_with_accountability_from_opening_to_evaluation(
     error = await refusal(nats_client, "case.classify", {**away, "actor": "w-zhang"})
     assert error["field"] == "actor" and "only a leader" in error["message"]
     await api_call(nats_client, "case.close", {"case_id": case_id, **CLOSE_REFUSED_CASE})
-    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "actor": "w-zhang", "rating": "good"})
+    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "rating": "good"})
     records = await api_call(nats_client, "accountability.list", {"staff": "renshe-clerk-07"})
     assert records["count"] == 1 and records["records"][0]["measures"] == ["interview"]
     assert broker.state_of(case_id).state == lc.EVALUATED
@@ -163,7 +165,7 @@ async def test_guided_case_from_opening_to_evaluation(broker, nats_client):
         "case.guide",
         {"case_id": case_id, "actor": "w-wang", "window": "食品許可窗口", "instructions": "帶平面圖"},
     )
-    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "actor": "w-wang", "rating": "good"})
+    await api_call(nats_client, "case.evaluate", {"case_id": case_id, "rating": "good"})
     assert await types_of(broker, case_id) == [
         "case.opened",
         "case.classified",
@@ -177,9 +179,7 @@ async def test_a_command_refused_in_this_state_appends_nothing(broker, nats_clie
     case_id = await open_case(broker, nats_client, "05")
     before = await types_of(broker, case_id)
     with pytest.raises(ApiError) as exc:
-        await api_call(
-            nats_client, "case.evaluate", {"case_id": case_id, "actor": "w-wang", "rating": "good"}
-        )
+        await api_call(nats_client, "case.evaluate", {"case_id": case_id, "rating": "good"})
     assert exc.value.error["code"] == "not_allowed" and "guiding" in exc.value.error["message"]
     assert await types_of(broker, case_id) == before
 

@@ -161,7 +161,10 @@ def test_a_refused_case_does_not_close_without_accountability_or_exemption():
 
 
 def test_a_refused_case_closes_after_its_accountability_record():
-    s, _ = apply(refused_answered(), lc.RecordAccountability(actor="w-zhang", data=finding("interview")))
+    s, _ = apply(
+        refused_answered(),
+        lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=finding("interview")),
+    )
     _, events = apply(s, close("resolved"))
     assert [e.type for e in events] == ["case.closed"]
 
@@ -182,21 +185,31 @@ def test_the_exemption_is_a_leaders_with_no_measures_and_it_closes_the_case():
 
 def test_accountability_and_the_exemption_exclude_each_other_either_way():
     s = refused_answered()
-    recorded, _ = apply(s, lc.RecordAccountability(actor="w-zhang", data=finding("performance_review")))
+    recorded, _ = apply(
+        s, lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=finding("performance_review"))
+    )
     exempt = lc.RecordAccountability(
         actor="leader-gao", actor_rank=LEADER, data=finding("none", fault_tolerance=True)
     )
     assert "exclude each other" in str(refusal(recorded, exempt))
     exempted, _ = apply(s, exempt)
-    error = refusal(exempted, lc.RecordAccountability(actor="w-zhang", data=finding("performance_review")))
+    error = refusal(
+        exempted,
+        lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=finding("performance_review")),
+    )
     assert error.zh == "案件 DD-20260928-0001 已由領導登記容錯免責，不能再登記問責（兩者只能擇一）"
     # a second record of measures (another staff member) is still allowed
-    again, events = apply(recorded, lc.RecordAccountability(actor="w-zhang", data=finding("criticism")))
+    again, events = apply(
+        recorded, lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=finding("criticism"))
+    )
     assert [e.type for e in events] == ["accountability.recorded"] and len(again.accountability) == 2
 
 
 def test_reclassifying_away_from_refused_after_a_record_needs_a_leader_and_keeps_the_record():
-    s, _ = apply(refused_answered(), lc.RecordAccountability(actor="w-zhang", data=finding("interview")))
+    s, _ = apply(
+        refused_answered(),
+        lc.RecordAccountability(actor="leader-gao", actor_rank=LEADER, data=finding("interview")),
+    )
     hard = classification("hard", ("renshe",))
     error = refusal(s, lc.Classify(actor="w-zhang", actor_rank=CLERK, classification=hard))
     assert (error.field, error.zh) == (

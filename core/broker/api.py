@@ -23,6 +23,7 @@ from unstuck.schemas.events import AccountabilityRecorded
 from .casebook import CaseBook
 from .commands import CommandRunner, constant
 from .errors import ApiFailure, no_such_case, parse, validation_failure
+from .identity import CALLER, DEPARTMENT_VERBS, department_only, with_actor
 from .ledgerview import LedgerView
 from .rules import Rules
 
@@ -145,6 +146,29 @@ def rule_bounce(req: api.RuleBounce, rules: Rules, state: lc.CaseState) -> lc.Co
     return lc.RuleBounce(actor=req.actor, actor_rank=rules.rank(req.actor), department=req.department)
 
 
+def reveal(req: api.GetCase, state: lc.CaseState) -> lc.Command:
+    """The command that records a reveal; refused without a known actor and a reason."""
+    if not req.actor:
+        raise ApiFailure(
+            "not_allowed",
+            "reveal: personal data is shown only to someone the record can name",
+            field="actor",
+            fix="connect with your own credentials, or give actor",
+            message_zh="查看未遮蔽的個人信息須表明身份：請以本人憑證登錄",
+        )
+    if not req.reveal_reason:
+        raise ApiFailure(
+            "invalid_request",
+            "reveal_reason: say why the unmasked id number and phone must be seen (it is recorded)",
+            field="reveal_reason",
+            fix="give reveal_reason, e.g. 核對申請人身份",
+            message_zh="reveal_reason：請說明查看未遮蔽個人信息的理由（將記入案件記錄），例如：核對申請人身份",
+        )
+    applicant = (state.intake or {}).get("applicant") or {}
+    fields = tuple(f for f in ("id_number", "phone") if applicant.get(f)) or ("id_number",)
+    return lc.RevealPersonalData(actor=req.actor, fields=fields, reason=req.reveal_reason)
+
+
 def departments_named(req: Any) -> list[str]:
     """The department codes a request names (``department``, ``departments``), "window" aside."""
     one = getattr(req, "department", None)
@@ -162,6 +186,8 @@ def mask(record: dict[str, Any], key: str, reveal: bool) -> dict[str, Any]:
 
 async def get_case(a: Api, req: api.GetCase) -> dict[str, Any]:
     await a.book.ensure(req.case_id)
+    if req.reveal:  # shown unmasked only with a trace in the record: who, when, why
+        await a.runner.execute(req.case_id, constant(reveal(req, a.case(req.case_id))))
     out: dict[str, Any] = {"state": mask(a.case(req.case_id).to_dict(), "intake", req.reveal)}
     out["today"] = a.rules.today().isoformat()  # the case clock's local date: is an open case past due?
     if req.events:
@@ -344,9 +370,12 @@ class Api:
     status: Callable[[], dict[str, Any]]
     tick: Callable[[], Awaitable[int]]
     learn_departments: Callable[[list[str]], Awaitable[None]]  # asks the bus for ones not known yet
+    require_identity: bool = False  # anonymous requests that act are refused (identity.py)
 
     def __post_init__(self) -> None:
-        self.handlers = {verb: self._handler(api.API_REQUESTS[verb], spec) for verb, spec in VERBS.items()}
+        self.handlers = {
+            verb: self._handler(verb, api.API_REQUESTS[verb], spec) for verb, spec in VERBS.items()
+        }
 
     def case(self, case_id: str) -> lc.CaseState:
         """The case in memory (``book.ensure`` reads a closed one back first)."""
@@ -355,9 +384,17 @@ class Api:
             raise no_such_case(case_id)
         return state
 
-    def _handler(self, model: type[Any] | None, spec: Verb) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    def _handler(
+        self, verb: str, model: type[Any] | None, spec: Verb
+    ) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        fields = model.model_fields if model is not None else {}
+
         async def handle(body: dict[str, Any]) -> dict[str, Any]:
+            body, caller = with_actor(verb, body, fields, CALLER.get(), self.require_identity)
+            CALLER.set(caller)  # the events this request decides carry how their actor was proven
             req: Any = parse(model, body) if model is not None else None
+            if verb in DEPARTMENT_VERBS and req.actor != req.department:
+                raise department_only(verb, req.department)
             if named := departments_named(req):
                 await self.learn_departments(named)
             if spec.query is not None:

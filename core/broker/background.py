@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,8 @@ class Background:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], done: Callable[[Any], None] | None = None) -> None:
-        task = asyncio.create_task(coro)
+        # a fresh context: a task spawned while a request is served never acts under its caller's identity
+        task = asyncio.create_task(coro, context=contextvars.Context())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         if done is not None:

@@ -6,7 +6,7 @@ On a conflict (another writer appended first) the case is rebuilt from the strea
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -18,6 +18,7 @@ from unstuck.tasks import KeyedLocks
 
 from .casebook import CaseBook
 from .errors import ApiFailure
+from .identity import CALLER, Caller
 
 Build = Callable[[lc.CaseState], lc.Command]
 """Builds the lifecycle command from the case's state."""
@@ -42,7 +43,7 @@ class CommandRunner:
                 await self.book.ensure(case_id)
             for _ in range(5):
                 state = self.book.state_of(case_id)
-                new_events = lc.decide(state, build(state))
+                new_events = stamped(lc.decide(state, build(state)), CALLER.get())
                 if not new_events:
                     return []
                 started = self.wall.counter()
@@ -77,6 +78,14 @@ class CommandRunner:
             "events": [{"seq": e.seq, "type": e.type, "hash": e.hash} for e in stored],
             **due_dates(state),
         }
+
+
+def stamped(events: list[lc.NewEvent], caller: Caller | None) -> list[lc.NewEvent]:
+    """The decided events with ``auth`` on those whose actor is the caller (how it was proven); the
+    broker's own events (system) and a department's answers on the bus carry none."""
+    if caller is None:
+        return events
+    return [replace(e, auth=caller.auth) if e.actor == caller.actor else e for e in events]
 
 
 def due_dates(state: Any) -> dict[str, Any]:

@@ -11,9 +11,16 @@ from unstuck.schemas.privacy import PERSONAL_FIELDS, mask_identifier, mask_text
 
 
 class ApiFailure(Exception):
-    def __init__(self, code: str, message: str, field: str | None = None, fix: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        field: str | None = None,
+        fix: str | None = None,
+        message_zh: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.error = api.ApiError(code=code, message=message, field=field, fix=fix)
+        self.error = api.ApiError(code=code, message=message, field=field, fix=fix, message_zh=message_zh)
 
 
 def validation_failure(exc: ValidationError, model: type[BaseModel]) -> ApiFailure:

@@ -23,10 +23,11 @@ from unstuck.eventstore import StoreUnavailable
 from unstuck.limits import ClientRateLimiter, client_of
 from unstuck.metrics import Metrics
 from unstuck.schemas import api
-from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE
+from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, parse_api_subject
 
 from .background import Background
 from .errors import ApiFailure
+from .identity import CALLER, Caller, caller_of
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +56,27 @@ class ApiTransport:
         self.background.spawn(self._serve(msg), done=lambda _task: self.slots.release())
 
     async def _serve(self, msg: Msg) -> None:
-        verb = msg.subject[len(API_PREFIX) + 1 :]
+        verb, principal, via = parse_api_subject(msg.subject)
         if msg.reply and not msg.reply.startswith("_INBOX."):
             # answer only to an inbox: with reply subject unstuck.case.X the answer would land in the record
             self.metrics.api_errors.labels("not_allowed").inc()
             log.warning("API %s refused: reply subject %r is not an _INBOX", verb, msg.reply[:80])
             return
-        reply = await self.handle(verb, msg.data, client_of(msg.headers, msg.reply))
+        reply = await self.handle(
+            verb, msg.data, client_of(msg.headers, msg.reply), caller_of(principal, via)
+        )
         if msg.reply:
             try:
                 await msg.respond(reply)
             except Exception as exc:
                 log.warning("API reply for %s not sent: %s", verb, exc)
 
-    async def handle(self, verb: str, data: bytes, client: str | None = None) -> bytes:
-        """Answer one API request; never raises. ``client`` (see unstuck.limits) is rate limited."""
+    async def handle(
+        self, verb: str, data: bytes, client: str | None = None, caller: Caller | None = None
+    ) -> bytes:
+        """Answer one API request; never raises. ``client`` (see unstuck.limits) is rate limited;
+        ``caller`` is the principal the subject proves (None: anonymous)."""
+        token = CALLER.set(caller)
         try:
             handler, body = self._admit(verb, data, client)
             result = await handler(body)
@@ -95,6 +102,8 @@ class ApiTransport:
         except Exception as exc:
             log.exception("API %s failed", verb)
             error = api.ApiError(code="internal", message=f"internal error: {type(exc).__name__}")
+        finally:
+            CALLER.reset(token)
         self.metrics.api_errors.labels(error.code).inc()
         return api.ApiReply(ok=False, error=error).model_dump_json().encode()
 

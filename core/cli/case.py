@@ -10,6 +10,8 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
 from unstuck.broker.api import VERBS, Verb
+from unstuck.broker.identity import APPLICANT_VERBS
+from unstuck.natsconfig import acting_principal, credential_from_env
 from unstuck.schemas.api import API_REQUESTS
 from unstuck.texttable import clean, clip, table
 
@@ -67,7 +69,14 @@ def register(sub: Any) -> None:
     sh = s.add_parser("show", help="a case's state and its events in order")
     sh.add_argument("case_id")
     sh.add_argument("--json", action="store_true")
-    sh.add_argument("--reveal", action="store_true", help="show id and phone numbers unmasked")
+    sh.add_argument(
+        "--reveal",
+        metavar="REASON",
+        help="show id and phone numbers unmasked, saying why: the case's record keeps who, when and why",
+    )
+    sh.add_argument(
+        "--actor", help="who looks (default $UNSTUCK_STAFF; taken from your credentials when given)"
+    )
     add_connection_args(sh)
     sh.set_defaults(func=run_show)
 
@@ -107,16 +116,22 @@ def register(sub: Any) -> None:
     al.set_defaults(func=run_accountability_list)
 
 
-def _staff(args: Any) -> str:
+def _staff(args: Any) -> str | None:
+    """Who acts: nobody to type when one's own credentials prove it (the broker takes it from them)."""
     actor = getattr(args, "actor", None) or os.environ.get("UNSTUCK_STAFF")
-    if not actor:
-        raise CliError("--actor is required (or set UNSTUCK_STAFF to your staff id)")
-    return str(actor)
+    if not actor and acting_principal(credential_from_env()) is None:
+        raise CliError(
+            "--actor is required (or set UNSTUCK_STAFF to your staff id); with your own credentials "
+            "(UNSTUCK_NATS_AUTH_FILE from unstuck nats-config) it is taken from them"
+        )
+    return str(actor) if actor else None
 
 
 def run_command(args: Any) -> int:
     body: dict[str, Any] = {"case_id": args.case_id}
     for field in args.fields:
+        if field == "actor" and args.verb in APPLICANT_VERBS:
+            continue  # the applicant's own act: the broker names the channel it came on
         value = _staff(args) if field == "actor" else getattr(args, field, None)
         if value is not None:  # a switch not given is sent as false
             body[field] = value
@@ -173,9 +188,12 @@ def run_open(args: Any) -> int:
 
 
 def run_show(args: Any) -> int:
-    result = with_client(
-        args, lambda nc: call(nc, "case.get", {"case_id": args.case_id, "reveal": args.reveal})
-    )
+    body: dict[str, Any] = {"case_id": args.case_id}
+    if args.reveal is not None:
+        body.update(reveal=True, reveal_reason=args.reveal)
+        if actor := _staff(args):
+            body["actor"] = actor
+    result = with_client(args, lambda nc: call(nc, "case.get", body))
     if args.json:
         print_json(result)
         return 0

@@ -13,6 +13,7 @@ from nats.aio.client import Client
 
 from unstuck.config import ConfigError, load_config
 from unstuck.connection import Connection, NoServer, data_dir, require_server
+from unstuck.natsconfig import acting_principal, credential_from_env
 from unstuck.schemas.subjects import api_subject
 from unstuck.texttable import clean
 
@@ -67,9 +68,9 @@ class ApiCallError(CliError):
 async def call(nc: Client, verb: str, body: dict[str, Any], timeout: float = 10.0) -> Any:
     """One API request; returns the result or raises ApiCallError with the broker's message."""
     try:
-        msg = await nc.request(
-            api_subject(verb), json.dumps(body, ensure_ascii=False).encode(), timeout=timeout
-        )
+        # a staff member's (or department's) own credentials: its own subject, which proves who acts
+        subject = api_subject(verb, acting_principal(credential_from_env()))
+        msg = await nc.request(subject, json.dumps(body, ensure_ascii=False).encode(), timeout=timeout)
     except nats.errors.NoRespondersError as exc:
         raise CliError(
             "no broker answers on unstuck.api: start one with `unstuck serve`", exit_code=3

@@ -22,6 +22,7 @@ from unstuck.natsconfig import (
     permissions_table,
     registry_departments,
     reload_server,
+    staff_principal,
 )
 from unstuck.texttable import table
 
@@ -74,13 +75,16 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run_nats_config)
 
 
-def _principal(name: str, departments: list[str]) -> str:
-    if name in ("broker", "cli", "auditor") or name.startswith("dept-"):
+def _principal(name: str, departments: list[str], staff: list[str]) -> str:
+    if name in ("broker", "cli", "auditor", "console") or name.startswith(("dept-", "staff-")):
         return name
     if name in departments:
         return department_principal(name)
+    if name in staff:
+        return staff_principal(name)
     raise CliError(
-        f"unknown principal {name!r}: use broker, cli, auditor or a department code ({', '.join(departments)})"
+        f"unknown principal {name!r}: use broker, cli, auditor, console, a department code "
+        f"({', '.join(departments)}) or a staff id from [staff] ({', '.join(staff) or 'none configured'})"
     )
 
 
@@ -123,26 +127,27 @@ def run_nats_config(args: Any) -> int:
     directory = data_dir(args.data_dir)
     out = Path(args.out) if args.out else directory
     departments = registry_departments(config, [*discover(), *args.department])
+    staff = sorted(config.staff)
     store = CredentialStore(out)
     notes: list[str] = []
     try:
         settings = _settings(args, out, config.broker.stream)
         if args.rotate:
-            principal = _principal(args.rotate, departments)
+            principal = _principal(args.rotate, departments, staff)
             fresh = store.rotate(principal)
             notes.append(
                 f"rotating {principal}: new user {fresh.user} in {store.file(principal)}; the old user keeps "
                 f"working until `unstuck nats-config --retire {args.rotate}` (restart its components first)"
             )
         if args.retire:
-            principal = _principal(args.retire, departments)
+            principal = _principal(args.retire, departments, staff)
             old = store.retire(principal)
             notes.append(
                 f"retired {old.user}: it is refused once the server reloads"
                 if old
                 else f"{principal} was not being rotated; nothing retired"
             )
-        generated = generate(out, departments, settings, hash_passwords=not args.plain_passwords)
+        generated = generate(out, departments, settings, hash_passwords=not args.plain_passwords, staff=staff)
         if args.reload:
             pid = reload_server(directory / PID_FILE)
             notes.append(f"nats-server pid {pid} reloads {generated.config_file}")
@@ -173,7 +178,10 @@ def run_nats_config(args: Any) -> int:
         print(note)
     print()
     print(
-        table(["user", "may publish", "may subscribe"], permissions_table(departments, config.broker.stream))
+        table(
+            ["user", "may publish", "may subscribe"],
+            permissions_table(departments, config.broker.stream, staff),
+        )
     )
     print()
     print(

@@ -37,7 +37,12 @@ def fold(old: lc.CaseState, fields: dict[str, Any], data: Any = None) -> Folded 
             data = parse_payload(fields["type"], fields["data"], int(fields.get("v", 1)))
         except EventSchemaError as exc:
             raise NotFolded(f"case {old.case_id}: event {seq} does not parse: {exc}") from exc
-    meta = lc.EventMeta(seq=seq, at=datetime.fromisoformat(fields["at"]), hash=fields["hash"])
+    meta = lc.EventMeta(
+        seq=seq,
+        at=datetime.fromisoformat(fields["at"]),
+        hash=fields["hash"],
+        actor=str(fields.get("actor", "")),
+    )
     try:
         new = lc.evolve(old, fields["type"], data, meta)
     except Exception as exc:

@@ -31,6 +31,7 @@ from .commands import (
     RecordStall,
     Reopen,
     RequestExtension,
+    RevealPersonalData,
     ReviseDueDate,
     RuleBounce,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "Refused",
     "Reopen",
     "RequestExtension",
+    "RevealPersonalData",
     "ReviseDueDate",
     "RuleBounce",
     "_placeholder_meta",

@@ -228,6 +228,16 @@ class ConcludeReview:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RevealPersonalData:
+    """Someone is shown the unmasked identifiers of the case's applicant: the record keeps who and why."""
+
+    verb: ClassVar[str] = "reveal"
+    actor: str
+    fields: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReviseDueDate:
     """The due date counted again by the broker when the calendar learnt a year's schedule: the same
     base date and working days, on the calendar as it is now."""
@@ -258,4 +268,5 @@ Command = (
     | RecordReviewNotice
     | ConcludeReview
     | ReviseDueDate
+    | RevealPersonalData
 )

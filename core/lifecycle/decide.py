@@ -163,7 +163,7 @@ def _rule_bounce(state: CaseState, cmd: c.RuleBounce) -> list[NewEvent]:
             field="case_id",
             zh=f"案件 {state.case_id} 沒有待裁定的退單",
         )
-    if cmd.actor_rank < LEADER_RANK and cmd.actor != state.duty_leader:
+    if cmd.actor != state.duty_leader:
         raise Refused(
             "only the window's duty leader rules on a bounced case",
             field="actor",
@@ -226,6 +226,12 @@ def _approve_extension(state: CaseState, cmd: c.ApproveExtension) -> list[NewEve
             zh="延期須由領導（分管領導及以上）批准",
         )
     p = state.pending_extension
+    if p.get("requested_by") and cmd.actor == p["requested_by"]:
+        raise Refused(
+            f"{cmd.actor} requested this extension and cannot approve it: another leader approves",
+            field="actor",
+            zh=f"延期由 {cmd.actor} 本人申請，不能自己批准：須由另一位領導（分管領導及以上）批准",
+        )
     extended = ev.CaseExtended(
         working_days=p["working_days"],
         due_date=cmd.due_date or p["proposed_due_date"],
@@ -385,13 +391,20 @@ def _record_accountability(state: CaseState, cmd: c.RecordAccountability) -> lis
         )
     exempted = any(a.get("fault_tolerance") for a in state.accountability)
     measured = any(not a.get("fault_tolerance") for a in state.accountability)
+    if cmd.actor_rank < LEADER_RANK:
+        what = (
+            "容錯免責 (fault_tolerance) is a leader's exemption"
+            if cmd.data.fault_tolerance
+            else "accountability (問責)"
+        )
+        raise Refused(
+            f"{what}: only a leader (分管領導 or above) records it",
+            field="fault_tolerance" if cmd.data.fault_tolerance else "actor",
+            zh="容錯免責由領導（分管領導及以上）決定並登記"
+            if cmd.data.fault_tolerance
+            else "問責由領導（分管領導及以上）登記",
+        )
     if cmd.data.fault_tolerance:
-        if cmd.actor_rank < LEADER_RANK:
-            raise Refused(
-                "容錯免責 (fault_tolerance) is a leader's exemption: only a leader records it",
-                field="fault_tolerance",
-                zh="容錯免責由領導（分管領導及以上）決定並登記",
-            )
         if set(cmd.data.measures) != {"none"}:
             raise Refused(
                 "容錯免責 exempts the staff from measures: give measures none",
@@ -424,6 +437,10 @@ def _review_notice(state: CaseState, cmd: c.RecordReviewNotice) -> list[NewEvent
         )
     notice = ev.ReviewNoticeGiven(department=cmd.department, how=cmd.how, note=cmd.note)
     return [NewEvent(cmd.actor, notice)]
+
+
+def _reveal(state: CaseState, cmd: c.RevealPersonalData) -> list[NewEvent]:
+    return [NewEvent(cmd.actor, ev.PersonalDataRevealed(fields=list(cmd.fields), reason=cmd.reason))]
 
 
 def _review_conclude(state: CaseState, cmd: c.ConcludeReview) -> list[NewEvent]:
@@ -889,6 +906,7 @@ _DECIDERS: dict[type[c.Command], Callable[[CaseState, Any], list[NewEvent]]] = {
     c.RecordAccountability: _record_accountability,
     c.RecordReviewNotice: _review_notice,
     c.ConcludeReview: _review_conclude,
+    c.RevealPersonalData: _reveal,
     c.ReviseDueDate: _revise_due_date,
 }
 """One function per command type (``typing.get_args(Command)``: a test checks none is missing)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +64,7 @@ _SET_SEQ, _SET_HEAD_HASH, _SET_LAST_EVENT_AT = (
 def evolve_many(state: CaseState, events: Iterable[NewEvent], meta: EventMeta) -> CaseState:
     """Fold decided events into a state (to look ahead inside ``decide``)."""
     for e in events:
-        state = evolve(state, e.type, e.data, meta)
+        state = evolve(state, e.type, e.data, replace(meta, actor=e.actor))
     return state
 
 
@@ -230,7 +231,7 @@ def _overdue(s: CaseState, data: ev.CaseOverdue, meta: EventMeta) -> CaseState:
 
 
 def _extension_requested(s: CaseState, data: ev.ExtensionRequested, meta: EventMeta) -> CaseState:
-    return _replace_state(s, pending_extension=data.model_dump(mode="python"))
+    return _replace_state(s, pending_extension={**data.model_dump(mode="python"), "requested_by": meta.actor})
 
 
 def _extended(s: CaseState, data: ev.CaseExtended, meta: EventMeta) -> CaseState:
@@ -261,6 +262,11 @@ def _review_notice_given(s: CaseState, data: ev.ReviewNoticeGiven, meta: EventMe
     return _replace_reviews(
         s, lambda r: r.get("department") == data.department and not r.get("notified"), notified=True
     )
+
+
+def _nothing_changes(s: CaseState, data: WireModel, meta: EventMeta) -> CaseState:
+    """An event that records an act without changing what the case is (a reveal of personal data)."""
+    return s
 
 
 def _review_concluded(s: CaseState, data: ev.ReviewConcluded, meta: EventMeta) -> CaseState:
@@ -348,6 +354,7 @@ _RULES: dict[type[WireModel], Callable[[CaseState, Any, EventMeta], CaseState]] 
     ev.IntakeDeadlineSet: _intake_deadline_set,
     ev.ReviewNoticeGiven: _review_notice_given,
     ev.ReviewConcluded: _review_concluded,
+    ev.PersonalDataRevealed: _nothing_changes,
     ev.DueDateRevised: _due_date_revised,
 }
 """One rule per event type: the payload model is the type (``ev.EVENT_TYPES``)."""

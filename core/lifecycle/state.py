@@ -31,7 +31,7 @@ STATES = tuple(CaseStatus)
 OPEN_STATES = frozenset({INTAKE, GUIDING, COORDINATING, ANSWERED})
 
 ALLOWED: dict[str, tuple[str, ...]] = {
-    INTAKE: ("classify", "handover", "escalate", "tick", "revise_due_date"),
+    INTAKE: ("classify", "handover", "escalate", "tick", "revise_due_date", "reveal"),
     GUIDING: (
         "guide",
         "classify",
@@ -41,6 +41,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "escalate",
         "tick",
         "revise_due_date",
+        "reveal",
     ),
     COORDINATING: (
         "classify",
@@ -56,6 +57,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "review_conclude",
         "tick",
         "revise_due_date",
+        "reveal",
     ),
     ANSWERED: (
         "classify",
@@ -70,10 +72,20 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "review_conclude",
         "tick",
         "revise_due_date",
+        "reveal",
     ),
     # a closed case still follows the review of a `cannot` (the higher department's answer, the watcher)
-    CLOSED: ("evaluate", "reopen", "accountability", "record", "review_notice", "review_conclude", "tick"),
-    EVALUATED: ("reopen", "accountability", "record", "review_notice", "review_conclude", "tick"),
+    CLOSED: (
+        "evaluate",
+        "reopen",
+        "accountability",
+        "record",
+        "review_notice",
+        "review_conclude",
+        "tick",
+        "reveal",
+    ),
+    EVALUATED: ("reopen", "accountability", "record", "review_notice", "review_conclude", "tick", "reveal"),
 }
 
 VERB_LABELS: dict[str, str] = {
@@ -94,10 +106,11 @@ VERB_LABELS: dict[str, str] = {
     "open": "受理",
     "tick": "期限檢查",
     "revise_due_date": "期限重算",
+    "reveal": "查看個人信息",
 }
 """The Chinese name of each verb; a refusal offers staff only the verbs not in SYSTEM_VERBS."""
 
-SYSTEM_VERBS = frozenset({"tick", "revise_due_date"})
+SYSTEM_VERBS = frozenset({"tick", "revise_due_date", "reveal"})
 """Verbs only the broker itself gives (the deadline watcher): left out of what a refusal offers."""
 
 LEADER_RANK = int(Level.LEADER_IN_CHARGE)
@@ -295,6 +308,7 @@ class EventMeta:
     seq: int
     at: datetime
     hash: str
+    actor: str = ""  # who the envelope names (the extension's requester is remembered from it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +320,7 @@ class NewEvent:
 
     actor: str
     data: WireModel
+    auth: str | None = None  # how the actor was proven (the shell stamps it): "nats", "web", "claimed"
 
     @property
     def type(self) -> str:

@@ -570,7 +570,7 @@ class Replayer:
                 track.frozen = True
                 track.stopped = f"seq {seq}: {exc}"
                 return
-        meta = lc.EventMeta(seq=seq, at=at, hash=str(obj.get("hash")))
+        meta = lc.EventMeta(seq=seq, at=at, hash=str(obj.get("hash")), actor=str(obj.get("actor", "")))
         try:
             track.live = lc.evolve(state, obj["type"], data, meta)
         except Exception as exc:  # a valid event the lifecycle cannot fold: report, keep going
