@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from test_plugins_loading import GONGAN
 
 from unstuck.cli import main
 from unstuck.config import load_config
@@ -141,27 +142,8 @@ def test_new_refuses_to_overwrite_a_directory_that_is_not_empty(tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-GONGAN = """
-from unstuck.adapters import hookimpl
-from unstuck.schemas import CoordinationReply, Department, Outcome
-
-
-class GonganAdapter:
-    @hookimpl
-    def unstuck_department(self):
-        return Department(code="gongan", name="公安局", matters=["residence_permit"])
-
-    @hookimpl
-    def unstuck_coordinate(self, request):
-        return CoordinationReply(
-            request_id=request.request_id, department="gongan", outcome=Outcome.RESOLVED,
-            message="居住證已簽注", handler="戶政科",
-        )
-"""
-
-
 def install_gongan(plugin_distribution) -> None:
-    """The 公安局 team's own adapter package, installed with its real names."""
+    """The 公安局 team's own adapter package (the adapter of the loading tests), installed with its real names."""
     plugin_distribution(
         "unstuck-adapter-gongan",
         {"unstuck.adapters": {"gongan": "unstuck_adapter_gongan:GonganAdapter"}},
