@@ -474,6 +474,8 @@ def write_package(code: str, name: str, directory: Path, force: bool = False) ->
     code or the package's names are taken by something installed, or ``directory`` is not empty."""
     check_arguments(code, name)
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ScaffoldError(f"--dir {directory} is a file: give a directory to write the package into")
     taken = code_conflicts(code)
     not_empty = directory.exists() and any(directory.iterdir())
     if (taken or not_empty) and not force:

@@ -142,6 +142,15 @@ def test_new_refuses_to_overwrite_a_directory_that_is_not_empty(tmp_path, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+def test_new_refuses_a_dir_that_is_a_file_even_with_force(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me", encoding="utf-8")
+    argv = ["adapters", "new", "jiaotong", "--name", "交通運輸局", "--dir", str(target), "--force"]
+    assert main(argv) == 2
+    assert f"--dir {target} is a file: give a directory" in capsys.readouterr().err
+    assert target.read_text(encoding="utf-8") == "keep me"
+
+
 def install_gongan(plugin_distribution) -> None:
     """The 公安局 team's own adapter package (the adapter of the loading tests), installed with its real names."""
     plugin_distribution(
