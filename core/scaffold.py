@@ -11,10 +11,15 @@ the 《中華人民共和國行政許可法》, and 退單 of matters that belon
 
 from __future__ import annotations
 
+import importlib.util
 import re
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from string import Template
 
+from unstuck.adapters.registry import GROUP, discover
+from unstuck.plugins.loading import LoadReport, iter_entry_points
 from unstuck.schemas.common import DEPARTMENT_CODE_PATTERN
 
 
@@ -29,6 +34,10 @@ def class_name(code: str) -> str:
 
 def package_name(code: str) -> str:
     return f"unstuck_adapter_{code}"
+
+
+def distribution_name(code: str) -> str:
+    return f"unstuck-adapter-{code.replace('_', '-')}"
 
 
 PYPROJECT = Template("""\
@@ -373,13 +382,25 @@ unstuck adapters check ${code}        # in another shell: the conformance check,
 unstuck adapters list --live          # is it answering? requests and errors per department
 ```
 
-The broker learns the department from the installed entry point; give it an escalation chain and
-a retry policy in the operator's `unstuck.toml` under `[departments.${code}]` if the defaults do not fit.
+The broker learns the department from the installed entry point. In the operator's `unstuck.toml`,
+`[departments.${code}]` must name `higher`, the higher department that reviews a `cannot` answer
+(不能辦) of yours: the code of a department on the bus, or the name of a body outside it. Without it
+the review is addressed to a placeholder, 「${code}的上級主管部門」. The same section can set the
+escalation chain and a retry policy of its own:
+
+```toml
+[departments.${code}]
+name = "${name}"
+higher = "上級主管部門"    # replace: the name of the body that reviews, or its code if it is on the bus
+chain = { clerk = "經辦人", section_head = "科長", leader_in_charge = "分管副局長", director = "局長" }
+```
+
+See "Configuring a department" in the adapter guide (`docs/adapters.md` of unstuck).
 """)
 
 
-def write_package(code: str, name: str, directory: Path, force: bool = False) -> list[Path]:
-    """Write the package for department ``code`` into ``directory``; returns the files written."""
+def check_arguments(code: str, name: str) -> None:
+    """Refuse a code that is not a department code and a name that cannot go into the files."""
     if not re.match(DEPARTMENT_CODE_PATTERN, code):
         raise ScaffoldError(
             f"CODE {code!r} is not a department code: use lowercase ASCII letters, digits and '_', "
@@ -389,9 +410,76 @@ def write_package(code: str, name: str, directory: Path, force: bool = False) ->
         raise ScaffoldError("--name must be the department's name, e.g. 住房和城鄉建設局")
     if '"' in name or "\\" in name:
         raise ScaffoldError("--name must not contain quotes or backslashes")
+
+
+def _distribution_of(entry_point_name: str) -> str:
+    """The installed distribution that publishes an adapter entry point, for messages."""
+    for ep in iter_entry_points(GROUP):
+        if ep.name == entry_point_name and ep.dist is not None:
+            return f", from the distribution {ep.dist.name}"
+    return ""
+
+
+def code_conflicts(code: str) -> list[str]:
+    """What installed already uses ``code`` or the names the package would get: an adapter answering
+    for the department, an entry point of that name, the import package or the distribution."""
+    found = []
+    installed = discover(LoadReport())
+    if code in installed:
+        adapter = installed[code]
+        found.append(
+            f"department {code} is already answered by the installed adapter {adapter.name} "
+            f"({adapter.department.name}{_distribution_of(adapter.name)})"
+        )
+    for ep in iter_entry_points(GROUP):
+        if ep.name == code and (code not in installed or installed[code].name != code):
+            owner = f" of the distribution {ep.dist.name}" if ep.dist is not None else ""
+            found.append(f"the {GROUP} entry point {code} ({ep.value}){owner} is already installed")
+    package = package_name(code)
+    spec = importlib.util.find_spec(package)
+    if spec is not None:
+        where = spec.origin or ", ".join(spec.submodule_search_locations or []) or "an unknown place"
+        found.append(f"the Python package {package} is already installed ({where})")
+    dist = distribution_name(code)
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        pass
+    else:
+        found.append(f"the distribution {dist} is already installed")
+    return found
+
+
+def refusal(code: str, directory: Path, taken: list[str], not_empty: bool) -> str:
+    """Why the package is not written, and the fix."""
+    problems = [*taken, *([f"--dir {directory} is not empty"] if not_empty else [])]
+    fixes = [f"choose a department code other than {code}"] if taken else []
+    fixes += ["choose a new directory"] if not_empty else []
+    return (
+        f"not writing the adapter package: {'; '.join(problems)}. "
+        f"Fix: {' or '.join(fixes)}, or pass --force to write it anyway"
+    )
+
+
+@dataclass(frozen=True)
+class Written:
+    """The files written, and the conflicts ``--force`` wrote past (empty without any)."""
+
+    files: list[Path]
+    overridden: list[str]
+
+
+def write_package(code: str, name: str, directory: Path, force: bool = False) -> Written:
+    """Write the package for department ``code`` into ``directory``. Refused (unless ``force``) when the
+    code or the package's names are taken by something installed, or ``directory`` is not empty."""
+    check_arguments(code, name)
     directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()) and not force:
-        raise ScaffoldError(f"--dir {directory} is not empty: choose a new directory or pass --force")
+    if directory.exists() and not directory.is_dir():
+        raise ScaffoldError(f"--dir {directory} is a file: give a directory to write the package into")
+    taken = code_conflicts(code)
+    not_empty = directory.exists() and any(directory.iterdir())
+    if (taken or not_empty) and not force:
+        raise ScaffoldError(refusal(code, directory, taken, not_empty))
     values = {
         "code": code,
         "dist": code.replace("_", "-"),
@@ -412,4 +500,4 @@ def write_package(code: str, name: str, directory: Path, force: bool = False) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(template.substitute(values), encoding="utf-8")
         written.append(path)
-    return written
+    return Written(written, [*taken, *([f"--dir {directory} was not empty"] if not_empty else [])])

@@ -24,12 +24,18 @@ class MaskedStr(SecretStr):
 
 IdNumber = Annotated[
     MaskedStr,
-    Field(description="citizen id (18 characters) or unified social credit code; masked in repr and logs"),
+    Field(
+        description="a citizen's resident id number (居民身份證號碼, 18 characters) or an enterprise's "
+        "unified social credit code (統一社會信用代碼); kept in full in the record, masked wherever shown "
+        "and in logs"
+    ),
 ]
 
 
 class Channel(StrEnum):
-    """How the matter reached the window."""
+    """How the matter reached the window (受理渠道): `window` in person at the 辦不成事 window, `phone`
+    the 12345 hotline or the window's own number, `online` the online service portal, `enterprise`
+    民企直通車, the enterprise direct channel."""
 
     WINDOW = "window"  # in person at the 辦不成事 window
     PHONE = "phone"  # 12345 hotline or the window's own number
@@ -40,11 +46,17 @@ class Channel(StrEnum):
 class Applicant(WireModel):
     """A citizen or an enterprise whose matter failed at a regular window."""
 
-    kind: Literal["citizen", "enterprise"]
-    name: ShortText
+    kind: Literal["citizen", "enterprise"] = Field(description="`citizen` (個人) or `enterprise` (企業)")
+    name: ShortText = Field(description="the citizen's name, or the enterprise's registered name (名稱)")
     id_number: IdNumber
-    phone: MaskedStr | None = None
-    contact: ShortText | None = Field(default=None, description="contact person of an enterprise")
+    phone: MaskedStr | None = Field(
+        default=None,
+        description="the applicant's phone number (聯繫電話); kept in full in the record, masked wherever "
+        "shown and in logs",
+    )
+    contact: ShortText | None = Field(
+        default=None, description="an enterprise's contact person (聯繫人), e.g. 王麗"
+    )
 
     @field_serializer("id_number", "phone", when_used="json")
     def _reveal(self, value: MaskedStr | None) -> str | None:
@@ -70,20 +82,46 @@ MatterCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")
 class CaseIntake(WireModel):
     """What the window records when it accepts a case (the body of ``case.open``)."""
 
-    channel: Channel = Channel.WINDOW
-    applicant: Applicant
-    matter: MatterCode = Field(description="the matter as a code the departments know, e.g. shop_sign")
-    matter_title: ShortText = Field(description="the matter in words, e.g. 門頭招牌設置")
-    facts: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")], FactValue] = Field(
-        default_factory=dict, max_length=50, description="structured facts the departments decide on"
+    channel: Channel = Field(
+        default=Channel.WINDOW, description="how the matter reached the window (受理渠道)"
     )
-    window: ShortText = Field(description="the regular window where the matter failed")
-    department: DepartmentCode = Field(description="the department of that window")
-    description: LongText
-    category: Category | None = Field(default=None, description="set at intake, or left for classification")
-    owner: StaffId = Field(description="the staff member who accepts the case (首問負責制)")
+    applicant: Applicant = Field(
+        description="the applicant (申請人): the citizen or enterprise whose matter failed"
+    )
+    matter: MatterCode = Field(
+        description="the matter (事項) as a code the departments know, e.g. shop_sign; a department's "
+        "adapter decides on it"
+    )
+    matter_title: ShortText = Field(description="the matter in words (事項名稱), e.g. 門頭招牌設置")
+    facts: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")], FactValue] = Field(
+        default_factory=dict,
+        max_length=50,
+        description='structured facts the departments decide on (案情要素), e.g. {"floor": 2}: a name in '
+        "lowercase ASCII, a value that is text, a whole number or true/false",
+    )
+    window: ShortText = Field(
+        description="the regular window where the matter failed (原辦理窗口), e.g. 城管局戶外廣告審批窗口"
+    )
+    department: DepartmentCode = Field(
+        description="the code of that window's department (原窗口所屬部門), e.g. chengguan; a department the "
+        "broker knows"
+    )
+    description: LongText = Field(
+        description="what happened (情況說明): what the applicant asked for and what the regular window said"
+    )
+    category: Category | None = Field(
+        default=None,
+        description="the classification (分類), if the window knows it at intake; left out, a "
+        "classification rule suggests one from the description, or staff classify the case later",
+    )
+    owner: StaffId = Field(
+        description="the staff id of who accepts the case and answers for it to the end (首問負責制), "
+        "e.g. w-zhang"
+    )
     client_ref: Annotated[str, StringConstraints(min_length=1, max_length=80)] | None = Field(
-        default=None, description="the caller's idempotency key: a repeated open returns the same case"
+        default=None,
+        description="the caller's idempotency key (e.g. its own record number): opening again with the same "
+        "client_ref returns the case opened first instead of a new one",
     )
 
 

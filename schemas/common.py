@@ -31,7 +31,9 @@ class WireModel(BaseModel):
 
 
 class Category(StrEnum):
-    """The classification of a 辦不成事 case."""
+    """The classification of a 辦不成事 case: `cannot` 不能辦 (law or policy forbids it), `hard` 很難辦 (a
+    policy gap blocks it), `refused` 不給辦 (staff would not do it), `guided` 引導辦 (no barrier: the
+    applicant is guided back to a regular window)."""
 
     CANNOT = "cannot"  # 不能辦: law or policy forbids it
     HARD = "hard"  # 很難辦: a policy gap blocks it

@@ -8,6 +8,7 @@ from typing import Any
 
 from unstuck.broker import API_VERBS
 from unstuck.cli import main
+from unstuck.cli.schemas import render_cases_doc
 from unstuck.schemas import CoordinationReply, CoordinationRequest
 from unstuck.schemas.asyncapi import API_REQUESTS, ASYNCAPI_FILE, render
 from unstuck.schemas.events import EVENT_TYPES
@@ -96,9 +97,13 @@ def test_coordination_schemas_agree_with_the_json_schema_files():
         assert in_asyncapi["additionalProperties"] is False
 
 
-def test_schemas_export_writes_json_schemas_and_the_asyncapi_document(tmp_path, capsys):
-    target = tmp_path / "asyncapi.yaml"
-    assert main(["schemas", "export", "--dir", str(tmp_path / "json"), "--asyncapi", str(target)]) == 0
+def test_schemas_export_writes_json_schemas_the_asyncapi_document_and_the_case_format(tmp_path, capsys):
+    target, cases = tmp_path / "asyncapi.yaml", tmp_path / "cases.md"
+    argv = ["schemas", "export", "--dir", str(tmp_path / "json"), "--asyncapi", str(target)]
+    assert main([*argv, "--cases-doc", str(cases)]) == 0
     assert target.read_text(encoding="utf-8") == render()
     assert (tmp_path / "json" / "coordination-request.json").is_file()
-    assert "AsyncAPI" in capsys.readouterr().out
+    assert cases.read_text(encoding="utf-8") == render_cases_doc()
+    out = capsys.readouterr().out
+    assert "AsyncAPI" in out
+    assert f"wrote the case file format to {cases}" in out

@@ -515,9 +515,9 @@ timeout_seconds = 1.0
 name = "住房和城鄉建設局"
 retry = { timeout_seconds = 5.0, attempts = 2, concurrency = 8, stalled_retry_seconds = 300 }
 
-[departments.gongan]
-name = "公安局"
-higher = "市公安局"
+[departments.nodedemo]
+name = "示例部門（Node.js）"
+higher = "示例上級主管部門"
 chain = { clerk = "戶政科民警", section_head = "戶政科科長", leader_in_charge = "分管副局長", director = "局長" }
 """
 
@@ -525,21 +525,21 @@ chain = { clerk = "戶政科民警", section_head = "戶政科科長", leader_in
 async def test_configured_departments_are_known_with_their_own_retry_policy(
     tmp_path, nats_server, nats_client, sim_clock
 ):
-    # the snippets of docs/operations.md (zhujian's bulkhead) and examples/adapter-node/README.md (gongan)
+    # the snippets of docs/operations.md (zhujian's bulkhead) and examples/adapter-node/README.md (nodedemo)
     config = load_config(write(tmp_path, OPERATIONS_AND_NODE_EXAMPLES))
     async with running_broker(nats_server, config, sim_clock, nats_client) as broker:
-        assert broker.departments["gongan"] == "公安局"
+        assert broker.departments["nodedemo"] == "示例部門（Node.js）"
         assert broker.departments["zhujian"] == "住房和城鄉建設局"
         status = await api_call(nats_client, "status", {})
         rows = {r["department"]: r for r in status["departments"]}
         assert (rows["zhujian"]["reply_timeout_seconds"], rows["zhujian"]["concurrency"]) == (5.0, 8)
-        assert (rows["gongan"]["reply_timeout_seconds"], rows["gongan"]["concurrency"]) == (1.0, 64)
-        assert rows["gongan"]["name"] == "公安局"
+        assert (rows["nodedemo"]["reply_timeout_seconds"], rows["nodedemo"]["concurrency"]) == (1.0, 64)
+        assert rows["nodedemo"]["name"] == "示例部門（Node.js）"
         gauge = broker.metrics.registry.get_sample_value
         assert gauge("unstuck_department_reply_timeout_seconds", {"department": "zhujian"}) == 5.0
         assert gauge("unstuck_department_concurrency_limit", {"department": "zhujian"}) == 8
         policy = config.retry_policy("zhujian")
         assert (policy.attempts, policy.stalled_retry_seconds) == (2, 300.0)
         # a department only configured (served from another language) is accepted at intake
-        opened = await api_call(nats_client, "case.open", sample("01", department="gongan"))
-        assert broker.state_of(opened["case_id"]).departments == ["gongan"]
+        opened = await api_call(nats_client, "case.open", sample("01", department="nodedemo"))
+        assert broker.state_of(opened["case_id"]).departments == ["nodedemo"]

@@ -17,9 +17,11 @@ from xml.etree import ElementTree
 import pytest
 
 import unstuck.testing
+from conftest import running_broker, sample
 from unstuck.adapters.hookspecs import AdapterSpec
+from unstuck.config import load_config
 from unstuck.plugins.hookspecs import BrokerSpec
-from unstuck.testing import assert_conformant, assert_reply, call_adapter
+from unstuck.testing import api_call, assert_conformant, assert_reply, call_adapter, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS_DOC = ROOT / "docs" / "adapters.md"
@@ -221,3 +223,58 @@ async def test_complete_example_in_adapters_doc_passes_the_conformance_check(
 ):
     await serve_adapter(doc_example.WenlvAdapter())
     await assert_conformant(nats_client, "wenlv")
+
+
+# --- docs/adapters.md "Configuring a department" and "How a case finds its departments" -------------
+
+WENLV_WITHOUT_HIGHER = """
+[retry]
+timeout_seconds = 0.5
+backoff_initial_seconds = 0.05
+backoff_max_seconds = 0.2
+jitter_seconds = 0.01
+
+[departments.wenlv]
+name = "文化和旅遊局"
+"""
+
+
+async def test_a_department_without_higher_has_its_cannot_reviewed_by_a_placeholder_the_window_concludes(
+    doc_example, tmp_path, nats_server, nats_client, serve_adapter, sim_clock
+):
+    (tmp_path / "unstuck.toml").write_text(WENLV_WITHOUT_HIGHER, encoding="utf-8")
+    config = load_config(tmp_path / "unstuck.toml")  # accepted: nothing asks for `higher`
+    await serve_adapter(doc_example.WenlvAdapter())
+    async with running_broker(nats_server, config, sim_clock, nats_client) as broker:
+        body = sample("01", department="wenlv", matter="internet_cafe_licence", matter_title="網吧設立審批")
+        body["facts"] = {"distance_to_school_m": 120}
+        case_id = (await api_call(nats_client, "case.open", body))["case_id"]
+        await wait_for(lambda: broker.state_of(case_id).reviews, what="the review of wenlv's cannot")
+        (review,) = broker.state_of(case_id).reviews
+        assert (review["department"], review["higher_department"]) == ("wenlv", "wenlv的上級主管部門")
+        assert review.get("request_id") is None  # asked of no one over the bus
+        assert [c.department for c in broker.state_of(case_id).coordinations.values()] == ["wenlv"]
+        conclude = {"case_id": case_id, "actor": "w-zhang", "department": "wenlv", "note": "窗口線下報送"}
+        await api_call(nats_client, "case.review_conclude", {**conclude, "outcome": "upheld"})
+        assert broker.state_of(case_id).reviews[0]["conclusion"] == "upheld"
+
+
+async def test_matters_an_adapter_declares_do_not_route_a_case_to_it_but_staff_naming_it_does(
+    doc_example, tmp_path, nats_server, nats_client, serve_adapter, sim_clock
+):
+    (tmp_path / "unstuck.toml").write_text(WENLV_WITHOUT_HIGHER, encoding="utf-8")
+    config = load_config(tmp_path / "unstuck.toml")
+    await serve_adapter(doc_example.WenlvAdapter())
+    async with running_broker(nats_server, config, sim_clock, nats_client) as broker:
+        # internet_cafe_licence is one of wenlv's matters, but the window where it failed is chengguan's
+        body = sample("01", matter="internet_cafe_licence", matter_title="網吧設立審批")
+        routed = (await api_call(nats_client, "case.open", body))["case_id"]
+        assert broker.state_of(routed).departments == ["chengguan"]
+        # left unclassified (no category, no phrase the built-in rule knows), then classified by staff
+        # who name wenlv: only wenlv is asked, not the window's department
+        body.update(category=None, description="申請人擬在學校附近開設網吧，窗口未予辦理。")
+        named = (await api_call(nats_client, "case.open", body))["case_id"]
+        assert broker.state_of(named).state == "intake"
+        classify = {"case_id": named, "actor": "w-zhang", "category": "cannot", "reason": "距學校過近"}
+        await api_call(nats_client, "case.classify", {**classify, "departments": ["wenlv"]})
+        assert broker.state_of(named).departments == ["wenlv"]

@@ -9,8 +9,11 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from conftest import sample
-from unstuck.schemas import CaseIntake, CoordinationReply, Envelope, parse_payload
+from conftest import ROOT, sample
+from unstuck.cli.schemas import render_cases_doc
+from unstuck.config import DEFAULT_DEPARTMENTS
+from unstuck.schemas import Applicant, CaseIntake, CoordinationReply, Envelope, casedoc, parse_payload
+from unstuck.schemas.api import OpenCase
 from unstuck.schemas.events import EVENT_TYPES, EventSchemaError
 from unstuck.schemas.export import JSON_DIR, render_schemas
 
@@ -25,6 +28,65 @@ def test_committed_json_schemas_match_the_models():
         f"schemas/json is out of date (stale {stale}, missing {missing}, changed {changed}): "
         "run `unstuck schemas export`"
     )
+
+
+def test_committed_case_format_doc_matches_the_schema_and_the_sample_cases():
+    committed = (ROOT / "docs" / "cases.md").read_text(encoding="utf-8")
+    assert committed == render_cases_doc(), "docs/cases.md is out of date: run `unstuck schemas export`"
+
+
+def test_case_format_doc_has_a_row_per_field_with_type_required_description_and_constraints():
+    text = render_cases_doc()
+    rows = {
+        line.split(" | ")[0].removeprefix("| "): line for line in text.splitlines() if line.startswith("| `")
+    }
+    fields = [*OpenCase.model_fields, *(f"applicant.{name}" for name in Applicant.model_fields)]
+    assert [f"`{name}`" for name in fields] == [key for key in rows if not key.endswith(".json`")]
+    assert rows["`department`"] == (
+        "| `department` | string | yes | the code of that window's department (原窗口所屬部門), e.g. "
+        "chengguan; a department the broker knows | matches `^[a-z][a-z0-9_]{0,31}$` |"
+    )
+    assert rows["`channel`"] == (
+        "| `channel` | string (Channel) | no | how the matter reached the window (受理渠道) | one of "
+        "`window`, `phone`, `online`, `enterprise`; default `window` |"
+    )
+    assert rows["`category`"].endswith(
+        "| one of `cannot`, `hard`, `refused`, `guided`; may be null or left out |"
+    )
+    assert rows["`facts`"].endswith(
+        "| at most 50 entries; names match `^[a-z][a-z0-9_]{0,63}$`; values: string or integer from "
+        "-9007199254740991 to 9007199254740991 or boolean |"
+    )
+    assert rows["`applicant.phone`"].startswith("| `applicant.phone` | string or null | no | ")
+    assert rows["`applicant.phone`"].endswith(
+        "| personal data: masked wherever shown; may be null or left out |"
+    )
+    assert rows["`owner`"].endswith("| matches `^[^\\s.*>]+$`; 1 to 64 characters |")
+
+
+def test_case_format_doc_embeds_every_sample_case_as_it_is():
+    text = render_cases_doc()
+    samples = sorted((ROOT / "examples" / "cases").glob("*.json"))
+    assert len(samples) == 13
+    for path in samples:
+        block = f"### {path.name}\n\n```json\n{path.read_text(encoding='utf-8').rstrip()}\n```\n"
+        assert block in text, path.name
+    assert "| `05-scjg-guided-food-permit.json` | 食品經營許可 | `scjg` | `guided` |" in text
+
+
+def test_case_format_doc_names_the_default_departments_it_says_the_broker_knows():
+    text = render_cases_doc()
+    assert "one of its defaults (`renshe`, `scjg`,\n  `chengguan`)" in text
+    assert sorted(DEFAULT_DEPARTMENTS) == ["chengguan", "renshe", "scjg"]
+
+
+def test_case_format_doc_refuses_a_sample_the_broker_would_refuse():
+    body = sample("01")
+    body["applicant"]["id_card"] = body["applicant"].pop("id_number")
+    with pytest.raises(
+        ValueError, match=r"example 99-typo\.json is not a valid case file: applicant\.id_number: "
+    ):
+        casedoc.render([("99-typo.json", json.dumps(body, ensure_ascii=False))])
 
 
 def test_every_event_type_has_a_payload_schema_file():

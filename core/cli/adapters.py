@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,12 @@ def register(sub: Any) -> None:
     n.add_argument("code", metavar="CODE", help="department code: lowercase ASCII, e.g. zhujian")
     n.add_argument("--name", required=True, help="the department's name, e.g. 住房和城鄉建設局")
     n.add_argument("--dir", type=Path, help="where to write the package (default ./unstuck-adapter-CODE)")
-    n.add_argument("--force", action="store_true", help="write into a directory that is not empty")
+    n.add_argument(
+        "--force",
+        action="store_true",
+        help="write even when the code is answered by an installed adapter, the package name is "
+        "installed or the directory is not empty",
+    )
     n.set_defaults(func=run_new)
 
 
@@ -239,7 +245,9 @@ def run_new(args: Any) -> int:
         written = write_package(args.code, args.name, target, force=args.force)
     except ScaffoldError as exc:
         raise CliError(str(exc)) from exc
-    print(f"wrote {len(written)} files to {target}/ for {args.name} ({args.code}). Next:")
+    for conflict in written.overridden:
+        print(f"warning: written anyway (--force): {conflict}", file=sys.stderr)
+    print(f"wrote {len(written.files)} files to {target}/ for {args.name} ({args.code}). Next:")
     print(f"  pip install -e {target}")
     print(f"  python -m pytest {target}")
     print(f"  unstuck adapters run {args.code}        # then, in another shell:")

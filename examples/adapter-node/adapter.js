@@ -1,11 +1,15 @@
-// 公安局 (gongan): a department adapter for the unstuck coordination bus, written in JavaScript
-// from the published contract (schemas/asyncapi.yaml, schemas/json/coordination-*.json) with the
-// `nats` npm package. It does what the Python adapter host does:
-//   - serves unstuck.dept.gongan.coordinate in queue group unstuck.dept.gongan, as the NATS micro
-//     service unstuck-gongan, so $SRV.PING / $SRV.STATS / $SRV.INFO find it;
+// 示例部門 (nodedemo): an example department adapter for the unstuck coordination bus, written in
+// JavaScript from the published contract (schemas/asyncapi.yaml, schemas/json/coordination-*.json)
+// with the `nats` npm package. It does what the Python adapter host does:
+//   - serves unstuck.dept.nodedemo.coordinate in queue group unstuck.dept.nodedemo, as the NATS micro
+//     service unstuck-nodedemo, so $SRV.PING / $SRV.STATS / $SRV.INFO find it;
 //   - validates each request and answers a malformed one with a 400 error naming the field;
 //   - drops a request whose reply_by has passed (the broker has stopped waiting);
 //   - answers a repeated request_id with the first answer, byte for byte.
+//
+// The code nodedemo is an example's own: no real department uses it, so this adapter never collides
+// with a real one. The rules in decide() are modelled on a household-registration section (居住證,
+// 身份證補領, 戶口遷入) to show every outcome; a department replaces CODE, NAME and decide().
 //
 //   node adapter.js [--nats nats://127.0.0.1:4222]      (or NATS_URL)
 
@@ -13,8 +17,8 @@
 
 const { connect, StringCodec } = require("nats");
 
-const CODE = "gongan";
-const NAME = "公安局";
+const CODE = "nodedemo";
+const NAME = "示例部門（Node.js）";
 const SUBJECT = `unstuck.dept.${CODE}.coordinate`;
 const QUEUE = `unstuck.dept.${CODE}`;
 const REMEMBER = 100000;
@@ -134,7 +138,7 @@ function decide(request) {
       });
   }
   if (request.matter in ELSEWHERE) {
-    return reply("not_ours", `${request.matter_title}不屬公安職責`, "辦公室", {
+    return reply("not_ours", `${request.matter_title}不屬本部門職責`, "辦公室", {
       belongs_to: ELSEWHERE[request.matter],
     });
   }
