@@ -5,12 +5,19 @@ Thirteen realistic cases (every category, all three departments) are opened on M
 department stalls before it recovers. The clock then runs day by day through the holiday and the
 10 October make-up working day: deadline warnings (催辦), an extension (延期), an overdue case that
 escalates (督辦), closings (銷號), evaluations (好差評) and a reopening (重辦).
+
+Every run starts from an empty data directory of its own (``.unstuck-demo`` unless ``--data-dir``
+says otherwise), which it clears first: the sample cases carry a ``client_ref``, so a second run on
+the first run's data would get the first run's cases back, already closed. The demo never clears
+the directory ``unstuck serve`` uses by default, nor one it did not make.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -26,11 +33,59 @@ from .broker.identity import ACTOR_FIELD, APPLICANT, APPLICANT_VERBS, CLAIMED, C
 from .bus import Bus
 from .clock import CHINA, SimulatedClock, local_date
 from .config import Config, RetryPolicy
+from .connection import data_dir
+from .embedded import still_running
 from .metrics import REQUEST_OUTCOMES
 from .texttable import seconds, table
 
 START = datetime(2026, 9, 28, 9, 0, tzinfo=CHINA)
 LEADER = "leader-gao"
+DEMO_DATA_DIR = Path(".unstuck-demo")
+DEMO_MARKER = "unstuck-demo.txt"  # in a data directory the demo made: it may clear it on its next run
+
+
+class DemoDirectoryError(RuntimeError):
+    """The demo will not clear the data directory it was given; the message says why and what to do."""
+
+
+def fresh_directory(directory: Path, serve_directory: Path) -> str:
+    """Empty ``directory`` for a run (clearing a previous demo's data); what to print about it.
+
+    Refuses the directory ``unstuck serve`` uses (``serve_directory``), a directory holding data the
+    demo did not write, and one whose embedded server still runs."""
+    if directory.resolve() == serve_directory.resolve():
+        raise DemoDirectoryError(
+            f"{directory} is where `unstuck serve` keeps the bus's data (its data directory: .unstuck, or "
+            "$UNSTUCK_DATA_DIR); the demo clears its own directory on every run and never that one: "
+            f"give the demo another --data-dir (without one it uses {DEMO_DATA_DIR})"
+        )
+    if directory.exists() and not directory.is_dir():
+        raise DemoDirectoryError(f"--data-dir {directory} is not a directory: give a directory for the demo")
+    cleared = False
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / DEMO_MARKER).is_file():
+            raise DemoDirectoryError(
+                f"{directory} holds data the demo did not write, and the demo clears its directory on "
+                f"every run: give another --data-dir, or delete {directory} with "
+                f"`unstuck reset --data-dir {shlex.quote(str(directory))}` if it is scratch"
+            )
+        busy = still_running(directory)
+        if busy:
+            raise DemoDirectoryError(f"the demo cannot clear {directory}: {busy}")
+        try:
+            shutil.rmtree(directory)
+        except OSError as exc:
+            raise DemoDirectoryError(f"the demo cannot clear {directory}: {exc}") from exc
+        cleared = True
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / DEMO_MARKER).write_text(
+        "Made by `unstuck demo`: its next run clears this directory.\n", encoding="utf-8"
+    )
+    before = "the previous run's data cleared" if cleared else "a new directory"
+    return (
+        f"unstuck demo: data in {directory}/ ({before}; the next run clears it again; "
+        f"`unstuck serve` keeps its own in {serve_directory}/)"
+    )
 
 
 def demo_config(base: Config) -> Config:
@@ -343,11 +398,23 @@ def _max_level(s: lc.CaseState) -> int:
 
 
 async def run_demo(
-    base: Config, directory: Path, metrics_address: str | None, keep_running: bool, secure: bool = False
+    base: Config,
+    directory: Path,
+    metrics_address: str | None,
+    keep_running: bool,
+    secure: bool = False,
+    serve_directory: Path | None = None,
 ) -> int:
+    """The demo in ``directory``, emptied first (``fresh_directory``; ``serve_directory`` is the one
+    ``unstuck serve`` uses, never cleared: by default ``.unstuck`` or ``$UNSTUCK_DATA_DIR``)."""
     from unstuck.adapters.host import SlowSpell
     from unstuck.adapters.registry import discover
 
+    print(fresh_directory(directory, serve_directory or data_dir()), flush=True)
+    if secure:
+        from .natsconfig import secure_hint
+
+        print(secure_hint(directory), flush=True)
     config = demo_config(base)
     clock = SimulatedClock(START)
     adapters = [a for code, a in sorted(discover().items()) if code in ("renshe", "scjg", "chengguan")]
@@ -371,12 +438,22 @@ async def run_demo(
             f"http://{bus.metrics_server.address}/healthz   ({time.monotonic() - started:.1f}s)"
         )
         if keep_running:
-            print(
-                f"keeping everything up; in another shell: unstuck case show {next(iter(demo.ids.values()))}"
-                "  |  unstuck status   (Ctrl-C stops)",
-                flush=True,
-            )
+            print(keep_running_hint(directory, next(iter(demo.ids.values())), secure), flush=True)
             await _until_stopped()
     finally:
         await bus.stop()
     return 0
+
+
+def keep_running_hint(directory: Path, case_id: str, secure: bool) -> str:
+    """The commands to try from another shell in the same directory, as they are to be typed."""
+    where = f"--data-dir {shlex.quote(str(directory))}"
+    prefix = ""
+    if secure:
+        from .natsconfig import AUTH_FILE_ENV, CredentialStore
+
+        prefix = f"{AUTH_FILE_ENV}={shlex.quote(str(CredentialStore(directory).file('cli')))} "
+    return (
+        f"keeping everything up; in another shell: {prefix}unstuck case show {case_id} {where}"
+        f"  |  {prefix}unstuck status {where}   (Ctrl-C stops)"
+    )

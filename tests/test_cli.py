@@ -192,7 +192,8 @@ def test_demo_runs_the_script_prints_the_table_and_exits_0(tmp_path):
         int(rows["renshe"][3]) > 0 and int(rows["renshe"][4]) > 0
     )  # retries and stalls on the slow department
     assert "/metrics" in text
-    assert not (tmp_path / ".unstuck" / "nats.url").exists()  # the embedded server was stopped
+    assert not (tmp_path / ".unstuck-demo" / "nats.url").exists()  # the embedded server was stopped
+    assert not (tmp_path / ".unstuck").exists()  # the demo keeps its data apart from `unstuck serve`'s
 
 
 def test_case_commands_are_generated_from_the_api_table_with_a_flag_per_request_field():

@@ -565,12 +565,13 @@ async def test_case_accountability_bad_input_names_the_field(builtin_adapters, b
 # --- case list -----------------------------------------------------------------------------------------
 
 
-async def test_case_list_filters_by_state_category_department_and_overdue(
+async def test_case_list_filters_by_state_category_department_overdue_and_client_ref(
     builtin_adapters, broker, nats_client, unstuck, sim_clock
 ):
     guided = await open_case(broker, nats_client, "05", "guiding")  # scjg, guided: due 29 Sep
     cannot = await open_case(broker, nats_client, "01", "answered")  # chengguan, cannot: due 8 Oct
-    hard = await open_case(broker, nats_client, "08", "accepted")  # renshe, hard: due 10 Oct
+    # renshe, hard: due 10 Oct; opened with a client_ref, as a front end would
+    hard = await open_case(broker, nats_client, "08", "accepted", client_ref="front-desk-0008")
     refused_ = await open_case(broker, nats_client, "03", "answered")  # renshe, refused: due 29 Sep
     assert [guided, cannot, hard, refused_] == [f"DD-20260928-000{n}" for n in range(1, 5)]
     sim_clock.set(datetime(2026, 9, 30, 9, tzinfo=CHINA))  # past 29 Sep: the guided and refused cases
@@ -584,6 +585,8 @@ async def test_case_list_filters_by_state_category_department_and_overdue(
         "department renshe": ("--department", "renshe"),
         "overdue": ("--overdue",),
         "overdue renshe": ("--overdue", "--department", "renshe"),
+        "client_ref of the hard case": ("--client-ref", "front-desk-0008"),
+        "client_ref nobody gave": ("--client-ref", "front-desk-0099"),
     }
     runs = await asyncio.gather(*(unstuck("case", "list", *args, "--json") for args in filters.values()))
     got = {
@@ -597,6 +600,8 @@ async def test_case_list_filters_by_state_category_department_and_overdue(
         "department renshe": [hard, refused_],
         "overdue": [guided, refused_],
         "overdue renshe": [refused_],
+        "client_ref of the hard case": [hard],
+        "client_ref nobody gave": [],
     }
     row = next(c for c in runs[0].json()["cases"] if c["case_id"] == refused_)
     assert {

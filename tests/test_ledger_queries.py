@@ -4,7 +4,8 @@ writes them, projected, then listed with every filter. Expected answers are work
     A  DD-20261001-0001  opened 1 Oct 09:00 (China)   李建國 210603198805123456  renshe  hard     asks renshe
        养老 matter pension_transfer 養老保險關係轉移, due 15 Oct, coordinating
     B  DD-20261002-0001  opened 2 Oct 07:30 (China) = 1 Oct 23:30 UTC   王芳 21060319900101002x  chengguan
-       cannot, asks chengguan and scjg, matter shop_sign 二樓門頭招牌設置, due 9 Oct; answered, closed, rated good
+       cannot, asks chengguan and scjg, matter shop_sign 二樓門頭招牌設置, due 9 Oct; answered, closed, rated good;
+       opened with client_ref window-3-0417 (the only case with one)
     C  DD-20261003-0001  opened 3 Oct 10:00   李建國 again  renshe  refused  asks renshe, matter
        unemployment_benefit 失業保險金申領, due 5 Oct, case.overdue recorded, one accountability record
     D  DD-20261005-0001  opened 5 Oct 09:00   an enterprise 92210603MA10C8QX2K  scjg  hard  asks renshe,
@@ -50,6 +51,7 @@ async def write_four_cases(writer: CaseWriter) -> None:
         matter_title="二樓門頭招牌設置",
         window="城管局戶外廣告審批窗口",
         department="chengguan",
+        client_ref="window-3-0417",
     )
     await writer.open(B, china(10, 2, 7, 30), b_intake, "cannot", date(2026, 10, 9), ["chengguan", "scjg"])
     c_intake = intake(matter="unemployment_benefit", matter_title="失業保險金申領")
@@ -111,6 +113,8 @@ async def test_every_filter_of_the_case_list(projected):
         "matter title part": ({"matter": "保險"}, [A, C]),
         "matter title 營業執照": ({"matter": "營業執照"}, [D]),
         "matter wildcard is literal": ({"matter": "%"}, []),
+        "client_ref of B": ({"client_ref": "window-3-0417"}, [B]),
+        "client_ref is matched whole": ({"client_ref": "window-3"}, []),
         "opened from 2 Oct (B is 1 Oct in UTC)": ({"opened_from": "2026-10-02"}, [B, C, D]),
         "opened to 1 Oct": ({"opened_to": "2026-10-01"}, [A]),
         "opened on 2 Oct": ({"opened_from": "2026-10-02", "opened_to": "2026-10-02"}, [B]),
@@ -284,8 +288,44 @@ def test_the_migrations_create_exactly_the_tables_of_the_metadata(ledger_url: st
         with ledger.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": migrate.VERSION_TABLE})
             assert compare_metadata(context, metadata) == []
-            assert migrate.current(conn) == migrate.head() == migrate.LATEST == "0001"
-            assert migrate.stored_revision(conn) == "0001"
+            assert migrate.current(conn) == migrate.head() == migrate.LATEST == "0002"
+            assert migrate.stored_revision(conn) == "0002"
+    finally:
+        ledger.close()
+
+
+async def test_a_ledger_made_at_revision_0001_keeps_its_rows_and_gains_client_ref(ledger_url: str):
+    """A database from before ``client_ref``: opening it migrates to 0002; the old row is still
+    listed, with no client_ref until its case changes again."""
+    from alembic import command
+    from sqlalchemy import create_engine, insert
+
+    from unstuck.ledger import migrate
+
+    engine = create_engine(ledger_url)
+    with engine.begin() as conn:
+        command.upgrade(migrate._config(conn), "0001")
+        assert migrate.stored_revision(conn) == "0001"
+        conn.execute(
+            insert(cases).values(
+                case_id=A,
+                opened_at=china(10, 1, 9),
+                opened_day=date(2026, 10, 1),
+                state="coordinating",
+                departments="[]",
+                applicant="李建國 2106**********3456",
+                overdue=False,
+                escalation_level=0,
+                last_stream_seq=3,
+            )
+        )
+    engine.dispose()
+    ledger = Ledger.open(ledger_url, key=KEY)
+    try:
+        with ledger.engine.connect() as conn:
+            assert migrate.stored_revision(conn) == "0002"
+        assert await ids(ledger) == [A]
+        assert await ids(ledger, client_ref="window-3-0417") == []
     finally:
         ledger.close()
 

@@ -14,14 +14,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
+from process_support import UNSTUCK, wait_for_line
+
 from conftest import CASES
 
-UNSTUCK = Path(sys.executable).parent / "unstuck"
+DEMO_DIR = ".unstuck-demo"  # where the demo keeps its data (and credentials), apart from `unstuck serve`'s
 
 
 def personal_numbers() -> dict[str, str]:
@@ -35,23 +35,16 @@ def personal_numbers() -> dict[str, str]:
     return found
 
 
-def wait_for_line(path: Path, marker: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if marker in text:
-            return text
-        if process.poll() is not None:
-            raise AssertionError(
-                f"the demo exited with {process.returncode} before {marker!r}:\n{text[-2000:]}"
-            )
-        time.sleep(0.1)
-    raise AssertionError(f"{marker!r} not printed within {timeout}s")
-
-
 def cli(cwd: Path, env: dict[str, str], *args: str) -> str:
+    """The window's command against the demo's bus, found through the demo's data directory."""
     done = subprocess.run(
-        [str(UNSTUCK), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+        [str(UNSTUCK), *args, "--data-dir", DEMO_DIR],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, f"unstuck {' '.join(args)}: {done.stderr}"
     return done.stdout + done.stderr
@@ -75,7 +68,7 @@ def test_a_secure_demo_run_shows_no_id_or_phone_number_in_logs_tables_or_metrics
         metrics = urllib.request.urlopen(f"http://{address[1]}/metrics", timeout=10).read().decode()
         health = urllib.request.urlopen(f"http://{address[1]}/healthz", timeout=10).read().decode()
         assert "unstuck_coordination_requests_total" in metrics
-        window = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / ".unstuck/credentials/cli.env")}
+        window = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / DEMO_DIR / "credentials/cli.env")}
         case_ids = sorted(set(re.findall(r"DD-\d{8}-\d{4}", printed)))
         assert len(case_ids) == 13
         tables = cli(tmp_path, window, "case", "list")
@@ -83,9 +76,9 @@ def test_a_secure_demo_run_shows_no_id_or_phone_number_in_logs_tables_or_metrics
         for case_id in case_ids:
             tables += cli(tmp_path, window, "case", "show", case_id)
         tables += cli(tmp_path, window, "case", "show", case_ids[0], "--json")
-        clerk = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / ".unstuck/credentials/staff-w-zhang.env")}
+        clerk = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / DEMO_DIR / "credentials/staff-w-zhang.env")}
         revealed = cli(tmp_path, clerk, "case", "show", case_ids[0], "--reveal", "核對申請人身份", "--json")
-        auditor = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / ".unstuck/credentials/auditor.env")}
+        auditor = {**env, "UNSTUCK_NATS_AUTH_FILE": str(tmp_path / DEMO_DIR / "credentials/auditor.env")}
         replayed = cli(tmp_path, auditor, "replay", "--verify")  # exit 0: the record is intact
         replayed += cli(tmp_path, auditor, "replay", "--case", case_ids[0])
     finally:
@@ -94,7 +87,7 @@ def test_a_secure_demo_run_shows_no_id_or_phone_number_in_logs_tables_or_metrics
     assert demo.returncode == 0
     logs = err.read_text(encoding="utf-8", errors="replace")
     assert "DEBUG" in logs  # -vv really logged at debug level
-    server_log = (tmp_path / ".unstuck" / "nats-server.log").read_text(errors="replace")
+    server_log = (tmp_path / DEMO_DIR / "nats-server.log").read_text(errors="replace")
     outputs = {
         "demo stdout": out.read_text(encoding="utf-8"),
         "demo log (-vv)": logs,

@@ -87,6 +87,7 @@ def register(sub: Any) -> None:
     ls.add_argument("--overdue", action="store_true", help="only overdue cases")
     ls.add_argument("--applicant", metavar="ID_NUMBER", help="the applicant's id number (or credit code)")
     ls.add_argument("--matter", help="the matter's code, or part of its title")
+    ls.add_argument("--client-ref", metavar="REF", help="the client_ref the case was opened with")
     ls.add_argument("--opened-from", metavar="YYYY-MM-DD", help="opened on or after this local date")
     ls.add_argument("--opened-to", metavar="YYYY-MM-DD", help="opened on or before this local date")
     ls.add_argument("--limit", type=int, default=200)
@@ -236,7 +237,7 @@ def run_show(args: Any) -> int:
 
 def run_list(args: Any) -> int:
     body: dict[str, Any] = {"limit": args.limit}
-    for key in ("state", "category", "department", "matter", "opened_from", "opened_to"):
+    for key in ("state", "category", "department", "matter", "client_ref", "opened_from", "opened_to"):
         if getattr(args, key):
             body[key] = getattr(args, key)
     if args.applicant:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,9 +27,10 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
-def add_connection_args(parser: Any) -> None:
+def add_connection_args(parser: Any, data_dir_help: str | None = None) -> None:
     parser.add_argument(
-        "--data-dir", help="where the embedded server keeps its data and URL (default .unstuck)"
+        "--data-dir",
+        help=data_dir_help or "where the embedded server keeps its data and URL (default .unstuck)",
     )
     parser.add_argument(
         "--config", type=Path, help="configuration file (default unstuck.toml, or $UNSTUCK_CONFIG)"
@@ -76,11 +78,49 @@ async def call(nc: Client, verb: str, body: dict[str, Any], timeout: float = 10.
             "no broker answers on unstuck.api: start one with `unstuck serve`", exit_code=3
         ) from exc
     except nats.errors.TimeoutError as exc:
-        raise CliError(f"the broker did not answer {verb} within {timeout:.0f}s", exit_code=3) from exc
+        raise CliError(
+            f"the broker did not answer {verb} within {timeout:g}s; {unanswered(verb, body)}", exit_code=3
+        ) from exc
     reply = json.loads(msg.data)
     if not reply.get("ok"):
         raise ApiCallError(reply.get("error") or {})
     return reply.get("result")
+
+
+READS = frozenset({"case.get", "case.list", "accountability.list", "status"})
+"""The verbs that only read: a request of one of them that went unanswered changed nothing."""
+
+
+def unanswered(verb: str, body: dict[str, Any]) -> str:
+    """After a request went unanswered: whether it may still be carried out, and how to check."""
+    if verb in READS:
+        return "it changes nothing, so ask again; if the broker keeps silent, look at its log and /healthz"
+    if verb == "case.open":
+        ref = body.get("client_ref")
+        if isinstance(ref, str) and ref:
+            return (
+                "the case may still be opened: check with "
+                f"`unstuck case list --client-ref {shlex.quote(ref)}` before opening it again "
+                "(opening it again with the same client_ref gives the same case, never a second one)"
+            )
+        matter = body.get("matter")
+        listing = (
+            f"unstuck case list --matter {shlex.quote(matter)}"
+            if isinstance(matter, str)
+            else "unstuck case list"
+        )
+        return (
+            "the case may still be opened, and this request has no client_ref to find it by: look for it "
+            f"among the newest cases (listed last) of `{listing}` before opening it again; "
+            "a case with a client_ref cannot be opened twice"
+        )
+    case_id = body.get("case_id")
+    if isinstance(case_id, str) and case_id:
+        return (
+            f"it may still be carried out: check with `unstuck case show {shlex.quote(case_id)}` "
+            "before asking again"
+        )
+    return "it may still be carried out: check with `unstuck status` before asking again"
 
 
 def with_client(args: Any, work: Callable[[Client], Awaitable[T]], name: str = "unstuck-cli") -> T:

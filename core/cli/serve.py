@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Any
 
 from unstuck.bus import Bus
@@ -29,7 +30,11 @@ def register(sub: Any) -> None:
     )
     d.add_argument("--metrics-address", help="HOST:PORT for /metrics (default broker.metrics_address)")
     d.add_argument("--secure", action="store_true", help=SECURE_HELP)
-    add_connection_args(d)
+    add_connection_args(
+        d,
+        data_dir_help="the demo's own data directory, cleared at the start of every run "
+        "(default .unstuck-demo; never the one `unstuck serve` uses)",
+    )
     d.set_defaults(func=run_demo)
     s = sub.add_parser("serve", help="run the broker (and the embedded NATS server unless NATS_URL is set)")
     s.add_argument(
@@ -42,16 +47,18 @@ def register(sub: Any) -> None:
 
 
 def run_demo(args: Any) -> int:
+    from unstuck.demo import DEMO_DATA_DIR, DemoDirectoryError
     from unstuck.demo import run_demo as demo
     from unstuck.ledger import LedgerConfigError
 
     config = config_from(args)
-    if args.secure:
-        print(secure_hint(data_dir(args.data_dir)), flush=True)
+    directory = Path(args.data_dir) if args.data_dir else DEMO_DATA_DIR  # never $UNSTUCK_DATA_DIR: serve's
     try:
         return asyncio.run(
-            demo(config, data_dir(args.data_dir), args.metrics_address, args.keep_running, secure=args.secure)
+            demo(config, directory, args.metrics_address, args.keep_running, secure=args.secure)
         )
+    except DemoDirectoryError as exc:
+        raise CliError(str(exc), exit_code=1) from exc
     except (NatsStartError, SecurityConfigError) as exc:
         raise CliError(str(exc), exit_code=3) from exc
     except LedgerConfigError as exc:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 SCRIPTS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "ledger_alembic_version"
-LATEST = "0001"
+LATEST = "0002"
 """The newest revision in ``migrations/versions`` (``head()`` computes it with Alembic)."""
 
 

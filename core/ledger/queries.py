@@ -64,6 +64,8 @@ def case_filters(req: api.ListCases, key: bytes, today: date) -> list[ColumnElem
         where.append(c.applicant_key == applicant_key(key, req.applicant_id_number.get_secret_value()))
     if req.matter is not None:
         where.append(or_(c.matter == req.matter, c.matter_title.contains(req.matter, autoescape=True)))
+    if req.client_ref is not None:
+        where.append(c.client_ref == req.client_ref)
     # local dates as instants, so the range is read in opening order from (opened_at, case_id)
     if req.opened_from is not None:
         where.append(c.opened_at >= local_midnight(req.opened_from))

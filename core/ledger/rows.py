@@ -49,6 +49,7 @@ def case_row(state: lc.CaseState, stream_seq: int, key: bytes, personal_data: bo
         "outcome": closing.get("outcome"),
         "rating": evaluation.get("rating"),
         "last_stream_seq": stream_seq,
+        "client_ref": intake.get("client_ref"),
     }
 
 

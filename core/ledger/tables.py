@@ -75,6 +75,7 @@ cases = Table(
     Column("outcome", String(32), comment="the outcome recorded at 銷號"),
     Column("rating", String(8), comment="the latest 好差評"),
     Column("last_stream_seq", BigInteger, nullable=False),
+    Column("client_ref", String(80), comment="the caller's idempotency key of case.open"),
     Index(f"ix_{PREFIX}cases_state_opened_at", "state", "opened_at"),  # a state's cases in opening order
     Index(f"ix_{PREFIX}cases_state_due_date", "state", "due_date"),  # open cases past their due date
     Index(f"ix_{PREFIX}cases_overdue_opened_at", "overdue", "opened_at"),  # cases recorded overdue
@@ -85,6 +86,7 @@ cases = Table(
     Index(f"ix_{PREFIX}cases_applicant_key", "applicant_key"),
     Index(f"ix_{PREFIX}cases_matter_title", "matter_title"),
     Index(f"ix_{PREFIX}cases_matter", "matter"),
+    Index(f"ix_{PREFIX}cases_client_ref", "client_ref"),
 )
 
 coordinations = Table(
