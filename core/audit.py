@@ -337,6 +337,9 @@ def _told_at_closing(event_type: str, t: _Telling) -> str | None:
             fault = p(f"，{at_fault}之責", f", fault of {at_fault}") if at_fault else ""
             rating = t.label("rating", "rating") if t.zh else g("rating")
             return f"{rating}{fault}{p('：', ': ')}{g('comment') or ''}".rstrip(": ：")
+        case "case.personal_data_revealed":
+            shown = t.join(g("fields"), None)
+            return p(f"查看未遮蔽的{shown}：{g('reason')}", f"unmasked {shown} shown: {g('reason')}")
         case "accountability.recorded":
             tolerance = p("，容錯免責", ", 容錯免責") if g("fault_tolerance") else ""
             measures = t.join(g("measures"), "measure" if t.zh else None)
@@ -399,6 +402,7 @@ def timeline(case: CaseRecord, reveal: bool = False) -> list[dict[str, Any]]:
                 "at": f.get("at"),
                 "local_time": local_time(f.get("at")),
                 "actor": f.get("actor"),
+                "auth": f.get("auth"),  # how the actor was proven (None: the broker, or before identities)
                 "type": event_type,
                 "label_zh": zh,
                 "label_en": en,
@@ -573,6 +577,15 @@ def _state_html(case: CaseRecord, state: dict[str, Any]) -> list[str]:
     return parts
 
 
+AUTH_WORDS = {"nats": "本人憑證", "web": "控制台登錄", "claimed": "未驗證"}
+
+
+def who(row: Mapping[str, Any]) -> str:
+    """The actor of a timeline row and how the record proves it: w-zhang（本人憑證）, or unverified."""
+    auth = row.get("auth")
+    return f"{row['actor']}（{AUTH_WORDS.get(str(auth), str(auth))}）" if auth else str(row["actor"])
+
+
 def _timeline_html(rows: list[dict[str, Any]]) -> list[str]:
     """Who did what when, in local time."""
     e = html.escape
@@ -584,7 +597,7 @@ def _timeline_html(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         flag = f' <span class="flag">{e(", ".join(r["findings"]))}</span>' if r["findings"] else ""
         parts.append(
-            f"<tr><td>{_cell(r['seq'])}</td><td>{e(r['local_time'])}</td><td>{e(str(r['actor']))}</td>"
+            f"<tr><td>{_cell(r['seq'])}</td><td>{e(r['local_time'])}</td><td>{e(who(r))}</td>"
             f"<td>{e(r['label_zh'])}<br>{e(r['label_en'])}</td><td>{e(r['detail'])}{flag}</td></tr>"
         )
     parts.append("</table>")

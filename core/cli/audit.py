@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unstuck.audit import CaseRecord, load_case, timeline, verification, write_dossier
+from unstuck.audit import CaseRecord, load_case, timeline, verification, who, write_dossier
 from unstuck.texttable import clean, clip, table
 
 from . import case as case_cli
@@ -74,7 +74,7 @@ def run_timeline(args: Any) -> int:
                 [
                     r["seq"] if r["seq"] is not None else "?",
                     d.time(r["at"]),
-                    r["actor"],
+                    who(r),
                     r["label_zh"],
                     r["label_en"],
                     clip(clean(r["detail"]), 70),
