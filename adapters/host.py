@@ -259,7 +259,10 @@ class DepartmentEndpoint:
             fix=fix,
             detail=f"{parsed.request_id}: {why}",
         )
-        log.warning("%s: %s on %s: %s", self.code, error.error, parsed.request_id, why)
+        # a warning the first time for each cause, then at info: a stuck back office must not flood the log
+        level = logging.WARNING if why not in self.logged_failures else logging.INFO
+        self.logged_failures[why] = None
+        log.log(level, "%s: %s on %s: %s", self.code, error.error, parsed.request_id, why)
         return error
 
 
@@ -304,6 +307,8 @@ class AdapterHost:
 
     async def start(self) -> None:
         for code, endpoint in self.endpoints.items():
+            if endpoint.slow is not None:  # the spell is counted from when the department starts serving
+                endpoint.slow.started = time.monotonic()
             dept = endpoint.adapter.department
             service = await add_service(
                 self.nc,

@@ -145,7 +145,10 @@ class LimitsConfig(Section):
     """Abuse limits of the API (0 turns a limit off); each refusal is an error with code rate_limited."""
 
     api_requests_per_second: float = Field(
-        default=100.0, ge=0, le=100000, description="per client (connection or Unstuck-Client header)"
+        default=100.0,
+        ge=0,
+        le=100000,
+        description="per proven principal (all anonymous requests share one bucket)",
     )
     api_burst: int = Field(default=200, ge=1, le=1000000, description="requests a client may send at once")
     cases_per_applicant_per_day: int = Field(

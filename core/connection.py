@@ -50,6 +50,7 @@ class ApiPrefixClient(Client):
     def __init__(self, js_api_prefix: str | None = None) -> None:
         super().__init__()
         self.js_api_prefix = js_api_prefix
+        self.acting_as: str | None = None  # the principal whose own API subjects this client uses
 
     def jetstream(self, **opts: Any) -> Any:
         if self.js_api_prefix:
@@ -75,7 +76,7 @@ class Connection:
     clients: list[Client] = field(default_factory=list)
     closing: bool = False
 
-    async def connect(self, name: str, auth: Credential | None = None, **options: Any) -> Client:
+    async def connect(self, name: str, auth: Credential | None = None, **options: Any) -> ApiPrefixClient:
         async def on_error(exc: Exception) -> None:
             if "permissions violation" in str(exc).lower():
                 log.warning("nats %s: %s (see docs/security.md)", name, exc)

@@ -448,11 +448,7 @@ async def run_demo(
 def keep_running_hint(directory: Path, case_id: str, secure: bool) -> str:
     """The commands to try from another shell in the same directory, as they are to be typed."""
     where = f"--data-dir {shlex.quote(str(directory))}"
-    prefix = ""
-    if secure:
-        from .natsconfig import AUTH_FILE_ENV, CredentialStore
-
-        prefix = f"{AUTH_FILE_ENV}={shlex.quote(str(CredentialStore(directory).file('cli')))} "
+    prefix = ""  # the commands find the credentials in the data directory (secure or not)
     return (
         f"keeping everything up; in another shell: {prefix}unstuck case show {case_id} {where}"
         f"  |  {prefix}unstuck status {where}   (Ctrl-C stops)"

@@ -217,6 +217,7 @@ class EventStore:
             deny_purge=True,
             allow_rollup_hdrs=False,
             duplicate_window=120.0,
+            allow_direct=True,  # auditors read with direct gets, which answer only the asker's inbox
             description="unstuck case events: one subject per case, one message per decision, hash-chained",
             metadata={FORMAT_METADATA_KEY: str(STORAGE_FORMAT)},
         )
@@ -235,8 +236,10 @@ class EventStore:
         problem = storage_format_problem(self.stream, info.config.metadata, int(info.state.messages))
         if problem is not None:
             raise StoreFormatError(problem)
-        if (info.config.metadata or {}).get(FORMAT_METADATA_KEY) is None:  # new and empty: mark it
+        unmarked = (info.config.metadata or {}).get(FORMAT_METADATA_KEY) is None  # new and empty: mark it
+        if unmarked or not info.config.allow_direct:  # a stream made before direct gets: allow them
             info.config.metadata = {**(info.config.metadata or {}), **(config.metadata or {})}
+            info.config.allow_direct = True
             await self.js.update_stream(info.config)
         await self.heads.ensure()
 

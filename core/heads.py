@@ -55,13 +55,20 @@ class HeadBook:
         self._round_started = 0.0
 
     async def ensure(self) -> None:
-        """Open the bucket, creating it if missing."""
+        """Open the bucket, creating it if missing, with direct gets allowed (an auditor reads the
+        heads with them, needing no consumer: docs/security.md)."""
         try:
             self.kv = await self.js.key_value(self.bucket)
         except nats.js.errors.BucketNotFoundError:
             self.kv = await self.js.create_key_value(
-                bucket=self.bucket, history=5, replicas=self.replicas, description="case heads"
+                bucket=self.bucket, history=5, replicas=self.replicas, description="case heads", direct=True
             )
+            return
+        info = await self.js.stream_info(f"KV_{self.bucket}")
+        if not info.config.allow_direct:  # a bucket made before direct gets
+            info.config.allow_direct = True
+            await self.js.update_stream(info.config)
+            self.kv = await self.js.key_value(self.bucket)
 
     def note(self, case_id: str, seq: int, digest: str, stream_seq: int) -> None:
         """Record the case's head (its last event's seq, hash and the stream sequence of its last

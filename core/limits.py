@@ -1,12 +1,11 @@
-"""Abuse limits of the API: a token bucket per client (the daily quota per applicant: unstuck.broker.quota).
+"""Abuse limits of the API: a token bucket per principal, and the shape of a body bounded before it is
+parsed (the daily quota per applicant: unstuck.broker.quota).
 
-Who is a client: the ``Unstuck-Client`` header when the caller sends one (a front end that
-serves many staff over one connection names the staff member), else the caller's response inbox
-without its last token, which is one NATS connection (``_INBOX.<user>.<connection>`` under
-``--secure``, ``_INBOX.<connection>`` otherwise). NATS does not tell a subscriber who published,
-so neither is proof of identity: the per-client limit keeps one busy or broken client from
-starving the others. Against a hostile credential holder the answer is NATS itself: revoke or
-rotate the credential (docs/security.md).
+Who is limited: the principal the request's subject proves (``unstuck.api.as.<principal>.<verb>``,
+``unstuck.api.web.<staff>.<verb>``: NATS lets no one else publish there), never a header or an
+inbox the caller picks, which a caller can change on every request. Every anonymous request
+(``unstuck.api.<verb>``) shares one bucket, ``anonymous``: with identities required (the default
+under ``--secure``), those can only read.
 """
 
 from __future__ import annotations
@@ -16,17 +15,43 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-CLIENT_HEADER = "Unstuck-Client"
+ANONYMOUS = "anonymous"
+MAX_DEPTH = 16  # objects and arrays inside one another; the API's deepest request nests 4
+MAX_ITEMS = 2_000  # keys and array elements in all
 
 
-def client_of(headers: dict[str, str] | None, reply: str | None) -> str:
-    """The rate-limit key of a request (see the module docstring)."""
-    named = (headers or {}).get(CLIENT_HEADER, "").strip()
-    if named:
-        return f"client:{named[:64]}"
-    if reply:
-        return f"inbox:{reply.rpartition('.')[0] or reply}"
-    return "anonymous"
+def client_of(principal: str | None, via: str | None) -> str:
+    """The rate-limit key of a request: the proven principal (and how), or the shared anonymous key."""
+    return f"{via}:{principal}" if principal and via else ANONYMOUS
+
+
+def json_shape_problem(data: bytes, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> str | None:
+    """Why ``data`` is too deep or too wide to parse, found by one pass over the bytes (no parsing,
+    so no recursion however deep the nesting), or None. Strings are skipped with their escapes."""
+    depth = items = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+            continue
+        if byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):  # { [
+            depth += 1
+            if depth > max_depth:
+                return f"nested more than {max_depth} levels deep"
+        elif byte in (0x7D, 0x5D):  # } ]
+            depth -= 1
+        elif byte in (0x2C, 0x3A):  # , :
+            items += 1
+            if items > max_items:
+                return f"more than {max_items} fields and elements"
+    return None
 
 
 @dataclass

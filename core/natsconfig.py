@@ -67,6 +67,7 @@ BCRYPT_ROUNDS = (
 BROKER = "broker"
 CLI = "cli"
 AUDITOR = "auditor"
+NOTIFIER = "notifier"  # delivers the notifications: reads unstuck.notify.>, nothing else
 CONSOLE = "console"  # the window console: acts for the staff member signed in, on unstuck.api.web.<staff>.>
 DEPARTMENT_PREFIX = "dept-"
 STAFF_PREFIX = "staff-"
@@ -77,7 +78,9 @@ BUS_ACCOUNT = "UNSTUCK"
 AUDIT_ACCOUNT = "AUDIT"
 AUDIT_JS_PREFIX = "JS.UNSTUCK.API"  # where the auditor's account sees the bus's read-only JetStream calls
 
-_PRINCIPAL = re.compile(r"^(broker|cli|auditor|console|dept-[a-z][a-z0-9_]{0,31}|staff-[A-Za-z0-9_-]{1,58})$")
+_PRINCIPAL = re.compile(
+    r"^(broker|cli|auditor|notifier|console|dept-[a-z][a-z0-9_]{0,31}|staff-[A-Za-z0-9_-]{1,58})$"
+)
 _GENERATION = re.compile(r"^(?P<principal>.+?)-r(?P<n>[0-9]+)$")
 
 
@@ -114,6 +117,7 @@ def principals(departments: Iterable[str], staff: Iterable[str] = ()) -> list[Pr
         Principal(BROKER, "broker"),
         Principal(CLI, "cli"),
         Principal(AUDITOR, "auditor"),
+        Principal(NOTIFIER, "notifier"),
         Principal(CONSOLE, "console", staff=staff),
     ]
     for code in sorted(set(departments)):
@@ -157,21 +161,18 @@ STREAMED = "stream"  # a service export whose one request gets many response mes
 def audit_api(stream: str) -> dict[str, str | None]:
     """The JetStream API calls (after ``$JS.API.``) the auditor's account imports, with their response type.
 
-    Reads only: stream info, message gets, and the pull consumers replay reads the stream with
-    (create, next batch, delete). No stream or KV management, no publishing, no purge.
+    Reads only: stream info and message gets, batched direct gets included (many answers to one
+    request). No consumer at all: a push consumer delivers wherever its creator says, so an auditor
+    could route the record to a department; a get answers only the asker. No stream or KV
+    management, no publishing, no purge.
     """
     out: dict[str, str | None] = {}
     for s in (stream, f"KV_{HEADS_BUCKET}"):
         out |= {
             f"STREAM.INFO.{s}": None,
             f"STREAM.MSG.GET.{s}": None,
-            f"DIRECT.GET.{s}": None,
+            f"DIRECT.GET.{s}": STREAMED,
             f"DIRECT.GET.{s}.>": None,
-            f"CONSUMER.CREATE.{s}": None,
-            f"CONSUMER.CREATE.{s}.>": None,
-            f"CONSUMER.INFO.{s}.*": None,
-            f"CONSUMER.DELETE.{s}.*": None,
-            f"CONSUMER.MSG.NEXT.{s}.*": STREAMED,
         }
     return out
 
@@ -231,6 +232,9 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
                     _js("STREAM", "NAMES"),
                     *[_js("STREAM", "INFO", s) for s in streams],
                     *[_js("STREAM", "CREATE", s) for s in streams],
+                    *[
+                        _js("STREAM", "UPDATE", s) for s in (stream, heads)
+                    ],  # format mark; direct gets on older ones
                     *[_js("STREAM", "MSG", "GET", s) for s in streams],
                     *[_js("DIRECT", "GET", s) for s in streams],
                     *[_js("DIRECT", "GET", s, ">") for s in streams],
@@ -244,6 +248,9 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
         }
     if principal.role in ("cli", "staff", "console"):
         return _api_client_permissions(principal, inbox)
+    if principal.role == "notifier":
+        # the notices the broker publishes, to deliver them; it publishes nothing
+        return {"publish": {"deny": [">"]}, "subscribe": {"allow": [f"{NOTIFY_PREFIX}.>", inbox]}}
     if principal.role == "auditor":
         # in its own account: it can call only the read-only services the bus account exports
         return {
@@ -300,6 +307,17 @@ class Credential:
             f"{PASSWORD_ENV}={self.password}\n"
             f"{prefix}"
         )
+
+
+def local_credential(directory: Path, principal: str, fallback: str | None = CLI) -> Credential | None:
+    """The credentials a command run in the data directory finds on its own (the environment's come
+    first): ``principal``'s file under ``<dir>/credentials/``, else ``fallback``'s, else None (a bus
+    without authorisation). Whoever can read the file is that principal: the files are mode 0600."""
+    store = CredentialStore(directory)
+    for name in (principal, fallback):
+        if name and store.file(name).is_file():
+            return store.get(name)
+    return None
 
 
 def acting_principal(credential: Credential | None) -> str | None:
@@ -661,9 +679,9 @@ def secure_hint(directory: Path) -> str:
     """What to tell the operator after a secure start: where each component's credentials are (no secrets)."""
     path = CredentialStore(directory).path
     return (
-        f"NATS authorisation on: each component has its own user; credentials in {path}/ (mode 0600). "
-        f"Window staff: {AUTH_FILE_ENV}={path}/cli.env unstuck case list; "
-        f"auditors: {AUTH_FILE_ENV}={path}/auditor.env unstuck replay --verify"
+        f"NATS authorisation on: each component has its own user; credentials in {path}/ (mode 0600), "
+        "found there by commands run with this data directory. Elsewhere, window staff use their own "
+        f"({AUTH_FILE_ENV}={path}/staff-<id>.env), auditors {AUTH_FILE_ENV}={path}/auditor.env"
     )
 
 

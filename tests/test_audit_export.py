@@ -121,7 +121,11 @@ async def test_export_of_a_tampered_case_exits_1_and_the_report_names_the_findin
     js = nats_client.jetstream()
     await js.add_stream(
         StreamConfig(
-            name="AUDIT_COPY", subjects=["audit.copy.case.>"], storage=StorageType.FILE, metadata=FORMAT_2
+            name="AUDIT_COPY",
+            subjects=["audit.copy.case.>"],
+            storage=StorageType.FILE,
+            metadata=FORMAT_2,
+            allow_direct=True,
         )
     )
     for i, body in enumerate(await stored_bodies(nats_client, shop_sign)):

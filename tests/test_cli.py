@@ -40,7 +40,16 @@ def serving(tmp_path):
     """`unstuck serve --adapters` in tmp_path (embedded NATS); yields the directory and the metrics address."""
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "UNSTUCK_CONFIG")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "unstuck", "serve", "--adapters", "--metrics-address", "127.0.0.1:0"],
+        [
+            sys.executable,
+            "-m",
+            "unstuck",
+            "serve",
+            "--insecure",
+            "--adapters",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_support import cli, interrupt, started, wait_for_line
+from process_support import clean_env, cli, interrupt, started, wait_for_line
 
 from unstuck.embedded import PID_FILE, PORT_FILE, URL_FILE, EmbeddedNats, NatsStartError
 
@@ -80,9 +80,17 @@ def test_an_explicit_port_is_used_as_given_and_never_replaced(tmp_path):
 # --- end to end: `unstuck serve` restarted under a running `unstuck adapters run scjg` -----------
 
 
+STAFF_TOML = '[staff]\n"w-li" = "clerk"\n"w-wang" = "clerk"\n'  # the owners of the scjg samples below
+
+
 def open_and_wait_answered(cwd: Path, sample: str) -> dict[str, object]:
-    """Open a scjg sample with the CLI; the case once scjg's answer is recorded (state answered)."""
-    opened = json.loads(cli(cwd, "case", "open", "--file", str(ROOT / "examples/cases" / sample), "--json"))
+    """Open a scjg sample with the CLI as its owner (their own credentials, found in the data
+    directory: `serve` is secure by default); the case once scjg's answer is recorded."""
+    path = ROOT / "examples/cases" / sample
+    owner = json.loads(path.read_text(encoding="utf-8"))["owner"]
+    opened = json.loads(
+        cli(cwd, "case", "open", "--file", str(path), "--json", env=clean_env(UNSTUCK_STAFF=owner))
+    )
     deadline = time.monotonic() + 60
     while True:
         shown = json.loads(cli(cwd, "case", "show", opened["case_id"], "--json"))
@@ -96,7 +104,9 @@ def test_an_adapter_process_keeps_answering_after_serve_is_stopped_and_started_a
     """SIGTERM: serve stops its embedded server cleanly. SIGKILL: serve and its nats-server are
     killed (a crash of the machine's bus), leaving nats.url and nats.pid behind. Either way the
     next serve in the same directory listens on the same URL, and the scjg adapter process started
-    against the first one answers the case opened after the restart."""
+    against the first one answers the case opened after the restart. All of it with authorisation on,
+    as `serve` runs by default: the adapter and the clerks find their credentials in the data directory."""
+    (tmp_path / "unstuck.toml").write_text(STAFF_TOML, encoding="utf-8")
     serve = started(["serve", "--metrics-address", "127.0.0.1:0"], tmp_path, tmp_path / "serve1.out")
     adapters = None
     try:

@@ -63,8 +63,9 @@ async def test_since_lists_only_cases_with_events_from_that_moment_on(two_days, 
 
 async def test_table_names_every_case_with_its_state_and_the_verification(two_days, nats_server, capsys):
     code = await run("replay", "--verify", "--nats", nats_server.url)
-    out = capsys.readouterr().out
-    assert code == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code == 0, captured.err
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("DD-")}
     assert set(lines) == set(two_days.values())
     assert "closed" in lines[two_days["A"]] and "cannot" in lines[two_days["A"]]

@@ -69,7 +69,13 @@ async def copy_stream(js: Any, messages: list[Message], name: str = COPY, prefix
     """A tamperable copy: no deny_delete/deny_purge, subjects under another prefix, bodies as given,
     each event a decision of its own (storage format 2 allows a decision of one event)."""
     await js.add_stream(
-        StreamConfig(name=name, subjects=[f"{prefix}.>"], storage=StorageType.FILE, metadata=FORMAT_2)
+        StreamConfig(
+            name=name,
+            subjects=[f"{prefix}.>"],
+            storage=StorageType.FILE,
+            metadata=FORMAT_2,
+            allow_direct=True,
+        )
     )
     for case_id, _, body in messages:
         await js.publish(f"{prefix}.{case_id}", body, stream=name)
@@ -239,7 +245,13 @@ async def test_an_event_moved_to_another_cases_subject_is_a_subject_mismatch(rec
     js = nats_client.jetstream()
     messages = await stored_messages(js)
     await js.add_stream(
-        StreamConfig(name=COPY, subjects=[f"{COPY_PREFIX}.>"], storage=StorageType.FILE, metadata=FORMAT_2)
+        StreamConfig(
+            name=COPY,
+            subjects=[f"{COPY_PREFIX}.>"],
+            storage=StorageType.FILE,
+            metadata=FORMAT_2,
+            allow_direct=True,
+        )
     )
     moved = positions(messages, recorded["D"])[2]
     for i, (case_id, _, body) in enumerate(messages):
@@ -317,7 +329,11 @@ async def test_a_copy_under_several_subject_prefixes_verifies_by_the_last_subjec
     messages = await stored_messages(js)
     await js.add_stream(
         StreamConfig(
-            name=COPY, subjects=["audit.a.>", "audit.b.>"], storage=StorageType.FILE, metadata=FORMAT_2
+            name=COPY,
+            subjects=["audit.a.>", "audit.b.>"],
+            storage=StorageType.FILE,
+            metadata=FORMAT_2,
+            allow_direct=True,
         )
     )
     for i, (case_id, _, body) in enumerate(messages):
@@ -361,7 +377,13 @@ async def test_a_replay_split_over_two_processes_reports_what_one_process_report
     messages[b[3]] = (case_b, json.loads(reused), reused)
     messages[c[1]], messages[c[2]] = messages[c[2]], messages[c[1]]  # C seq 2 and 3 swapped
     await js.add_stream(
-        StreamConfig(name=COPY, subjects=[f"{COPY_PREFIX}.>"], storage=StorageType.FILE, metadata=FORMAT_2)
+        StreamConfig(
+            name=COPY,
+            subjects=[f"{COPY_PREFIX}.>"],
+            storage=StorageType.FILE,
+            metadata=FORMAT_2,
+            allow_direct=True,
+        )
     )
     for i, (case_id, _, body) in enumerate(messages):
         on = recorded["B"] if i == d[2] else case_id  # D seq 3 stored on B's subject

@@ -17,6 +17,7 @@ from unstuck.clock import SimulatedClock
 from unstuck.config import Config, LimitsConfig
 from unstuck.embedded import EmbeddedNats
 from unstuck.schemas import mask_identifier
+from unstuck.schemas.subjects import api_subject
 from unstuck.testing import ApiError, api_call, fast_config
 
 
@@ -42,9 +43,12 @@ def scraped(broker: Broker) -> str:
     return generate_latest(broker.metrics.registry).decode()
 
 
-async def request(nc: Client, verb: str, body: dict[str, Any], client: str | None = None) -> dict[str, Any]:
+async def request(
+    nc: Client, verb: str, body: dict[str, Any], client: str | None = None, principal: str | None = None
+) -> dict[str, Any]:
     headers = {"Unstuck-Client": client} if client else None
-    msg = await nc.request(f"unstuck.api.{verb}", json.dumps(body).encode(), timeout=10, headers=headers)
+    subject = api_subject(verb, principal)
+    msg = await nc.request(subject, json.dumps(body).encode(), timeout=10, headers=headers)
     return dict(json.loads(msg.data))
 
 
@@ -61,13 +65,16 @@ async def test_a_client_over_its_request_rate_is_refused_with_the_limit_and_the_
     assert "0.001 per second with bursts of 3" in error["message"]
     assert "retry after" in error["fix"] and "[limits] api_requests_per_second" in error["fix"]
     assert 'unstuck_api_errors_total{reason="rate_limited"} 1.0' in scraped(broker)
-    # the limit is per client: another connection, or a staff member named by the front end, still gets in
+    # the limit is on the principal the subject proves: a new connection, a new inbox or a header the
+    # caller picks does not dodge it (all anonymous requests share one bucket) ...
     other = await nats.connect(nats_server.url)
     try:
-        assert (await request(other, "status", {}))["ok"]
+        assert (await request(other, "status", {}))["error"]["code"] == "rate_limited"
     finally:
         await other.close()
-    assert (await request(nats_client, "status", {}, client="w-li"))["ok"]
+    assert (await request(nats_client, "status", {}, client="w-li"))["error"]["code"] == "rate_limited"
+    # ... while another principal has a bucket of its own
+    assert (await request(nats_client, "status", {}, principal="staff-w-li"))["ok"]
 
 
 async def test_an_applicant_may_open_only_so_many_cases_a_day(
@@ -119,3 +126,31 @@ async def test_a_validation_error_never_echoes_an_id_or_phone_number(
     assert error["code"] == "invalid_request" and error["field"] == f"applicant.{field}"
     assert value not in json.dumps(error, ensure_ascii=False)
     assert mask_identifier(value) in error["message"]
+
+
+async def test_a_deeply_nested_or_very_wide_body_is_refused_in_one_line_before_it_is_parsed(
+    broker: Broker, nats_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 5,000 levels: json.loads would raise RecursionError (and log a traceback) on this; 1 KiB max body
+    # in this configuration, so the wide one is checked under the default size limit below
+    deep = b'{"a":' * 300 + b"1" + b"}" * 300
+    wide = json.dumps({"case_id": "DD-20260928-0001", "x": list(range(2_500))}).encode()
+    broker.transport.config.broker.max_payload_bytes = 64 * 1024
+    for body, problem in (
+        (deep, "nested more than 16 levels deep"),
+        (wide, "more than 2000 fields and elements"),
+    ):
+        msg = await nats_client.request("unstuck.api.case.get", body, timeout=10)
+        error = json.loads(msg.data)["error"]
+        assert (error["code"], error["field"]) == ("invalid_request", "body")
+        assert problem in error["message"]
+    # a quote or bracket inside a string is text, not structure
+    fine = json.dumps({"case_id": "DD-20260928-0001", "reveal_reason": "{[" * 50}).encode()
+    assert (
+        json.loads((await nats_client.request("unstuck.api.case.get", fine, timeout=10)).data)["error"][
+            "code"
+        ]
+        == "not_found"
+    )
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback in the log
+    assert 'unstuck_api_errors_total{reason="invalid_request"} 2.0' in scraped(broker)

@@ -227,11 +227,37 @@ async def test_the_auditor_cannot_write_the_record_through_a_reply_subject(
     await auditor.flush()
     got = await auditor.request(f"{AUDIT_JS_PREFIX}.STREAM.INFO.{STREAM}", b"", timeout=5)  # a round trip
     assert json.loads(got.data)["state"]["messages"] == before
-    with pytest.raises(nats.js.errors.BadRequestError, match="cycle"):
+    with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):  # no consumer API at all
         await auditor.jetstream().add_consumer(
             STREAM, ConsumerConfig(deliver_subject="unstuck.case.DD-20260928-9996")
         )
     assert await stream_messages(secure_broker) == before
+
+
+async def test_the_auditor_cannot_forward_the_record_to_a_department(
+    connect: Any, secure_broker: Broker
+) -> None:
+    """A push consumer delivers wherever its creator says: the auditor may create none, so a renshe
+    case cannot be routed into scjg's subjects or its adapter's queue."""
+    cli, _ = await connect("cli")
+    opened = await api_call(cli, "case.open", sample("09"))
+    scjg, _ = await connect("dept-scjg")
+    leak = await scjg.subscribe("unstuck.dept.scjg.>")
+    await scjg.flush()
+    auditor, _ = await connect("auditor")
+    js = auditor.jetstream()
+    for config in (
+        ConsumerConfig(
+            deliver_subject="unstuck.dept.scjg.leak", filter_subject=f"unstuck.case.{opened['case_id']}"
+        ),
+        ConsumerConfig(deliver_subject="unstuck.dept.scjg.coordinate", deliver_group="unstuck.dept.scjg"),
+        ConsumerConfig(durable_name="keep-300"),
+    ):
+        with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+            await js.add_consumer(STREAM, config, timeout=2)
+    with pytest.raises(nats.errors.TimeoutError):
+        await leak.next_msg(timeout=1)  # nothing reached the department
+    assert (await verify_stream(auditor)).ok  # and it still reads the whole record
 
 
 async def test_the_auditor_replays_and_verifies_the_record(connect: Any, secure_broker: Broker) -> None:

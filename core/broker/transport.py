@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from unstuck import lifecycle as lc
 from unstuck.config import Config
 from unstuck.eventstore import StoreUnavailable
-from unstuck.limits import ClientRateLimiter, client_of
+from unstuck.limits import ClientRateLimiter, client_of, json_shape_problem
 from unstuck.metrics import Metrics
 from unstuck.schemas import api
 from unstuck.schemas.subjects import API_PREFIX, BROKER_QUEUE, parse_api_subject
@@ -62,9 +62,7 @@ class ApiTransport:
             self.metrics.api_errors.labels("not_allowed").inc()
             log.warning("API %s refused: reply subject %r is not an _INBOX", verb, msg.reply[:80])
             return
-        reply = await self.handle(
-            verb, msg.data, client_of(msg.headers, msg.reply), caller_of(principal, via)
-        )
+        reply = await self.handle(verb, msg.data, client_of(principal, via), caller_of(principal, via))
         if msg.reply:
             try:
                 await msg.respond(reply)
@@ -135,9 +133,16 @@ class ApiTransport:
                 field="body",
                 fix="shorten the description or raise broker.max_payload_bytes",
             )
+        if (shape := json_shape_problem(data)) is not None:
+            raise ApiFailure(
+                "invalid_request",
+                f"request body is {shape}: no API request is",
+                field="body",
+                fix="send the fields of the request as in schemas/json (flat values, short lists)",
+            )
         try:
             body = json.loads(data) if data.strip() else {}
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ApiFailure(
                 "invalid_json",
                 f"request body is not JSON: {exc}",

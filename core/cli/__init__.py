@@ -64,6 +64,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `unstuck case list | head`: the reader has gone, nothing more to say
+        sys.stderr.close()
+        return 0
+    except Exception as exc:  # never a traceback for the user; -vv logs it for whoever debugs
+        logging.getLogger("unstuck.cli").debug("unexpected failure", exc_info=exc)
+        print(unexpected(exc), file=sys.stderr)
+        return 3 if _is_connection_trouble(exc) else 2
+
+
+def _is_connection_trouble(exc: BaseException) -> bool:
+    import nats.errors
+
+    return isinstance(exc, nats.errors.Error | OSError | TimeoutError)
+
+
+def unexpected(exc: BaseException) -> str:
+    """One line for a failure no command expected: what it was, and how to see more."""
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if "permissions violation" in text.lower() or "authorization" in text.lower():
+        hint = "these credentials may not do this (see docs/security.md for what each principal may do)"
+    elif _is_connection_trouble(exc):
+        hint = "NATS or the broker did not answer as expected: check `unstuck status`"
+    else:
+        hint = "check the command's arguments (`--help`); -vv logs the details"
+    return f"unstuck: {what}; {hint}"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import nats.errors
 from unstuck.adapters.host import AdapterHost
 from unstuck.adapters.registry import discover
 from unstuck.connection import Connection, NoServer, data_dir, require_server
+from unstuck.natsconfig import credential_from_env, department_principal, local_credential
 from unstuck.plugins.loading import LoadReport
 from unstuck.texttable import table
 
@@ -96,18 +97,35 @@ def run_adapters(args: Any) -> int:
         raise CliError("no adapters to serve")
     url = _url(args)
 
+    # credentials: the environment's for all, else each department's own from the data directory
+    given = credential_from_env()
+    directory = data_dir(args.data_dir)
+    own = {
+        a.department.code: local_credential(directory, department_principal(a.department.code), None)
+        for a in chosen
+    }
+
     async def serve() -> None:
         conn = Connection(url=url)
-        nc = await conn.connect("unstuck-adapters")
-        host = AdapterHost(nc, chosen, concurrency=args.concurrency)
-        await host.start()
+        hosts = []
+        if given is None and all(own.values()):  # a bus with authorisation: one connection per department
+            for adapter in chosen:
+                code = adapter.department.code
+                nc = await conn.connect(f"unstuck-adapter-{code}", auth=own[code])
+                hosts.append(AdapterHost(nc, [adapter], concurrency=args.concurrency))
+        else:
+            nc = await conn.connect("unstuck-adapters", auth=given)
+            hosts.append(AdapterHost(nc, chosen, concurrency=args.concurrency))
+        for host in hosts:
+            await host.start()
         print(f"serving {', '.join(a.department.code for a in chosen)} on {url}; Ctrl-C stops", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await host.stop()
+        for host in hosts:
+            await host.stop()
         await conn.close()
 
     asyncio.run(serve())

@@ -6,11 +6,13 @@ Both read the stream directly (no broker needed) and verify the case on the way.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from unstuck.audit import CaseRecord, load_case, timeline, verification, who, write_dossier
+from unstuck.schemas.common import CASE_ID_PATTERN
 from unstuck.texttable import clean, clip, table
 
 from . import case as case_cli
@@ -51,6 +53,12 @@ def register(sub: Any) -> None:
 
 
 def _load(args: Any) -> CaseRecord:
+    if not re.fullmatch(CASE_ID_PATTERN, args.case_id):
+        raise CliError(
+            f"CASE_ID {args.case_id[:80]!r} is not a case id: letters, digits, '-' and '_' only, "
+            "e.g. DD-20260928-0001",
+            exit_code=2,
+        )
     record: CaseRecord = with_stream(
         args, lambda nc: load_case(nc, args.case_id, args.stream, args.heads_bucket)
     )

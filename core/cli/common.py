@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from nats.aio.client import Client
 
 from unstuck.config import ConfigError, load_config
 from unstuck.connection import Connection, NoServer, data_dir, require_server
-from unstuck.natsconfig import acting_principal, credential_from_env
+from unstuck.natsconfig import CLI, acting_principal, credential_from_env, local_credential, staff_principal
 from unstuck.schemas.subjects import api_subject
 from unstuck.texttable import clean
 
@@ -71,7 +72,7 @@ async def call(nc: Client, verb: str, body: dict[str, Any], timeout: float = 10.
     """One API request; returns the result or raises ApiCallError with the broker's message."""
     try:
         # a staff member's (or department's) own credentials: its own subject, which proves who acts
-        subject = api_subject(verb, acting_principal(credential_from_env()))
+        subject = api_subject(verb, getattr(nc, "acting_as", None) or acting_principal(credential_from_env()))
         msg = await nc.request(subject, json.dumps(body, ensure_ascii=False).encode(), timeout=timeout)
     except nats.errors.NoRespondersError as exc:
         raise CliError(
@@ -130,10 +131,18 @@ def with_client(args: Any, work: Callable[[Client], Awaitable[T]], name: str = "
     except NoServer as exc:
         raise CliError(str(exc), exit_code=3) from exc
 
+    directory = data_dir(getattr(args, "data_dir", None))
+    staff = getattr(args, "actor", None) or os.environ.get("UNSTUCK_STAFF")
+    # the environment's credentials, else the data directory's: the staff member's own, else the cli's
+    auth = credential_from_env() or local_credential(
+        directory, staff_principal(staff) if staff else CLI, fallback=CLI
+    )
+
     async def run() -> T:
         conn = Connection(url=url)
         try:
-            nc = await conn.connect(name, max_reconnect_attempts=2, allow_reconnect=False)
+            nc = await conn.connect(name, auth=auth, max_reconnect_attempts=2, allow_reconnect=False)
+            nc.acting_as = acting_principal(auth)
         except Exception as exc:
             hint = ""
             if "authorization" in str(exc).lower():

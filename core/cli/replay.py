@@ -32,6 +32,7 @@ from rich.text import Text
 
 from unstuck.clock import CHINA
 from unstuck.connection import Connection, NoServer, data_dir, require_server
+from unstuck.natsconfig import AUDITOR, credential_from_env, local_credential
 from unstuck.replay import ReplayError, Report, replay
 from unstuck.replay.rows import CELLS, Cells, RowSpec, cells_of, dump, json_row, row_of
 from unstuck.schemas.subjects import HEADS_BUCKET, STREAM
@@ -124,11 +125,18 @@ def server_url(args: Any) -> str:
 def with_stream(args: Any, work: Any) -> Any:
     """Connect (no broker needed), run ``work(nc)``, disconnect; stream and server errors exit 3."""
     url = server_url(args)
+    # the environment's credentials, else the auditor's in the data directory (reading the record is
+    # the auditor's role; --nats points elsewhere, where this directory's files mean nothing)
+    auth = credential_from_env()
+    if auth is None and not getattr(args, "nats", None):
+        auth = local_credential(data_dir(getattr(args, "data_dir", None)), AUDITOR, fallback=None)
 
     async def run() -> Any:
         conn = Connection(url=url)
         try:
-            nc = await conn.connect("unstuck-audit", max_reconnect_attempts=5, allow_reconnect=True)
+            nc = await conn.connect(
+                "unstuck-audit", auth=auth, max_reconnect_attempts=5, allow_reconnect=True
+            )
         except Exception as exc:
             raise CliError(f"cannot connect to NATS at {url}: {exc}", exit_code=EXIT_UNAVAILABLE) from exc
         try:

@@ -76,7 +76,7 @@ def register(sub: Any) -> None:
 
 
 def _principal(name: str, departments: list[str], staff: list[str]) -> str:
-    if name in ("broker", "cli", "auditor", "console") or name.startswith(("dept-", "staff-")):
+    if name in ("broker", "cli", "auditor", "notifier", "console") or name.startswith(("dept-", "staff-")):
         return name
     if name in departments:
         return department_principal(name)

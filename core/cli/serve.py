@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,29 @@ from unstuck.natsconfig import SecurityConfigError, secure_hint
 from .common import CliError, add_connection_args, config_from
 
 SECURE_HELP = (
-    "NATS users and permissions: generate <data dir>/nats-server.conf and credentials if missing, "
-    "run the embedded server with them, each component on its own credentials (docs/security.md)"
+    "require NATS users and permissions, also from a server given by NATS_URL (the default for the "
+    "embedded server: <data dir>/nats-server.conf and credentials generated if missing; docs/security.md)"
 )
+INSECURE_HELP = "run the embedded server with no authentication: anyone on this machine may read and act"
+INSECURE_WARNING = (
+    "unstuck: WARNING: --insecure: the embedded NATS server has no users; anyone who can reach it reads "
+    "every case (id and phone numbers included) and acts under any name (auth: claimed in the record)"
+)
+
+
+def add_security_args(parser: Any) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--secure", action="store_true", help=SECURE_HELP)
+    group.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+
+
+def secure_mode(args: Any) -> bool:
+    """Authorisation on unless ``--insecure``; with NATS_URL (an outside server, which brings its own
+    users) only when ``--secure`` asks for it. ``--insecure`` says so loudly."""
+    if args.insecure:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
+        return False
+    return bool(args.secure or not os.environ.get("NATS_URL"))
 
 
 def register(sub: Any) -> None:
@@ -29,7 +51,7 @@ def register(sub: Any) -> None:
         "--keep-running", action="store_true", help="keep the bus up after the script until Ctrl-C"
     )
     d.add_argument("--metrics-address", help="HOST:PORT for /metrics (default broker.metrics_address)")
-    d.add_argument("--secure", action="store_true", help=SECURE_HELP)
+    add_security_args(d)
     add_connection_args(
         d,
         data_dir_help="the demo's own data directory, cleared at the start of every run "
@@ -41,7 +63,7 @@ def register(sub: Any) -> None:
         "--adapters", nargs="*", metavar="CODE", help="also serve these installed adapters (none: all)"
     )
     s.add_argument("--metrics-address", help="HOST:PORT for /metrics (default broker.metrics_address)")
-    s.add_argument("--secure", action="store_true", help=SECURE_HELP)
+    add_security_args(s)
     add_connection_args(s)
     s.set_defaults(func=run_serve)
 
@@ -55,7 +77,7 @@ def run_demo(args: Any) -> int:
     directory = Path(args.data_dir) if args.data_dir else DEMO_DATA_DIR  # never $UNSTUCK_DATA_DIR: serve's
     try:
         return asyncio.run(
-            demo(config, directory, args.metrics_address, args.keep_running, secure=args.secure)
+            demo(config, directory, args.metrics_address, args.keep_running, secure=secure_mode(args))
         )
     except DemoDirectoryError as exc:
         raise CliError(str(exc), exit_code=1) from exc
@@ -70,6 +92,7 @@ def run_serve(args: Any) -> int:
     from unstuck.ledger import LedgerConfigError
 
     config = config_from(args)
+    secure = secure_mode(args)
     adapters = []
     if args.adapters is not None:
         found = discover()
@@ -82,10 +105,10 @@ def run_serve(args: Any) -> int:
             data_dir(args.data_dir),
             args.metrics_address,
             adapters=adapters,
-            secure=args.secure,
+            secure=secure,
         )
         await bus.start()
-        if args.secure:
+        if secure:
             print(secure_hint(data_dir(args.data_dir)), flush=True)
         print(
             f"unstuck broker on {bus.url}; metrics http://{bus.metrics_server.address}/metrics"

@@ -1,16 +1,16 @@
-"""Reading JetStream for an auditor: an ordered pull of the stream, and the heads the broker recorded."""
+"""Reading JetStream for an auditor: the stream in order by batched direct gets, and the heads the broker recorded."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from unstuck.natsprivate import api_prefix_of, connection_of
 from unstuck.schemas.subjects import HEADS_BUCKET
@@ -23,8 +23,13 @@ def jetstream_of(target: Client | JetStreamContext) -> JetStreamContext:
     return target if isinstance(target, JetStreamContext) else target.jetstream()
 
 
-class _Restart(Exception):
-    """The delivery skipped a message (a reconnect) or the consumer went away: start a new consumer."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One message as a direct get returns it: its own subject, body and headers."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
 
 
 async def read_ordered(
@@ -33,145 +38,74 @@ async def read_ordered(
     subject: str,
     on_message: Callable[[Any, int], None],
     end_seq: int | None = None,
-    deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
-    batch: int = 2000,
-    stall_seconds: float = 20.0,
+    batch: int = 1000,
+    wait_seconds: float = 20.0,
 ) -> int:
     """Deliver every message of ``subject`` in ``stream`` once, in order, to ``on_message(msg, stream_seq)``.
 
-    A pull consumer without acks, read in batches with the next batch asked for while the current
-    one is processed, into a plain subscription whose callback runs ``on_message`` inline: no task
-    per message, and no flow-control pauses when processing is slower than the network. A skipped
-    delivery (a reconnect) starts a new consumer after the last message handed over. Stops at
-    ``end_seq`` or when nothing is pending; returns the number of messages delivered.
+    Batched direct gets (``$JS.API.DIRECT.GET.<stream>`` with ``batch`` and ``next_by_subj``): each answer comes back to this client's own inbox and nowhere else, so reading
+    needs no consumer, and an auditor needs no right to create one (a push consumer delivers to any
+    subject its creator names: docs/security.md). Stops at ``end_seq`` or at the end of the stream;
+    returns the number of messages delivered.
     """
     nc: Client = connection_of(js)
-    api_prefix = api_prefix_of(js)
-    delivered = 0
-    last_sseq = 0
-    restarts = 0
+    api = f"{api_prefix_of(js)}.DIRECT.GET.{stream}"
+    delivered, seq = 0, 1
     while True:
-        policy = deliver_policy
-        start_seq = None
-        if last_sseq and deliver_policy is DeliverPolicy.ALL:
-            policy, start_seq = DeliverPolicy.BY_START_SEQUENCE, last_sseq + 1
-        config = ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=policy,
-            opt_start_seq=start_seq,
-            filter_subject=None if subject == ">" else subject,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=60.0,
-            max_waiting=8,
-        )
-        info = await js.add_consumer(stream, config)
-        if info.num_pending == 0:
-            await _delete_consumer(js, stream, info.name)
+        request: dict[str, Any] = {"seq": seq, "batch": batch}
+        if subject != ">":
+            request["next_by_subj"] = subject
+        got, last, more = await _direct_batch(nc, api, request, on_message, end_seq, wait_seconds)
+        delivered += got
+        if not more or (end_seq is not None and last >= end_seq):
             return delivered
-        try:
-            got, last_sseq = await _pull(
-                nc,
-                js,
-                f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{info.name}",
-                on_message,
-                end_seq,
-                batch,
-                stall_seconds,
-                last_sseq,
-            )
-            delivered += got
-            return delivered
-        except _Restart as restart:
-            got, last_sseq = restart.args
-            delivered += got
-            restarts = 0 if got else restarts + 1
-            if deliver_policy is not DeliverPolicy.ALL or restarts > 3:
-                raise ReplayError(f"stream {stream}: delivery broke off; try again") from None
-        finally:
-            await _delete_consumer(js, stream, info.name)
+        seq = last + 1
 
 
-async def _delete_consumer(js: JetStreamContext, stream: str, name: str) -> None:
-    try:
-        await js.delete_consumer(stream, name)
-    except Exception:  # an ephemeral consumer also goes away on its own (inactive_threshold)
-        pass
-
-
-async def _pull(
+async def _direct_batch(
     nc: Client,
-    js: JetStreamContext,
-    next_subject: str,
+    api: str,
+    request: dict[str, Any],
     on_message: Callable[[Any, int], None],
     end_seq: int | None,
-    batch: int,
-    stall_seconds: float,
-    last_sseq: int,
-) -> tuple[int, int]:
-    done = asyncio.Event()
+    wait_seconds: float,
+) -> tuple[int, int, bool]:
+    """One batch: (messages handed over, the last stream sequence, whether more may follow)."""
     inbox = nc.new_inbox()
-    request = json.dumps({"batch": batch, "expires": int(stall_seconds * 1e9)}).encode()
-    count = 0
-    cseq = 0
-    failure: list[BaseException] = []
-
-    async def deliver(msg: Any) -> None:
-        nonlocal count, cseq, last_sseq
-        if done.is_set():
-            return
-        if not msg.reply:  # status: 408 request expired, 409 consumer gone or limits, 100 heartbeat
-            status = (msg.headers or {}).get("Status", "")
-            if status == "408":
-                await nc.publish(next_subject, request, reply=inbox)
-            elif status == "409":
-                failure.append(_Restart(count, last_sseq))
-                done.set()
-            return
-        tokens = msg.reply.split(".")
-        if len(tokens) == 9:
-            sseq, dseq, pending = int(tokens[5]), int(tokens[6]), int(tokens[8])
-        else:
-            sseq, dseq, pending = int(tokens[7]), int(tokens[8]), int(tokens[10])
-        if dseq != cseq + 1:
-            failure.append(_Restart(count, last_sseq))
-            done.set()
-            return
-        cseq = dseq
-        try:
-            on_message(msg, sseq)
-        except BaseException as exc:  # surfaced to the caller, not to nats-py's error callback
-            failure.append(exc)
-            done.set()
-            return
-        count += 1
-        last_sseq = sseq
-        if pending == 0 or (end_seq is not None and sseq >= end_seq):
-            done.set()
-        elif count % batch == 0:
-            await nc.publish(next_subject, request, reply=inbox)
-
-    sub = await nc.subscribe(inbox, cb=deliver, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    sub = await nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    count, last, pending = 0, 0, 0
     try:
-        await nc.publish(next_subject, request, reply=inbox)
-        await nc.publish(next_subject, request, reply=inbox)
-        seen = -1
-        while not done.is_set():
+        await nc.publish(api, json.dumps(request).encode(), reply=inbox)
+        while True:
             try:
-                await asyncio.wait_for(done.wait(), timeout=stall_seconds * 1.5)
-            except TimeoutError:
-                if count == seen:
-                    failure.append(_Restart(count, last_sseq))
-                    break
-                seen = count
+                msg = await sub.next_msg(timeout=wait_seconds)
+            except nats.errors.TimeoutError:
+                raise ReplayError(f"{api}: no answer within {wait_seconds:.0f}s; try again") from None
+            headers = dict(msg.headers or {})
+            status = headers.get("Status")
+            if status == "404":  # nothing at or after seq
+                return count, last, False
+            if status == "204":  # end of this batch
+                return count, last, pending > 0
+            if status == "503":  # nobody answers direct gets: the stream does not allow them
+                stream = api.rpartition(".")[2]
+                raise ReplayError(
+                    f"stream {stream} does not answer direct gets: allow them (allow_direct, e.g. "
+                    f"`nats stream edit {stream} --allow-direct`); the broker does so for its own streams"
+                )
+            if status:
+                raise ReplayError(f"{api}: {status} {headers.get('Description', '')}".strip())
+            sseq = int(headers["Nats-Sequence"])
+            pending = int(headers.get("Nats-Num-Pending", "0"))
+            if end_seq is not None and sseq > end_seq:
+                return count, last, False
+            on_message(Stored(headers.get("Nats-Subject", ""), bytes(msg.data or b""), headers), sseq)
+            count, last = count + 1, sseq
     finally:
         try:
             await sub.unsubscribe()
         except Exception:
             pass
-    if failure:
-        raise failure[0]
-    return count, last_sseq
 
 
 async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> HeadBook:
@@ -198,7 +132,8 @@ async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> HeadBo
         else:
             heads.put(key, (-1, f"unreadable head value {msg.data[:40]!r}", 0))
 
-    await read_ordered(js, f"KV_{bucket}", f"{prefix}>", take, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT)
+    # every kept value in order (a later one of a key replaces the earlier): the bucket's current values
+    await read_ordered(js, f"KV_{bucket}", f"{prefix}>", take)
     return heads
 
 
