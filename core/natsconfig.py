@@ -549,6 +549,11 @@ class Generated:
     settings: ServerSettings
 
 
+ACCOUNT_JETSTREAM_LIMITS = {"max_streams": 16, "max_consumers": 512}
+MAX_CONNECTIONS = 2_000  # clients of one server: staff, adapters, brokers, console, with room
+MAX_SUBSCRIPTIONS = 10_000  # per connection: a client subscribing without end is cut off
+
+
 def render(users: dict[str, list[dict[str, Any]]], settings: ServerSettings) -> str:
     """The configuration text (JSON values are valid nats-server configuration syntax).
 
@@ -559,7 +564,10 @@ def render(users: dict[str, list[dict[str, Any]]], settings: ServerSettings) -> 
     jetstream = {"store_dir": settings.store_dir} if settings.store_dir else {}
     apis = audit_api(settings.stream)
     bus = {
-        "jetstream": "enabled",
+        # the bus needs 4 streams (cases, heads, ids, snapshots) and a handful of consumers; these bound
+        # what a compromised principal could make the server keep (push or durable consumers by the
+        # thousand, streams of its own)
+        "jetstream": json.dumps(ACCOUNT_JETSTREAM_LIMITS),
         "users": users.get(BUS_ACCOUNT, []),
         "exports": [
             {"service": f"$JS.API.{api}", "accounts": [AUDIT_ACCOUNT]}
@@ -583,6 +591,8 @@ def render(users: dict[str, list[dict[str, Any]]], settings: ServerSettings) -> 
         "# apply changes without a restart: nats-server --signal reload=<pid file>. See docs/security.md.",
         f"listen: {json.dumps(settings.listen)}",
         f"max_payload: {settings.max_payload}",
+        f"max_connections: {MAX_CONNECTIONS}",
+        f"max_subscriptions: {MAX_SUBSCRIPTIONS}",
         f"jetstream: {json.dumps(jetstream)}",
     ]
     if settings.tls is not None:

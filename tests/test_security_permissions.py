@@ -317,3 +317,23 @@ async def test_the_api_still_validates_and_refuses_with_secure_credentials(
     with pytest.raises(ApiError) as refused:
         await api_call(cli, "case.open", {"applicant": {}})
     assert refused.value.error["code"] == "invalid_request"
+
+
+async def test_the_bus_account_keeps_no_more_consumers_than_its_limit(
+    connect: Any, secure_broker: Broker
+) -> None:
+    """Even the one principal that may create consumers cannot make the server keep thousands."""
+    from unstuck.natsconfig import ACCOUNT_JETSTREAM_LIMITS
+
+    broker, _ = await connect("broker")
+    js = broker.jetstream()
+    made = refused = 0
+    for _ in range(ACCOUNT_JETSTREAM_LIMITS["max_consumers"] + 1):
+        try:
+            await js.add_consumer(STREAM, ConsumerConfig(inactive_threshold=30.0))
+            made += 1
+        except nats.js.errors.BadRequestError as exc:
+            assert "maximum consumers" in str(exc).lower()
+            refused += 1
+            break
+    assert refused == 1 and made < ACCOUNT_JETSTREAM_LIMITS["max_consumers"] + 1
