@@ -89,6 +89,11 @@ def write_config(
         "",
         "[retry]",
         *(f"{k} = {_toml(v)}" for k, v in policy.items()),
+        "",
+        "# the load stands for many windows, all anonymous here (one rate-limit bucket): no rate limit",
+        "# (the limit per principal is tested in tests/test_security_limits.py)",
+        "[limits]",
+        "api_requests_per_second = 0",
     ]
     for code, options in (departments or {}).items():
         lines += ["", f"[departments.{code}]", f'name = "{options.get("name", code)}"']
