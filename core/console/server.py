@@ -1,0 +1,156 @@
+"""Serving the console: ``unstuck console`` (in the foreground), and ``serve_in_background`` for a
+process that already runs an event loop (``unstuck demo --keep-running``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from unstuck.config import Config
+from unstuck.connection import Connection, require_server
+from unstuck.natsconfig import CONSOLE, Credential, CredentialStore, SecurityConfigError, credential_from_env
+
+from .app import Console, create_app
+from .busclient import BusClient
+
+log = logging.getLogger("unstuck.console")
+
+
+def console_credential(data_dir: Path) -> Credential | None:
+    """The console's NATS credentials: ``UNSTUCK_NATS_AUTH_FILE`` (or user and password variables), else
+    ``<data dir>/credentials/console.env`` when ``unstuck nats-config`` wrote one, else none (an open bus)."""
+    given = credential_from_env()
+    if given is not None:
+        return given
+    store = CredentialStore(data_dir)
+    if store.file(CONSOLE).exists():
+        return store.get(CONSOLE)
+    return None
+
+
+def bind(address: str) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the program it runs in."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class RunningConsole:
+    """A console served in the background: its ``url``; ``await stop()`` ends it."""
+
+    url: str
+    console: Console
+    server: uvicorn.Server
+    task: asyncio.Task[Any]
+    connection: Connection
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 10)
+        await self.connection.close()
+
+
+async def connect(url: str, credential: Credential | None) -> tuple[Connection, BusClient]:
+    conn = Connection(url=url)
+    nc = await conn.connect("unstuck-console", auth=credential)
+    return conn, BusClient(nc)
+
+
+async def serve_in_background(
+    config: Config,
+    data_dir: Path,
+    *,
+    nats_url: str,
+    credential: Credential | None = None,
+    secure: bool = False,
+    address: str | None = None,
+    sign_in: Iterable[str] = (),
+) -> RunningConsole:
+    """Start the console on the running event loop; returns once it listens.
+
+    ``nats_url``: the bus; ``credential``: the console's NATS user (``secure``: read from
+    ``<data_dir>/credentials/console.env`` when not given); ``address``: host:port, by default
+    ``[console] address`` (port 0: a free port); ``sign_in``: staff ids to give a fresh random password
+    when they have none yet (a demo's, returned in ``passwords`` to print)."""
+    if credential is None and secure:
+        credential = CredentialStore(data_dir).get(CONSOLE)
+    console = Console(config, Path(data_dir))
+    passwords = {}
+    for staff_id in sign_in:
+        if staff_id in config.staff and not console.passwords.has(staff_id):
+            passwords[staff_id] = secrets.token_urlsafe(9)
+            console.passwords.set(staff_id, passwords[staff_id])
+    connection, console.bus = await connect(nats_url, credential)
+    sock = bind(address or config.console.address)
+    server = _QuietServer(uvicorn.Config(create_app(console), log_level="warning", access_log=False, lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="unstuck-console")
+    while not server.started:
+        if task.done():
+            await connection.close()
+            task.result()
+            raise RuntimeError("the console stopped while starting")
+        await asyncio.sleep(0.02)
+    running = RunningConsole(url_of(sock), console, server, task, connection, passwords)
+    log.info("window console on %s", running.url)
+    return running
+
+
+def serve(config: Config, data_dir: Path, address: str | None = None) -> int:
+    """``unstuck console``: serve until Ctrl-C. Raises NoServer when no bus can be found."""
+    url = require_server(data_dir)
+    credential = console_credential(data_dir)
+
+    async def run() -> None:
+        running = await serve_in_background(config, data_dir, nats_url=url, credential=credential, address=address)
+        print(f"unstuck console: {running.url}  (NATS {url}; Ctrl-C stops)", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await running.stop()
+
+    try:
+        asyncio.run(run())
+    except SecurityConfigError:
+        raise
+    return 0
