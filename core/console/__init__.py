@@ -7,7 +7,8 @@ the API subjects ``unstuck.api.web.<staff>.<verb>`` as the NATS principal ``cons
 
 from __future__ import annotations
 
-from .app import Console, actions_for, create_app
+from .app import create_app
+from .context import Console, actions_for
 from .server import RunningConsole, console_credential, serve, serve_in_background
 from .store import PasswordError, PasswordStore
 

@@ -49,7 +49,9 @@ class BusClient:
                 subject, data, timeout=self.timeout, headers={CLIENT_HEADER: f"console-{principal}"}
             )
         except nats.errors.NoRespondersError as exc:
-            raise BusError("总线上没有代理（broker）应答：请联系运维人员启动 unstuck serve", "unavailable") from exc
+            raise BusError(
+                "总线上没有代理（broker）应答：请联系运维人员启动 unstuck serve", "unavailable"
+            ) from exc
         except nats.errors.TimeoutError as exc:
             raise BusError(
                 f"代理（broker）在 {self.timeout:g} 秒内未应答：操作可能仍会完成，请刷新案件页面查看后再重试",

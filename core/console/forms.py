@@ -54,9 +54,7 @@ def _text_problem(label: str, value: str, limit: int) -> str | None:
     return None
 
 
-def check(
-    form: Mapping[str, Any], fields: Iterable[Field]
-) -> tuple[dict[str, Any], dict[str, str]]:
+def check(form: Mapping[str, Any], fields: Iterable[Field]) -> tuple[dict[str, Any], dict[str, str]]:
     """The values of ``fields`` in ``form`` (typed as the broker wants them) and a message per bad field."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -72,7 +70,9 @@ def check(
             if f.required:
                 errors[f.name] = f"{f.label}：必填，请填写"
             continue
-        problem = _text_problem(f.label, text, {"long": LONG, "facts": LONG, "comment": COMMENT}.get(f.kind, SHORT))
+        problem = _text_problem(
+            f.label, text, {"long": LONG, "facts": LONG, "comment": COMMENT}.get(f.kind, SHORT)
+        )
         if problem is None:
             value, problem = _typed(f, text)
             if problem is None:
@@ -162,7 +162,11 @@ def intake_fields(departments: Iterable[str]) -> list[Field]:
 
 def intake_body(values: Mapping[str, Any], client_ref: str | None) -> dict[str, Any]:
     """The body of ``case.open`` from checked intake values (no owner: the broker takes it from the subject)."""
-    applicant = {"kind": values["applicant_kind"], "name": values["applicant_name"], "id_number": values["id_number"]}
+    applicant = {
+        "kind": values["applicant_kind"],
+        "name": values["applicant_name"],
+        "id_number": values["id_number"],
+    }
     for key in ("phone", "contact"):
         if values.get(key):
             applicant[key] = values[key]
@@ -194,14 +198,21 @@ ACTION_FIELDS: dict[str, list[Field]] = {
     "approve_extension": [],
     "guide": [Field("window", "引导至窗口"), Field("instructions", "办理指引", "long")],
     "close": [
-        Field("outcome", "销号结果", "choice", choices=("resolved", "cannot", "guided", "need_materials", "withdrawn")),
+        Field(
+            "outcome",
+            "销号结果",
+            "choice",
+            choices=("resolved", "cannot", "guided", "need_materials", "withdrawn"),
+        ),
         Field("explanation", "向申请人的说明", "long"),
         Field("override_reason", "改定理由（领导）", required=False),
     ],
     "reopen": [Field("reason", "重办理由")],
     "escalate": [
         Field("department", "督办部门"),
-        Field("level", "督办层级", "choice", choices=("clerk", "section_head", "leader_in_charge", "director")),
+        Field(
+            "level", "督办层级", "choice", choices=("clerk", "section_head", "leader_in_charge", "director")
+        ),
         Field("note", "督办事项"),
     ],
     "rule_bounce": [Field("department", "承办部门")],
@@ -215,7 +226,11 @@ ACTION_FIELDS: dict[str, list[Field]] = {
         ),
         Field("fault_tolerance", "容错免责", "choice", required=False, choices=("yes",)),
     ],
-    "review_notice": [Field("department", "作出不能办答复的部门"), Field("how", "告知方式"), Field("note", "告知内容", "comment", required=False)],
+    "review_notice": [
+        Field("department", "作出不能办答复的部门"),
+        Field("how", "告知方式"),
+        Field("note", "告知内容", "comment", required=False),
+    ],
     "review_conclude": [
         Field("department", "作出不能办答复的部门"),
         Field("outcome", "复核结论", "choice", choices=("upheld", "overturned")),

@@ -19,8 +19,9 @@ from unstuck.config import Config
 from unstuck.connection import Connection, require_server
 from unstuck.natsconfig import CONSOLE, Credential, CredentialStore, SecurityConfigError, credential_from_env
 
-from .app import Console, create_app
+from .app import create_app
 from .busclient import BusClient
+from .context import Console
 
 log = logging.getLogger("unstuck.console")
 
@@ -117,7 +118,9 @@ async def serve_in_background(
             console.passwords.set(staff_id, passwords[staff_id])
     connection, console.bus = await connect(nats_url, credential)
     sock = bind(address or config.console.address)
-    server = _QuietServer(uvicorn.Config(create_app(console), log_level="warning", access_log=False, lifespan="off"))
+    server = _QuietServer(
+        uvicorn.Config(create_app(console), log_level="warning", access_log=False, lifespan="off")
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]), name="unstuck-console")
     while not server.started:
         if task.done():
@@ -136,7 +139,9 @@ def serve(config: Config, data_dir: Path, address: str | None = None) -> int:
     credential = console_credential(data_dir)
 
     async def run() -> None:
-        running = await serve_in_background(config, data_dir, nats_url=url, credential=credential, address=address)
+        running = await serve_in_background(
+            config, data_dir, nats_url=url, credential=credential, address=address
+        )
         print(f"unstuck console: {running.url}  (NATS {url}; Ctrl-C stops)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -121,7 +121,9 @@ class TicketQueue:
 
     def _save(self, tickets: list[Ticket]) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps([asdict(t) for t in tickets], ensure_ascii=False, indent=1), encoding="utf-8")
+        tmp.write_text(
+            json.dumps([asdict(t) for t in tickets], ensure_ascii=False, indent=1), encoding="utf-8"
+        )
         os.replace(tmp, self.path)
 
     @staticmethod
