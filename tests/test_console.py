@@ -28,7 +28,9 @@ from unstuck.console.store import LoginLog, TicketQueue, session_secret
 from unstuck.console.text import simplified, zh_label
 
 ROOT = Path(__file__).resolve().parents[1]
-HTMX_SHA256 = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"  # htmx.org@2.0.11 dist/htmx.min.js
+HTMX_SHA256 = (
+    "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"  # htmx.org@2.0.11 dist/htmx.min.js
+)
 
 INTAKE = {
     "channel": "window",
@@ -79,7 +81,11 @@ def test_tickets_are_numbered_in_order_and_called_once(tmp_path: Path) -> None:
     assert called is not None and called.number == "A001"
     assert queue.call_next("w-li").number == "A002"  # type: ignore[union-attr]
     queue.done("A001", "DD-20260928-0001")
-    assert [(t.number, t.status) for t in queue.today()] == [("A001", "done"), ("A002", "called"), ("A003", "waiting")]
+    assert [(t.number, t.status) for t in queue.today()] == [
+        ("A001", "done"),
+        ("A002", "called"),
+        ("A003", "waiting"),
+    ]
     assert called.ref.startswith("ticket-") and called.ref.endswith("-A001")
 
 
@@ -104,11 +110,15 @@ def cli(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
 
 def test_console_passwd_sets_a_password_from_stdin_and_refuses_an_id_not_in_staff(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    done = cli(tmp_path, "console", "passwd", "w-zhang", "--config", str(config), stdin="a long enough secret\n")
+    done = cli(
+        tmp_path, "console", "passwd", "w-zhang", "--config", str(config), stdin="a long enough secret\n"
+    )
     assert done.returncode == 0, done.stderr
     assert "a long enough secret" not in done.stdout + done.stderr
     assert PasswordStore(tmp_path / "data").verify("w-zhang", "a long enough secret")
-    refused = cli(tmp_path, "console", "passwd", "w-nobody", "--config", str(config), stdin="a long enough secret\n")
+    refused = cli(
+        tmp_path, "console", "passwd", "w-nobody", "--config", str(config), stdin="a long enough secret\n"
+    )
     assert refused.returncode == 2 and "'w-nobody' is not in [staff]" in refused.stderr
     assert "Traceback" not in refused.stderr
     short = cli(tmp_path, "console", "passwd", "w-li", "--config", str(config), stdin="short\n")
@@ -149,7 +159,9 @@ def authenticator(tmp_path: Path, clock: Ticking, provider: Any = None) -> Authe
     )  # fmt: skip
 
 
-def test_sign_in_is_limited_per_account_then_per_address_and_every_attempt_is_recorded(tmp_path: Path) -> None:
+def test_sign_in_is_limited_per_account_then_per_address_and_every_attempt_is_recorded(
+    tmp_path: Path,
+) -> None:
     clock = Ticking()
     auth = authenticator(tmp_path, clock)
     assert [auth.sign_in("w-zhang", "wrong", "10.0.0.1").reason for _ in range(3)] == ["bad_password"] * 3
@@ -157,7 +169,9 @@ def test_sign_in_is_limited_per_account_then_per_address_and_every_attempt_is_re
     assert (limited.staff_id, limited.reason) == (None, "limited") and 0 < limited.wait_seconds <= 600
     assert auth.sign_in("w-li", "wrong", "10.0.0.1").reason == "bad_password"
     assert auth.sign_in("w-nobody", "wrong", "10.0.0.1").reason == "unknown_account"
-    assert auth.sign_in("director-ma", "wrong", "10.0.0.1").reason == "limited"  # 5 failures from this address
+    assert (
+        auth.sign_in("director-ma", "wrong", "10.0.0.1").reason == "limited"
+    )  # 5 failures from this address
     clock.now += 601
     assert auth.sign_in("w-zhang", PASSWORD, "10.0.0.1").staff_id == "w-zhang"
     entries = LoginLog(tmp_path).entries()
@@ -183,7 +197,9 @@ def test_an_outside_identity_provider_is_asked_first_and_may_name_only_staff(tmp
     auth = authenticator(tmp_path, Ticking(), provider)
     assert auth.sign_in("ldap-leader-gao", "from-ldap", "10.0.0.1").staff_id == "leader-gao"
     assert auth.sign_in("ldap-w-stranger", "from-ldap", "10.0.0.1").staff_id is None
-    assert auth.sign_in("w-zhang", PASSWORD, "10.0.0.1").staff_id == "w-zhang"  # then the console's own passwords
+    assert (
+        auth.sign_in("w-zhang", PASSWORD, "10.0.0.1").staff_id == "w-zhang"
+    )  # then the console's own passwords
     with pytest.raises(ProviderError, match="identity_provider"):
         load_provider("no_such_module_here:check")
 
@@ -274,7 +290,9 @@ def csrf_of(page: str) -> str:
 def signed_in(bus: ConsoleBus, staff: str) -> tuple[httpx.Client, str]:
     client = httpx.Client(base_url=bus.url, follow_redirects=True, timeout=30)
     token = csrf_of(client.get("/login").text)
-    page = client.post("/login", data={"csrf": token, "username": staff, "password": PASSWORD, "next": "/queue"})
+    page = client.post(
+        "/login", data={"csrf": token, "username": staff, "password": PASSWORD, "next": "/queue"}
+    )
     assert page.status_code == 200 and f"{staff}（" in page.text, page.text[:500]
     return client, csrf_of(page.text)
 
@@ -311,7 +329,9 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(bus: ConsoleBus) -> N
     assert bus.ask("case.list", {})["result"]["count"] == before
 
 
-def test_unknown_case_ids_oversized_bodies_and_failures_get_chinese_pages_without_a_traceback(bus: ConsoleBus) -> None:
+def test_unknown_case_ids_oversized_bodies_and_failures_get_chinese_pages_without_a_traceback(
+    bus: ConsoleBus,
+) -> None:
     client, token = signed_in(bus, "w-zhang")
     missing = client.get("/cases/DD-20990101-9999")
     assert missing.status_code == 404 and "案件 DD-20990101-9999 不存在" in missing.text
@@ -339,7 +359,9 @@ def test_pages_need_a_signed_in_session_and_say_so_with_security_headers(bus: Co
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert "script-src 'self'" in login.headers["content-security-policy"]
     assert login.headers["x-frame-options"] == "DENY"
-    wrong = anonymous.post("/login", data={"csrf": csrf_of(login.text), "username": "w-zhang", "password": "nope"})
+    wrong = anonymous.post(
+        "/login", data={"csrf": csrf_of(login.text), "username": "w-zhang", "password": "nope"}
+    )
     assert wrong.status_code == 401 and "工号或密码不正确" in wrong.text
     metrics = anonymous.get("/metrics").text
     assert 'unstuck_console_logins_total{outcome="bad_password"}' in metrics
