@@ -365,3 +365,60 @@ def test_pages_need_a_signed_in_session_and_say_so_with_security_headers(bus: Co
     assert wrong.status_code == 401 and "工号或密码不正确" in wrong.text
     metrics = anonymous.get("/metrics").text
     assert 'unstuck_console_logins_total{outcome="bad_password"}' in metrics
+
+
+# --- on a bus with NATS users: the console's own principal ------------------------------------------------
+
+
+async def test_on_a_secure_bus_the_console_acts_on_its_own_nats_user_for_staff_and_the_applicant(
+    tmp_path: Path,
+) -> None:
+    from test_console_helpers import console_config
+
+    from unstuck.broker import Broker
+    from unstuck.clock import SimulatedClock
+    from unstuck.connection import Connection
+    from unstuck.console import serve_in_background
+    from unstuck.embedded import EmbeddedNats
+    from unstuck.natsconfig import CredentialStore, generate
+    from unstuck.testing import DEFAULT_START
+
+    generate(tmp_path, ["chengguan", "renshe", "scjg"], staff=sorted(STAFF))
+    server = EmbeddedNats(tmp_path, config_file=tmp_path / "nats-server.conf").start()
+    conn = Connection(url=server.url)
+    config = console_config()
+    config.broker.require_identity = True
+    for staff_id in STAFF:
+        PasswordStore(tmp_path).set(staff_id, PASSWORD)
+    try:
+        nc = await conn.connect("broker", auth=CredentialStore(tmp_path).get("broker"))
+        broker = Broker(nc, config, SimulatedClock(DEFAULT_START))
+        await broker.start()
+        console = await serve_in_background(config, tmp_path, nats_url=server.url, secure=True)
+        try:
+            async with httpx.AsyncClient(base_url=console.url, follow_redirects=True, timeout=30) as web:
+                token = csrf_of((await web.get("/login")).text)
+                form = {"csrf": token, "username": "w-zhang", "password": PASSWORD, "next": "/queue"}
+                token = csrf_of((await web.post("/login", data=form)).text)
+                page = await web.post("/intake", data={**INTAKE, "csrf": token, "ticket": ""})
+                assert page.status_code == 200 and "已受理 " in page.text, page.text[:800]
+                case_id = str(page.url).rsplit("/", 1)[1]
+                closing = {"csrf": token, "outcome": "withdrawn", "explanation": "申請人撤回"}
+                page = await web.post(f"/cases/{case_id}/act/close", data=closing)
+                assert "销号：已办理" in page.text, page.text[:800]
+                page = await web.post(f"/cases/{case_id}/rate", data={"csrf": token})
+                page = await web.post(str(page.url), data={"rating": "bad", "comment": "等太久"})
+                assert "感谢您的评价" in page.text, page.text[:800]
+            stored = {e.type: e.fields for e in await broker.store.read_case(case_id)}
+            assert (stored["case.opened"]["actor"], stored["case.opened"]["auth"]) == ("w-zhang", "web")
+            assert (stored["case.closed"]["actor"], stored["case.closed"]["auth"]) == ("w-zhang", "web")
+            assert (stored["case.evaluated"]["actor"], stored["case.evaluated"]["auth"]) == (
+                "applicant",
+                "web",
+            )
+        finally:
+            await console.stop()
+            await broker.stop()
+    finally:
+        await conn.close()
+        server.stop()

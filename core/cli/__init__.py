@@ -9,7 +9,20 @@ from collections.abc import Sequence
 
 from unstuck import __version__
 
-from . import adapters, audit, calendar, case, console, ledger, replay, reset, schemas, security, serve, status
+from . import (
+    adapters,
+    audit,
+    calendar,
+    case,
+    console,
+    ledger,
+    replay,
+    reset,
+    schemas,
+    security,
+    serve,
+    status,
+)
 from .common import ApiCallError, CliError
 from .display import add_display_args, language
 

@@ -44,7 +44,9 @@ def run(args: Any) -> int:
     except ProviderError as exc:
         raise CliError(str(exc)) from exc
     except OSError as exc:
-        raise CliError(f"cannot listen on {args.address or config.console.address}: {exc.strerror or exc}") from exc
+        raise CliError(
+            f"cannot listen on {args.address or config.console.address}: {exc.strerror or exc}"
+        ) from exc
 
 
 def passwd(args: Any) -> int:
