@@ -422,3 +422,34 @@ async def test_on_a_secure_bus_the_console_acts_on_its_own_nats_user_for_staff_a
     finally:
         await conn.close()
         server.stop()
+
+
+def test_serve_in_background_as_the_demo_starts_it(bus: ConsoleBus, tmp_path: Path) -> None:
+    """What ``unstuck demo --keep-running`` calls: the configured address taken, a free port instead;
+    a fresh password for each staff id named in ``sign_in`` that has none, to print."""
+    from unstuck.console import serve_in_background
+
+    assert bus.server is not None
+    taken = bus.url.removeprefix("http://")
+    started = bus.run(
+        serve_in_background(
+            bus.config, tmp_path, nats_url=bus.server.url, address=taken, or_free_port=True,
+            sign_in=["w-zhang", "w-nobody"],
+        )
+    )  # fmt: skip
+    try:
+        assert started.url.startswith("http://127.0.0.1:") and started.url.rstrip("/") != bus.url
+        assert list(started.passwords) == ["w-zhang"]  # only staff of [staff]
+        with httpx.Client(base_url=started.url, follow_redirects=True, timeout=30) as web:
+            token = csrf_of(web.get("/login").text)
+            form = {
+                "csrf": token,
+                "username": "w-zhang",
+                "password": started.passwords["w-zhang"],
+                "next": "/cases",
+            }
+            page = web.post("/login", data=form)
+            assert page.status_code == 200 and "台账" in page.text
+    finally:
+        bus.run(started.stop())
+    assert PasswordStore(tmp_path).has("w-zhang")

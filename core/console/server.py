@@ -101,13 +101,15 @@ async def serve_in_background(
     secure: bool = False,
     address: str | None = None,
     sign_in: Iterable[str] = (),
+    or_free_port: bool = False,
 ) -> RunningConsole:
     """Start the console on the running event loop; returns once it listens.
 
     ``nats_url``: the bus; ``credential``: the console's NATS user (``secure``: read from
     ``<data_dir>/credentials/console.env`` when not given); ``address``: host:port, by default
     ``[console] address`` (port 0: a free port); ``sign_in``: staff ids to give a fresh random password
-    when they have none yet (a demo's, returned in ``passwords`` to print)."""
+    when they have none yet (a demo's, returned in ``passwords`` to print); ``or_free_port``: when the
+    address is taken, listen on a free port of the same host instead of failing (OSError)."""
     if credential is None and secure:
         credential = CredentialStore(data_dir).get(CONSOLE)
     console = Console(config, Path(data_dir))
@@ -116,8 +118,19 @@ async def serve_in_background(
         if staff_id in config.staff and not console.passwords.has(staff_id):
             passwords[staff_id] = secrets.token_urlsafe(9)
             console.passwords.set(staff_id, passwords[staff_id])
-    connection, console.bus = await connect(nats_url, credential)
-    sock = bind(address or config.console.address)
+    wanted = address or config.console.address
+    try:
+        sock = bind(wanted)
+    except OSError as exc:
+        if not or_free_port:
+            raise
+        log.warning("console: %s is taken (%s); listening on a free port instead", wanted, exc)
+        sock = bind(f"{wanted.rpartition(':')[0] or '127.0.0.1'}:0")
+    try:
+        connection, console.bus = await connect(nats_url, credential)
+    except BaseException:
+        sock.close()
+        raise
     server = _QuietServer(
         uvicorn.Config(create_app(console), log_level="warning", access_log=False, lifespan="off")
     )
