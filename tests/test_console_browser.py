@@ -311,8 +311,8 @@ def test_a_post_without_the_csrf_token_does_nothing(browser: Browser, bus: Conso
     page.set_content(
         f'<form id="f" method="post" action="{bus.url}/queue/take"><input name="csrf" value="guess"></form>'
     )
-    page.eval_on_selector("#f", "f => f.submit()")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.eval_on_selector("#f", "f => f.submit()")
     assert "/login" in page.url or "防伪令牌" in page.content()
     assert bus.console is not None and len(bus.console.console.tickets.today()) == before
     page.context.close()

@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
 def run(args: Any) -> int:
     from unstuck.console import serve
     from unstuck.console.auth import ProviderError
+    from unstuck.console.server import ConsoleStartError
 
     config = config_from(args)
     if not config.staff:
@@ -43,6 +44,8 @@ def run(args: Any) -> int:
         raise CliError(str(exc), exit_code=3) from exc
     except ProviderError as exc:
         raise CliError(str(exc)) from exc
+    except ConsoleStartError as exc:
+        raise CliError(str(exc), exit_code=3) from exc
     except OSError as exc:
         raise CliError(
             f"cannot listen on {args.address or config.console.address}: {exc.strerror or exc}"

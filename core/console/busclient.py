@@ -14,6 +14,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
+from unstuck.limits import CLIENT_HEADER  # the broker's rate limit per staff member, not per console
 from unstuck.schemas.subjects import VIA_WEB, api_subject
 
 from .text import simplified
@@ -21,7 +22,6 @@ from .text import simplified
 log = logging.getLogger("unstuck.console.bus")
 
 APPLICANT = "applicant"  # the evaluation screen: the applicant's own channel
-CLIENT_HEADER = "Unstuck-Client"  # the broker's rate limit per staff member, not per console
 
 
 class BusError(Exception):

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -146,20 +147,36 @@ async def serve_in_background(
     return running
 
 
+class ConsoleStartError(RuntimeError):
+    """The console cannot start (no bus to connect to, credentials refused); the message says why."""
+
+
 def serve(config: Config, data_dir: Path, address: str | None = None) -> int:
-    """``unstuck console``: serve until Ctrl-C. Raises NoServer when no bus can be found."""
+    """``unstuck console``: serve until Ctrl-C or SIGTERM. Raises NoServer when no bus can be found,
+    ConsoleStartError when it cannot connect, OSError when the address cannot be listened on."""
     url = require_server(data_dir)
-    credential = console_credential(data_dir)
+    try:
+        credential = console_credential(data_dir)
+    except SecurityConfigError as exc:
+        raise ConsoleStartError(str(exc)) from exc
 
     async def run() -> None:
-        running = await serve_in_background(
-            config, data_dir, nats_url=url, credential=credential, address=address
-        )
+        try:
+            running = await serve_in_background(
+                config, data_dir, nats_url=url, credential=credential, address=address
+            )
+        except OSError:
+            raise
+        except Exception as exc:
+            hint = (
+                " (set UNSTUCK_NATS_AUTH_FILE to the console's credentials file)"
+                if "uthoriz" in str(exc)
+                else ""
+            )
+            raise ConsoleStartError(f"cannot connect to NATS at {url}: {exc}{hint}") from exc
         print(f"unstuck console: {running.url}  (NATS {url}; Ctrl-C stops)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        import signal
-
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
@@ -167,8 +184,5 @@ def serve(config: Config, data_dir: Path, address: str | None = None) -> int:
         finally:
             await running.stop()
 
-    try:
-        asyncio.run(run())
-    except SecurityConfigError:
-        raise
+    asyncio.run(run())
     return 0
