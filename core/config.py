@@ -194,6 +194,31 @@ class DisplayConfig(Section):
         return value
 
 
+class ConsoleConfig(Section):
+    """The window console (``unstuck console``, docs/console.md)."""
+
+    address: str = Field(
+        default="127.0.0.1:8480", pattern=r"^[^\s:]*:[0-9]{1,5}$", description="host:port it listens on"
+    )
+    identity_provider: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$",
+        description="module:callable taking (username, password) and returning a staff id or None, "
+        "asked before the console's own passwords",
+    )
+    session_minutes: int = Field(default=480, ge=5, le=7 * 24 * 60, description="a sign-in lasts this long")
+    secure_cookies: bool = Field(
+        default=False, description="send the session cookie over HTTPS only (set it behind a TLS proxy)"
+    )
+    login_attempts_per_account: int = Field(
+        default=5, ge=1, le=1000, description="failed sign-ins per account within login_window_minutes"
+    )
+    login_attempts_per_address: int = Field(
+        default=20, ge=1, le=10000, description="failed sign-ins per client address within the window"
+    )
+    login_window_minutes: int = Field(default=15, ge=1, le=1440)
+
+
 def display_zone(name: str) -> tzinfo:
     """The zone ``name`` (IANA, e.g. Asia/Shanghai); ValueError naming it when there is no such zone.
     Asia/Shanghai is known even without the time zone database (China keeps UTC+8 all year)."""
@@ -220,6 +245,7 @@ class Config(Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     departments: dict[str, DepartmentConfig] = Field(default_factory=dict)
     staff: dict[str, str] = Field(
         default_factory=dict, description="staff id → clerk | section_head | leader_in_charge | director"

@@ -9,11 +9,24 @@ from collections.abc import Sequence
 
 from unstuck import __version__
 
-from . import adapters, audit, calendar, case, ledger, replay, reset, schemas, security, serve, status
+from . import (
+    adapters,
+    audit,
+    calendar,
+    case,
+    console,
+    ledger,
+    replay,
+    reset,
+    schemas,
+    security,
+    serve,
+    status,
+)
 from .common import ApiCallError, CliError
 from .display import add_display_args, language
 
-MODULES = [serve, replay, audit, case, adapters, status, ledger, calendar, schemas, security, reset]
+MODULES = [serve, replay, audit, case, adapters, status, ledger, calendar, schemas, security, reset, console]
 
 
 def build_parser() -> argparse.ArgumentParser:

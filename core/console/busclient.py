@@ -1,0 +1,71 @@
+"""The console's only way to the broker: API requests on ``unstuck.api.web.<staff>.<verb>``.
+
+The console connects as the NATS principal ``console``, which may publish only on the subjects of the
+staff in ``[staff]`` and the applicant's evaluation screen; the broker takes the actor from the
+subject. So a request body never names who acts: the signed-in staff member is the subject.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+
+from unstuck.limits import CLIENT_HEADER  # the broker's rate limit per staff member, not per console
+from unstuck.schemas.subjects import VIA_WEB, api_subject
+
+from .text import simplified
+
+log = logging.getLogger("unstuck.console.bus")
+
+APPLICANT = "applicant"  # the evaluation screen: the applicant's own channel
+
+
+class BusError(Exception):
+    """A request the broker refused or did not answer: ``message`` in Chinese for staff, ``field`` it names."""
+
+    def __init__(self, message: str, code: str = "error", field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+
+
+class BusClient:
+    def __init__(self, nc: Client, timeout: float = 10.0) -> None:
+        self.nc = nc
+        self.timeout = timeout
+
+    async def call(self, verb: str, principal: str, body: dict[str, Any] | None = None) -> Any:
+        """``verb`` as ``principal`` (a staff id from ``[staff]``, or ``applicant``); the broker's result."""
+        body = {k: v for k, v in (body or {}).items() if k not in ("actor", "owner")}
+        subject = api_subject(verb, principal, VIA_WEB)
+        data = json.dumps(body, ensure_ascii=False).encode()
+        try:
+            msg = await self.nc.request(
+                subject, data, timeout=self.timeout, headers={CLIENT_HEADER: f"console-{principal}"}
+            )
+        except nats.errors.NoRespondersError as exc:
+            raise BusError(
+                "总线上没有代理（broker）应答：请联系运维人员启动 unstuck serve", "unavailable"
+            ) from exc
+        except nats.errors.TimeoutError as exc:
+            raise BusError(
+                f"代理（broker）在 {self.timeout:g} 秒内未应答：操作可能仍会完成，请刷新案件页面查看后再重试",
+                "timeout",
+            ) from exc
+        except Exception as exc:  # a closed or reconnecting connection
+            log.warning("console: %s as %s failed: %s", verb, principal, exc)
+            raise BusError("与总线的连接中断：请稍后重试", "unavailable") from exc
+        reply = json.loads(msg.data)
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            field = error.get("field")
+            text = error.get("message_zh") or "请求被拒绝{}：{}".format(
+                f"（字段 {field}）" if field else "", error.get("message") or error.get("code") or ""
+            )
+            raise BusError(simplified(str(text)), str(error.get("code") or "error"), field)
+        return reply.get("result")

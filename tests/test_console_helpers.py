@@ -1,0 +1,124 @@
+"""What the console's tests share: a bus (nats-server, broker, the built-in adapters) and the console,
+running on an event loop of their own in a background thread, so that a test can drive a real browser
+(Playwright's synchronous API) or an HTTP client while the bus answers. No test lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+
+from unstuck.adapters.host import AdapterHost
+from unstuck.adapters.registry import discover
+from unstuck.broker import Broker
+from unstuck.clock import SimulatedClock
+from unstuck.config import Config
+from unstuck.connection import close_client
+from unstuck.console import PasswordStore, RunningConsole, serve_in_background
+from unstuck.embedded import EmbeddedNats
+from unstuck.testing import DEFAULT_START, fast_config
+
+T = TypeVar("T")
+
+STAFF = {
+    "w-zhang": "clerk",
+    "w-li": "clerk",
+    "leader-gao": "leader_in_charge",  # the duty leader
+    "director-ma": "director",
+}
+PASSWORD = "correct horse battery"  # every test account's console password
+
+
+def console_config() -> Config:
+    config = fast_config()
+    config.staff.clear()
+    config.staff.update(STAFF)
+    config.window.duty_leader = "leader-gao"
+    config.console.address = "127.0.0.1:0"
+    return config
+
+
+class ConsoleBus:
+    """nats-server, a broker on a simulated clock, the built-in adapters and the console, in a thread."""
+
+    def __init__(self, directory: Path, config: Config | None = None) -> None:
+        self.directory = directory
+        self.config = config or console_config()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="console-bus", daemon=True)
+        self.server: EmbeddedNats | None = None
+        self.clock = SimulatedClock(DEFAULT_START)
+        self.console: RunningConsole | None = None
+        self.data_dir = directory / "data"
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    @property
+    def url(self) -> str:
+        assert self.console is not None
+        return self.console.url.rstrip("/")
+
+    def start(self) -> ConsoleBus:
+        self.server = EmbeddedNats(self.directory / "nats").start()
+        self.thread.start()
+        passwords = PasswordStore(self.data_dir)
+        for staff_id in STAFF:
+            passwords.set(staff_id, PASSWORD)
+        self.run(self._start())
+        return self
+
+    async def _start(self) -> None:
+        assert self.server is not None
+        self.nc = await nats.connect(self.server.url)
+        self.broker = Broker(self.nc, self.config, self.clock)
+        await self.broker.start()
+        found = discover()
+        self.adapter_nc = await nats.connect(self.server.url)
+        self.host = AdapterHost(self.adapter_nc, [found[c] for c in ("renshe", "scjg", "chengguan")])
+        await self.host.start()
+        self.console = await serve_in_background(self.config, self.data_dir, nats_url=self.server.url)
+
+    def stop(self) -> None:
+        try:
+            self.run(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            if self.server is not None:
+                self.server.stop()
+
+    async def _stop(self) -> None:
+        if self.console is not None:
+            await self.console.stop()
+        await self.host.stop()
+        await self.broker.stop()
+        await close_client(self.adapter_nc)
+        await close_client(self.nc)
+
+    def events(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's stored events (envelopes), read from the broker's store."""
+
+        async def read() -> list[dict[str, Any]]:
+            return [e.fields for e in await self.broker.store.read_case(case_id)]
+
+        return self.run(read())
+
+    def state(self, case_id: str) -> Any:
+        return self.broker.state_of(case_id)
+
+    def ask(self, verb: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An anonymous API request (a read), answered by the broker: its whole reply."""
+
+        async def ask() -> dict[str, Any]:
+            from unstuck.schemas.subjects import api_subject
+
+            msg = await self.nc.request(api_subject(verb), json.dumps(body).encode(), timeout=10)
+            return dict(json.loads(msg.data))
+
+        return self.run(ask())
