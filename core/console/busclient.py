@@ -14,7 +14,6 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 
-from unstuck.limits import CLIENT_HEADER  # the broker's rate limit per staff member, not per console
 from unstuck.schemas.subjects import VIA_WEB, api_subject
 
 from .text import simplified
@@ -45,9 +44,8 @@ class BusClient:
         subject = api_subject(verb, principal, VIA_WEB)
         data = json.dumps(body, ensure_ascii=False).encode()
         try:
-            msg = await self.nc.request(
-                subject, data, timeout=self.timeout, headers={CLIENT_HEADER: f"console-{principal}"}
-            )
+            # the subject names the staff member: the broker's rate limit is theirs, not the console's
+            msg = await self.nc.request(subject, data, timeout=self.timeout)
         except nats.errors.NoRespondersError as exc:
             raise BusError(
                 "总线上没有代理（broker）应答：请联系运维人员启动 unstuck serve", "unavailable"
