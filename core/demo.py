@@ -438,8 +438,23 @@ async def run_demo(
             f"http://{bus.metrics_server.address}/healthz   ({time.monotonic() - started:.1f}s)"
         )
         if keep_running:
+            from .console import serve_in_background  # the window console, acting on this bus
+
+            console = await serve_in_background(
+                config,
+                directory,
+                nats_url=bus.url,
+                secure=secure,
+                or_free_port=True,
+                sign_in=["w-zhang", LEADER],
+            )
+            signed = ", ".join(f"{staff} / {password}" for staff, password in console.passwords.items())
+            print(f"window console: {console.url}" + (f"  (sign in: {signed})" if signed else ""), flush=True)
             print(keep_running_hint(directory, next(iter(demo.ids.values())), secure), flush=True)
-            await _until_stopped()
+            try:
+                await _until_stopped()
+            finally:
+                await console.stop()
     finally:
         await bus.stop()
     return 0
