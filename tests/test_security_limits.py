@@ -154,3 +154,23 @@ async def test_a_deeply_nested_or_very_wide_body_is_refused_in_one_line_before_i
     )
     assert not [r for r in caplog.records if r.exc_info]  # no traceback in the log
     assert 'unstuck_api_errors_total{reason="invalid_request"} 2.0' in scraped(broker)
+
+
+async def test_the_daily_quota_is_not_dodged_by_full_width_digits_spaces_or_zero_width_characters(
+    broker: Broker, nats_client: Client
+) -> None:
+    base = sample("03")
+    plain = base["applicant"]["id_number"]  # 18 characters, digits (and perhaps X)
+    full_width = "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in plain)
+    disguised = [plain, f" {plain} ", full_width, plain[:6] + "\u200b" + plain[6:]]
+    limit = broker.config.limits.cases_per_applicant_per_day
+    accepted = refused = 0
+    for n in range(limit + 1):
+        body = {**base, "applicant": {**base["applicant"], "id_number": disguised[n % len(disguised)]}}
+        try:
+            await api_call(nats_client, "case.open", body)
+            accepted += 1
+        except ApiError as exc:
+            assert exc.error["field"] == "applicant.id_number"
+            refused += 1
+    assert (accepted, refused) == (limit, 1)  # every spelling counted as the one applicant
