@@ -58,7 +58,10 @@ def serving(tmp_path):
     )
     line = proc.stdout.readline()
     match = re.search(r"metrics http://([\d.:]+)/metrics", line)
-    assert match, f"serve did not start: {line} {proc.stderr.read() if proc.poll() is not None else ''}"
+    if not match:  # never leave it running behind a failed start
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"serve did not start: {line} {proc.stderr.read()}")
     yield tmp_path, match.group(1)
     proc.send_signal(signal.SIGINT)
     try:

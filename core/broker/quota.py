@@ -15,7 +15,6 @@ from unstuck.schemas import api
 
 from .errors import ApiFailure
 
-
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 
 
