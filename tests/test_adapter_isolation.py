@@ -22,7 +22,7 @@ from pathlib import Path
 from nats.aio.client import Client
 
 from unstuck.adapters import hookimpl
-from unstuck.conformance import ask, check_adapter
+from unstuck.conformance import ask, check_adapter, service_info
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department, Outcome
 from unstuck.schemas.subjects import coordinate_subject
 
@@ -192,11 +192,21 @@ class Broken:
         }
 
 
+async def answering(nc: Client, code: str) -> None:
+    """Wait until ``code``'s service answers $SRV.INFO: its endpoint is subscribed as the server sees it."""
+    for _ in range(50):
+        if await service_info(nc, code, timeout=0.2):
+            return
+    raise AssertionError(f"{code} never answered $SRV.INFO")
+
+
 async def test_a_blocking_plain_hook_delays_no_other_adapter_and_is_answered_for_as_blocked(
     nats_client, serve_adapter
 ):
     quick = Quick()
     await serve_adapter(Gaslow(), Gasloop(), quick)
+    for code in ("gaslow", "gasloop", "quick"):
+        await answering(nats_client, code)
     # four requests in the blocking hooks' hands, each meant to wait up to 3 s
     stuck = [
         asyncio.create_task(ask(nats_client, coordinate_subject(code), request(code, n, 3.0), 10.0))
@@ -224,6 +234,7 @@ async def test_adapter_failures_are_logged_whole_once_and_answered_in_full(
     nats_client, serve_adapter, caplog
 ):
     await serve_adapter(Broken())
+    await answering(nats_client, "broken")
     caplog.set_level(logging.ERROR, logger="unstuck.adapters.host")
     subject = coordinate_subject("broken")
     first = await ask(nats_client, subject, request("broken", 1, 3.0), 5.0)
@@ -252,6 +263,7 @@ async def test_adapter_failures_are_logged_whole_once_and_answered_in_full(
 
 async def test_the_conformance_check_names_a_blocked_adapter_as_blocked(nats_client, serve_adapter):
     await serve_adapter(Gasloop())
+    await answering(nats_client, "gasloop")
     report = await check_adapter(nats_client, "gasloop", timeout_seconds=0.5)
     details = {c.name: c.detail for c in report.checks}
     hard = details["category hard (gas_account)"]
