@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from unstuck.schemas import AdapterError, CoordinationReply, CoordinationRequest
 from unstuck.schemas.coordination import OVERRAN_CODE
-from unstuck.schemas.subjects import coordinate_subject, department_queue
+from unstuck.schemas.subjects import SERVICE_PREFIX, coordinate_subject, department_queue
 from unstuck.tasks import cancel_and_wait
 
 from .isolation import AdapterLoop
@@ -313,7 +313,7 @@ class AdapterHost:
             service = await add_service(
                 self.nc,
                 ServiceConfig(
-                    name=f"unstuck-{code}",
+                    name=f"{SERVICE_PREFIX}{code}",
                     version=endpoint.adapter.version,
                     description=f"{dept.name} ({code}) coordination adapter",
                     metadata=service_metadata(endpoint.adapter),

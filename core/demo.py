@@ -450,7 +450,7 @@ async def run_demo(
             )
             signed = ", ".join(f"{staff} / {password}" for staff, password in console.passwords.items())
             print(f"window console: {console.url}" + (f"  (sign in: {signed})" if signed else ""), flush=True)
-            print(keep_running_hint(directory, next(iter(demo.ids.values())), secure), flush=True)
+            print(keep_running_hint(directory, next(iter(demo.ids.values()))), flush=True)
             try:
                 await _until_stopped()
             finally:
@@ -460,11 +460,11 @@ async def run_demo(
     return 0
 
 
-def keep_running_hint(directory: Path, case_id: str, secure: bool) -> str:
-    """The commands to try from another shell in the same directory, as they are to be typed."""
+def keep_running_hint(directory: Path, case_id: str) -> str:
+    """The commands to try from another shell in the same directory, as they are to be typed (they find
+    their credentials in the data directory)."""
     where = f"--data-dir {shlex.quote(str(directory))}"
-    prefix = ""  # the commands find the credentials in the data directory (secure or not)
     return (
-        f"keeping everything up; in another shell: {prefix}unstuck case show {case_id} {where}"
-        f"  |  {prefix}unstuck status {where}   (Ctrl-C stops)"
+        f"keeping everything up; in another shell: unstuck case show {case_id} {where}"
+        f"  |  unstuck status {where}   (Ctrl-C stops)"
     )

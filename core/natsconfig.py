@@ -43,12 +43,16 @@ from typing import Any
 from unstuck.schemas.subjects import (
     ACTING_VIAS,
     API_PREFIX,
+    APPLICANT,
     CASE_PREFIX,
+    DEPARTMENT_PREFIX,
     HEADS_BUCKET,
     IDS_BUCKET,
     LEDGER_CONSUMER,
     NOTIFY_PREFIX,
+    SERVICE_PREFIX,
     SNAPSHOTS_BUCKET,
+    STAFF_PREFIX,
     VIA_NATS,
     VIA_WEB,
 )
@@ -69,10 +73,6 @@ CLI = "cli"
 AUDITOR = "auditor"
 NOTIFIER = "notifier"  # delivers the notifications: reads unstuck.notify.>, nothing else
 CONSOLE = "console"  # the window console: acts for the staff member signed in, on unstuck.api.web.<staff>.>
-DEPARTMENT_PREFIX = "dept-"
-STAFF_PREFIX = "staff-"
-APPLICANT_CHANNEL = "applicant"  # the console's evaluation screen acts as the applicant (好差評)
-SERVICE_PREFIX = "unstuck-"  # the adapter host registers department <code> as micro service unstuck-<code>
 JS_API_PREFIX_ENV = "UNSTUCK_NATS_JS_API_PREFIX"
 BUS_ACCOUNT = "UNSTUCK"
 AUDIT_ACCOUNT = "AUDIT"
@@ -129,10 +129,10 @@ def principals(departments: Iterable[str], staff: Iterable[str] = ()) -> list[Pr
         out.append(Principal(name, "department", code))
     for staff_id in staff:
         name = staff_principal(staff_id)
-        if not _PRINCIPAL.match(name) or staff_id == APPLICANT_CHANNEL:
+        if not _PRINCIPAL.match(name) or staff_id == APPLICANT:
             raise SecurityConfigError(
                 f"[staff] {staff_id!r} cannot be a NATS user: use letters, digits, '-' and '_' (e.g. w-zhang), "
-                f"and not {APPLICANT_CHANNEL!r}"
+                f"and not {APPLICANT!r}"
             )
         out.append(Principal(name, "staff", staff=(staff_id,)))
     return out
@@ -196,7 +196,7 @@ def _api_client_permissions(principal: Principal, inbox: str) -> dict[str, Any]:
         # the console: for each staff member it signs in, and the applicant's evaluation screen
         allowed = [
             *[f"{API_PREFIX}.{VIA_WEB}.{staff_id}.>" for staff_id in principal.staff],
-            f"{API_PREFIX}.{VIA_WEB}.{APPLICANT_CHANNEL}.case.evaluate",
+            f"{API_PREFIX}.{VIA_WEB}.{APPLICANT}.case.evaluate",
         ]
     return {"publish": {"allow": allowed}, "subscribe": {"allow": [inbox]}}
 

@@ -30,6 +30,11 @@ def department_queue(department: str) -> str:
     return f"unstuck.dept.{check_subject_token(department, 'department')}"
 
 
+DEPARTMENT_PREFIX = "dept-"  # the NATS user of department <code>: dept-<code>, acting as <code>
+STAFF_PREFIX = "staff-"  # the NATS user of staff member <id>: staff-<id>, acting as <id>
+APPLICANT = "applicant"  # the applicant's own channel (the evaluation screen, the online channel)
+SERVICE_PREFIX = "unstuck-"  # department <code>'s adapter is the NATS micro service unstuck-<code>
+
 VIA_NATS = "as"  # unstuck.api.as.<principal>.<verb>: the principal's own NATS credentials
 VIA_WEB = "web"  # unstuck.api.web.<principal>.<verb>: the console, for the staff member signed in
 ACTING_VIAS = (VIA_NATS, VIA_WEB)

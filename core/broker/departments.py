@@ -23,9 +23,9 @@ from nats.aio.client import Client
 
 from unstuck.schemas.common import DEPARTMENT_CODE_PATTERN
 from unstuck.schemas.department import LEVEL_NAMES
+from unstuck.schemas.subjects import SERVICE_PREFIX
 
 log = logging.getLogger(__name__)
-SERVICE_PREFIX = "unstuck-"
 ALL_SERVICES = "$SRV.INFO"
 
 

@@ -15,13 +15,10 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any
 
-from unstuck.schemas.subjects import VIA_NATS, VIA_WEB
+from unstuck.schemas.subjects import APPLICANT, DEPARTMENT_PREFIX, STAFF_PREFIX, VIA_NATS, VIA_WEB
 
 from .errors import ApiFailure
 
-DEPARTMENT_PREFIX = "dept-"
-STAFF_PREFIX = "staff-"
-APPLICANT = "applicant"  # the applicant's own channel: the window's evaluation screen, the online channel
 SYSTEM = "system"  # the broker itself: no request may act under this name
 CLAIMED = "claimed"
 AUTH_OF_VIA = {VIA_NATS: "nats", VIA_WEB: "web"}
