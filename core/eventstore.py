@@ -39,6 +39,7 @@ from unstuck.schemas.subjects import (
 )
 
 from .canonical import check_body, seal
+from .directget import DirectGetError, direct_batches
 from .envelope import envelope_problem
 from .heads import HeadBook
 from .lifecycle import NewEvent
@@ -46,6 +47,7 @@ from .lifecycle import NewEvent
 log = logging.getLogger(__name__)
 
 WRONG_LAST_SEQUENCE = 10071
+HISTORY_BATCH = 256  # messages read per direct get while following stored history (each up to 64 KiB)
 
 
 class AppendConflict(Exception):
@@ -350,20 +352,24 @@ class EventStore:
     async def follow(self, on_message: OnMessage, start_seq: int = 1) -> Any:
         """Deliver every message from ``start_seq`` on, in order, then new ones as they arrive.
 
-        An ordered consumer: it survives reconnects and restarts itself on a gap. Returns the
+        The messages already stored are read first by batched direct gets, one batch in memory at a
+        time (``unstuck.directget``): a broker starting without a snapshot folds years of history
+        without the server pushing it all into the client's buffers. The new ones then come through
+        an ordered consumer, which survives reconnects and restarts itself on a gap. Returns its
         subscription; ``on_message(stream_seq, subject, body, own)`` is awaited for each message in
         turn, ``own`` being the sealed events of a decision this store is appending right now (the
         follower can see it before the append's acknowledgement), else None.
         """
         in_flight = self.in_flight
 
-        async def deliver(msg: Any) -> None:
-            own = in_flight.get(msg.headers.get("Nats-Msg-Id", "")) if msg.headers and in_flight else None
-            await on_message(msg.metadata.sequence.stream, msg.subject, msg.data, own)
+        def own_of(headers: dict[str, str] | None) -> OwnDecision | None:
+            return in_flight.get(headers.get("Nats-Msg-Id", "")) if headers and in_flight else None
 
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(start_seq, 1)
-        )
+        async def deliver(msg: Any) -> None:
+            await on_message(msg.metadata.sequence.stream, msg.subject, msg.data, own_of(msg.headers))
+
+        next_seq = await self._read_stored(on_message, own_of, max(start_seq, 1))
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=next_seq)
         return await self.js.subscribe(
             f"{CASE_PREFIX}.>",
             cb=deliver,
@@ -373,3 +379,23 @@ class EventStore:
             pending_msgs_limit=-1,
             pending_bytes_limit=-1,
         )
+
+    async def _read_stored(
+        self,
+        on_message: OnMessage,
+        own_of: Callable[[dict[str, str] | None], OwnDecision | None],
+        seq: int,
+    ) -> int:
+        """Hand over the messages stored now from ``seq`` on, a batch at a time; the sequence to
+        follow from next. A stream that does not answer direct gets is left to the consumer."""
+        end = await self.last_seq()
+        try:
+            async for got in direct_batches(
+                self.js, self.stream, f"{CASE_PREFIX}.>", start_seq=seq, end_seq=end, batch=HISTORY_BATCH
+            ):
+                for msg in got:
+                    await on_message(msg.seq, msg.subject, msg.data, own_of(msg.headers))
+                seq = got[-1].seq + 1
+        except DirectGetError as exc:
+            log.warning("stream %s read through a consumer from message %d: %s", self.stream, seq, exc)
+        return seq

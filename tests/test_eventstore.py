@@ -273,3 +273,36 @@ async def test_a_head_written_during_the_audit_is_judged_as_the_broker_holds_it(
     await store.heads.flush()
     report = await auditing
     assert [(f.code, f.case_id, f.seq) for f in report.findings] == [("head_mismatch", "DD-20260928-0053", 2)]
+
+
+async def test_following_reads_stored_history_without_a_consumer_then_follows_the_tail_through_one(
+    store, nats_client
+):
+    """A broker starting without a snapshot folds the whole history: it is read a batch of direct
+    gets at a time (no consumer, so the server never pushes the history into the client's
+    buffers); the ordered consumer starts after it, at the tail."""
+    js = nats_client.jetstream()
+    heads: dict[str, ExpectedHead] = {}
+    for n in range(600):  # more than two batches of HISTORY_BATCH (256)
+        case_id = f"DD-20260928-{n % 7:04d}"
+        stored = await store.append(case_id, heads.get(case_id, ExpectedHead()), [owner_event(n)], AT)
+        heads[case_id] = ExpectedHead(stored[-1].fields["seq"], stored[-1].hash, stored[-1].stream_seq)
+    seen: list[int] = []
+    consumers_while_reading_history: set[int] = set()
+    tail = asyncio.Event()
+
+    async def on_message(stream_seq, subject, body, own):
+        seen.append(stream_seq)
+        if stream_seq <= 600 and stream_seq % 100 == 0:
+            consumers_while_reading_history.add((await js.stream_info("UNSTUCK_CASES")).state.consumer_count)
+        if stream_seq == 601:
+            tail.set()
+
+    sub = await store.follow(on_message, start_seq=5)
+    assert seen == list(range(5, 601))
+    assert consumers_while_reading_history == {0}
+    assert (await js.stream_info("UNSTUCK_CASES")).state.consumer_count == 1
+    await store.append("DD-20260928-0100", ExpectedHead(), [owner_event(1)], AT)
+    await asyncio.wait_for(tail.wait(), 10)
+    assert seen[-1] == 601 and len(seen) == len(set(seen))
+    await sub.unsubscribe()

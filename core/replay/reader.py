@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -12,7 +11,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from unstuck.natsprivate import api_prefix_of, connection_of
+from unstuck.directget import DirectGetError, direct_batches
 from unstuck.schemas.subjects import HEADS_BUCKET
 
 from .findings import ReplayError
@@ -21,15 +20,6 @@ from .headbook import HeadBook
 
 def jetstream_of(target: Client | JetStreamContext) -> JetStreamContext:
     return target if isinstance(target, JetStreamContext) else target.jetstream()
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """One message as a direct get returns it: its own subject, body and headers."""
-
-    subject: str
-    data: bytes
-    headers: dict[str, str]
 
 
 async def read_ordered(
@@ -43,69 +33,22 @@ async def read_ordered(
 ) -> int:
     """Deliver every message of ``subject`` in ``stream`` once, in order, to ``on_message(msg, stream_seq)``.
 
-    Batched direct gets (``$JS.API.DIRECT.GET.<stream>`` with ``batch`` and ``next_by_subj``): each answer comes back to this client's own inbox and nowhere else, so reading
-    needs no consumer, and an auditor needs no right to create one (a push consumer delivers to any
-    subject its creator names: docs/security.md). Stops at ``end_seq`` or at the end of the stream;
-    returns the number of messages delivered.
+    Batched direct gets (``unstuck.directget``): each answer comes back to this client's own inbox
+    and nowhere else, so reading needs no consumer, and an auditor needs no right to create one (a
+    push consumer delivers to any subject its creator names: docs/security.md). Stops at ``end_seq``
+    or at the end of the stream; returns the number of messages delivered.
     """
-    nc: Client = connection_of(js)
-    api = f"{api_prefix_of(js)}.DIRECT.GET.{stream}"
-    delivered, seq = 0, 1
-    while True:
-        request: dict[str, Any] = {"seq": seq, "batch": batch}
-        if subject != ">":
-            request["next_by_subj"] = subject
-        got, last, more = await _direct_batch(nc, api, request, on_message, end_seq, wait_seconds)
-        delivered += got
-        if not more or (end_seq is not None and last >= end_seq):
-            return delivered
-        seq = last + 1
-
-
-async def _direct_batch(
-    nc: Client,
-    api: str,
-    request: dict[str, Any],
-    on_message: Callable[[Any, int], None],
-    end_seq: int | None,
-    wait_seconds: float,
-) -> tuple[int, int, bool]:
-    """One batch: (messages handed over, the last stream sequence, whether more may follow)."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
-    count, last, pending = 0, 0, 0
+    delivered = 0
     try:
-        await nc.publish(api, json.dumps(request).encode(), reply=inbox)
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=wait_seconds)
-            except nats.errors.TimeoutError:
-                raise ReplayError(f"{api}: no answer within {wait_seconds:.0f}s; try again") from None
-            headers = dict(msg.headers or {})
-            status = headers.get("Status")
-            if status == "404":  # nothing at or after seq
-                return count, last, False
-            if status == "204":  # end of this batch
-                return count, last, pending > 0
-            if status == "503":  # nobody answers direct gets: the stream does not allow them
-                stream = api.rpartition(".")[2]
-                raise ReplayError(
-                    f"stream {stream} does not answer direct gets: allow them (allow_direct, e.g. "
-                    f"`nats stream edit {stream} --allow-direct`); the broker does so for its own streams"
-                )
-            if status:
-                raise ReplayError(f"{api}: {status} {headers.get('Description', '')}".strip())
-            sseq = int(headers["Nats-Sequence"])
-            pending = int(headers.get("Nats-Num-Pending", "0"))
-            if end_seq is not None and sseq > end_seq:
-                return count, last, False
-            on_message(Stored(headers.get("Nats-Subject", ""), bytes(msg.data or b""), headers), sseq)
-            count, last = count + 1, sseq
-    finally:
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
+        async for got in direct_batches(
+            js, stream, subject, end_seq=end_seq, batch=batch, wait_seconds=wait_seconds
+        ):
+            for msg in got:
+                on_message(msg, msg.seq)
+            delivered += len(got)
+    except DirectGetError as exc:
+        raise ReplayError(str(exc)) from None
+    return delivered
 
 
 async def read_heads(js: JetStreamContext, bucket: str = HEADS_BUCKET) -> HeadBook:
