@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import nats.js.errors
 import pytest
 
+from unstuck import eventstore
 from unstuck import lifecycle as lc
 from unstuck.canonical import canonical_json, check_body, event_hash
 from unstuck.eventstore import (
@@ -276,14 +277,15 @@ async def test_a_head_written_during_the_audit_is_judged_as_the_broker_holds_it(
 
 
 async def test_following_reads_stored_history_without_a_consumer_then_follows_the_tail_through_one(
-    store, nats_client
+    store, nats_client, monkeypatch
 ):
     """A broker starting without a snapshot folds the whole history: it is read a batch of direct
     gets at a time (no consumer, so the server never pushes the history into the client's
     buffers); the ordered consumer starts after it, at the tail."""
+    monkeypatch.setattr(eventstore, "HISTORY_BATCH", 256)
     js = nats_client.jetstream()
     heads: dict[str, ExpectedHead] = {}
-    for n in range(600):  # more than two batches of HISTORY_BATCH (256)
+    for n in range(600):  # more than two batches
         case_id = f"DD-20260928-{n % 7:04d}"
         stored = await store.append(case_id, heads.get(case_id, ExpectedHead()), [owner_event(n)], AT)
         heads[case_id] = ExpectedHead(stored[-1].fields["seq"], stored[-1].hash, stored[-1].stream_seq)
