@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from unstuck.embedded import EmbeddedNats
+from unstuck.testing import resident_id
 
 from .streamgen import HISTORY_VERSION, HistorySpec, generate_history
 
@@ -443,7 +444,7 @@ def soak_case(i: int) -> dict[str, Any]:
     """A case the scjg adapter answers ``resolved`` at once (a new business form it has wording for)."""
     return {
         "channel": "window",
-        "applicant": {"kind": "citizen", "name": "張三", "id_number": f"2106031990{i % 100_000_000:08d}"},
+        "applicant": {"kind": "citizen", "name": "張三", "id_number": resident_id(i)},
         "matter": "name_registration",
         "matter_title": "企業名稱登記",
         "facts": {"business_form": SOAK_FORMS[i % len(SOAK_FORMS)]},
@@ -619,7 +620,8 @@ async def scale_bench(
     needs_fixture = any(s in sections for s in ("fixture", "startup", "ledger"))
     fx = None
     if needs_fixture:
-        fx = fixture(HistorySpec(plan.closed, plan.open), jobs)
+        # the generator runs event loops of its own (one per process): not on this one
+        fx = await asyncio.to_thread(fixture, HistorySpec(plan.closed, plan.open), jobs)
         out["fixture"] = {k: v for k, v in fx.meta.items() if k != "spec"} | {"spec": fx.meta["spec"]}
     ledger_url = None
     if "ledger" in sections:

@@ -14,6 +14,7 @@ from unstuck.adapters.hookspecs import adapter_hookimpl
 from unstuck.adapters.registry import LoadedAdapter, wrap_adapter
 from unstuck.config import Config, DepartmentConfig, RetryPolicy
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Department, Outcome
+from unstuck.testing import resident_id
 
 BENCH_DEPARTMENTS = ("renshe", "scjg", "chengguan")
 
@@ -29,7 +30,7 @@ def case_body(n: int, department: str) -> dict[str, Any]:
     """An ``unstuck.api.case.open`` body with a category, so the broker classifies and coordinates at once."""
     return {
         "channel": "window",
-        "applicant": {"kind": "citizen", "name": "張三", "id_number": f"2106031990{n % 100_000_000:08d}"},
+        "applicant": {"kind": "citizen", "name": "張三", "id_number": resident_id(n)},
         "matter": "bench_matter",
         "matter_title": "基準測試事項",
         "facts": {"n": n},

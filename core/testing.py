@@ -41,6 +41,7 @@ from unstuck.conformance import ConformanceReport, check_adapter, render
 from unstuck.connection import close_client
 from unstuck.embedded import EmbeddedNats
 from unstuck.schemas import AdapterError, CoordinationReply, CoordinationRequest
+from unstuck.schemas.identifiers import with_check_character
 from unstuck.schemas.subjects import api_subject, coordinate_subject
 
 __all__ = [
@@ -64,6 +65,18 @@ class ApiError(AssertionError):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(error.get("message"))
         self.error = error
+
+
+def resident_id(n: int) -> str:
+    """The ``n``-th made-up resident id number for tests and workloads (valid by its check digit): born in Dandong
+    on 1 January 1950 plus ``n // 1000`` days, sequence ``n % 1000``."""
+    born = date(1950, 1, 1) + timedelta(days=n // 1000)
+    return with_check_character(f"210602{born:%Y%m%d}{n % 1000:03d}")
+
+
+def credit_code(n: int) -> str:
+    """The ``n``-th made-up unified social credit code for tests and workloads (valid by its check character)."""
+    return with_check_character(f"91210600MA{n:07d}", "enterprise")
 
 
 def fast_config(**retry: Any) -> Config:

@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from .case import CaseIntake, MaskedStr
+from .case import CaseIntake, CheckedApplicant, MaskedStr
 from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
 from .coordination import Outcome
 
@@ -41,7 +41,12 @@ class ApiReply(WireModel):
 
 
 class OpenCase(CaseIntake):
-    """``case.open``: the intake record."""
+    """``case.open``: the intake record; the applicant's identifiers are normalised and checked."""
+
+    applicant: CheckedApplicant = Field(
+        description="the applicant (申請人): the citizen or enterprise whose matter failed; the id number "
+        "must pass its check digit (GB 11643 or GB 32100) once normalised"
+    )
 
 
 class GetCase(WireModel):

@@ -6,9 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, StringConstraints, field_serializer
+from pydantic import Field, SecretStr, StringConstraints, ValidationInfo, field_serializer, field_validator
+from pydantic_core import PydanticCustomError
 
 from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
+from .identifiers import Problem, identifier_problem, normalised_identifier, phone_problem
 from .privacy import mask_identifier
 
 
@@ -70,6 +72,36 @@ class Applicant(WireModel):
             "id_number": self.id_number.masked(),
             "phone": self.phone.masked() if self.phone else None,
         }
+
+
+def _refused(problem: Problem) -> PydanticCustomError:
+    fix = "check it against the applicant's document (身份證, 營業執照) and send it again"
+    return PydanticCustomError("identifier", "{en}", {"en": problem.en, "zh": problem.zh, "fix": fix})
+
+
+class CheckedApplicant(Applicant):
+    """The applicant as a new case gives it: the id number normalised (full-width folded, spaces and
+    zero-width characters removed, upper case) and valid by its check digit (GB 11643 for a
+    citizen, GB 32100 for an enterprise), the phone number normalised and made of digits. Stored
+    events keep the plain ``Applicant``: what was accepted once is read as it was written."""
+
+    @field_validator("id_number")
+    @classmethod
+    def _valid_id_number(cls, value: MaskedStr, info: ValidationInfo) -> MaskedStr:
+        normalised = normalised_identifier(value.get_secret_value())
+        if (problem := identifier_problem(info.data.get("kind", "citizen"), normalised)) is not None:
+            raise _refused(problem)
+        return MaskedStr(normalised)
+
+    @field_validator("phone")
+    @classmethod
+    def _valid_phone(cls, value: MaskedStr | None) -> MaskedStr | None:
+        if value is None:
+            return None
+        normalised = normalised_identifier(value.get_secret_value())
+        if (problem := phone_problem(normalised)) is not None:
+            raise _refused(problem)
+        return MaskedStr(normalised)
 
 
 SAFE_INTEGER = 2**53 - 1

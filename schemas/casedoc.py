@@ -41,11 +41,19 @@ AFTER_FIELDS = """\
 
 Beyond the schema, `case.open` is refused when:
 
+- `applicant.id_number` is not a valid number once normalised: a citizen's resident id number
+  (GB 11643: 17 digits, a check digit 0-9 or X, digits 7-14 a date of birth) or an enterprise's
+  unified social credit code (GB 32100: 18 characters without I, O, S, V, Z, a check character
+  last). Normalising folds full-width characters, removes spaces and zero-width characters and
+  upper-cases letters; the case keeps the normalised number. The error gives the problem in
+  English (`message`) and in Chinese (`message_zh`), never the number unmasked. `applicant.phone`
+  likewise must be 5 to 20 digits (with `-` between them and perhaps a leading `+`).
 - `department` is not a department the broker knows: one of its defaults (`renshe`, `scjg`,
   `chengguan`), one configured under `[departments.<code>]` in `unstuck.toml`, or one an installed
   adapter answers for. The error names the field `department` and lists the known codes.
 - the applicant already has `[limits] cases_per_applicant_per_day` cases (20 by default) opened on
-  the same local day, counted by `applicant.id_number`: the error has code `rate_limited`.
+  the same local day, counted by the normalised `applicant.id_number` (so `２１０６…` and ` 2106…`
+  are one applicant): the error has code `rate_limited`.
 
 A case file sent again with the same `client_ref` opens nothing new: the answer names the case
 opened the first time and says `"duplicate": true`.

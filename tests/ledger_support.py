@@ -20,7 +20,7 @@ def intake(**changes: Any) -> ev.CaseOpened:
     """A citizen's case at the 人社 window unless ``changes`` say otherwise."""
     body: dict[str, Any] = {
         "channel": "window",
-        "applicant": {"kind": "citizen", "name": "李建國", "id_number": "210603198805123456"},
+        "applicant": {"kind": "citizen", "name": "李建國", "id_number": "210602198805123456"},
         "matter": "pension_transfer",
         "matter_title": "養老保險關係轉移",
         "window": "社保窗口",

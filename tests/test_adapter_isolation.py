@@ -285,7 +285,7 @@ def case_file(where: Path, department: str, matter: str, name: str) -> str:
         "applicant": {
             "kind": "citizen",
             "name": name,
-            "id_number": "210602196505123018",
+            "id_number": "210618196505123018",
             "phone": "13841523366",
         },
         "matter": matter,

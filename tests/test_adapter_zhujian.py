@@ -20,7 +20,7 @@ REFUSED_RENTAL = {
     "applicant": {
         "kind": "citizen",
         "name": "孫麗華",
-        "id_number": "210603198203154527",
+        "id_number": "210600198203154527",
         "phone": "13904157788",
     },
     "matter": "rental_registration",

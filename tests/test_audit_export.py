@@ -16,7 +16,7 @@ from unstuck.canonical import canonical_json
 from unstuck.schemas import EVENT_LABELS
 from unstuck.schemas.subjects import FORMAT_METADATA_KEY, STORAGE_FORMAT, case_subject
 
-ID_NUMBER = "92210603MA10C8QX2K"  # the applicant of sample 01
+ID_NUMBER = "92210603MA0KC8QX2K"  # the applicant of sample 01
 PHONE = "13904151234"
 
 FORMAT_2 = {FORMAT_METADATA_KEY: str(STORAGE_FORMAT)}  # a copy stream read as storage format 2

@@ -36,7 +36,7 @@ INTAKE = {
     "channel": "window",
     "applicant_kind": "enterprise",
     "applicant_name": "丹東市振興區味道小廚餐飲店",
-    "id_number": "92210603MA10C8QX2K",
+    "id_number": "92210603MA0KC8QX2K",
     "phone": "13904151234",
     "matter_title": "二樓門頭招牌設置",
     "matter": "shop_sign",
@@ -304,7 +304,7 @@ def test_a_case_opened_in_the_console_is_recorded_as_the_signed_in_staff_member(
     case_id = str(page.url).rsplit("/", 1)[1]
     [opened] = [e for e in bus.events(case_id) if e["type"] == "case.opened"]
     assert (opened["actor"], opened["auth"], opened["data"]["owner"]) == ("w-li", "web", "w-li")
-    assert "9221**********QX2K" in page.text and "92210603MA10C8QX2K" not in page.text
+    assert "9221**********QX2K" in page.text and "92210603MA0KC8QX2K" not in page.text
     assert "13904151234" not in page.text
 
 

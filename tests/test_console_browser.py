@@ -113,7 +113,7 @@ def events_of(bus: ConsoleBus, case_id: str, event_type: str) -> list[dict[str, 
 def fill_intake(page: Page) -> None:
     page.select_option("#f-applicant_kind", "enterprise")
     page.fill("#f-applicant_name", "丹东市振兴区味道小厨餐饮店")
-    page.fill("#f-id_number", "92210603MA10C8QX2K")
+    page.fill("#f-id_number", "92210603MA0KC8QX2K")
     page.fill("#f-phone", "13904151234")
     page.fill("#f-contact", "王丽")
     page.fill("#f-matter_title", "二楼门头招牌设置")

@@ -53,7 +53,7 @@ from unstuck.replay import verify_stream
 from unstuck.replyjudge import SERVICE_ERROR_CODE_HEADER, SERVICE_ERROR_HEADER, judge_reply
 from unstuck.schemas import CURRENT_VERSIONS, EVENT_TYPES, CoordinationReply, CoordinationRequest, api
 from unstuck.schemas.events import parse_payload
-from unstuck.testing import DEFAULT_START, fast_config, wait_for
+from unstuck.testing import DEFAULT_START, fast_config, resident_id, wait_for
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "json"
 EXAMPLES = int(os.environ.get("UNSTUCK_FUZZ_EXAMPLES", "200"))
@@ -233,7 +233,7 @@ def _hints(bus: FuzzBus) -> dict[str, st.SearchStrategy[Any]]:
         "department": st.sampled_from(known) | st.from_regex(r"^[a-z][a-z0-9_]{0,8}$", fullmatch=True),
         "actor": st.sampled_from(["w-li", "leader-gao", "director-ma", "head-sun", "w-zhang"]),
         "departments": st.lists(st.sampled_from(known), min_size=1, max_size=2, unique=True),
-        "id_number": st.from_regex(r"^[0-9]{17}[0-9X]$", fullmatch=True),
+        "id_number": st.integers(0, 10**7).map(resident_id),
     }
 
 

@@ -11,8 +11,8 @@ from conftest import sample
 from unstuck import lifecycle as lc
 from unstuck.testing import ApiError, api_call, wait_for
 
-SHOP = "92210603MA10C8QX2K"  # the applicant of sample 01 (a shop sign)
-THEATRE = "91210600MA10E2KT8W"  # the applicant of sample 07 (a business licence)
+SHOP = "92210603MA0KC8QX2K"  # the applicant of sample 01 (a shop sign)
+THEATRE = "91210600MA0PE2KT8W"  # the applicant of sample 07 (a business licence)
 
 
 async def listed(nc, **filters) -> list[str]:

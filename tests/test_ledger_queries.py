@@ -1,14 +1,14 @@
 """The ledger's queries on SQLite and on PostgreSQL: four cases written into the stream as the broker
 writes them, projected, then listed with every filter. Expected answers are worked out by hand below.
 
-    A  DD-20261001-0001  opened 1 Oct 09:00 (China)   李建國 210603198805123456  renshe  hard     asks renshe
+    A  DD-20261001-0001  opened 1 Oct 09:00 (China)   李建國 210602198805123456  renshe  hard     asks renshe
        养老 matter pension_transfer 養老保險關係轉移, due 15 Oct, coordinating
-    B  DD-20261002-0001  opened 2 Oct 07:30 (China) = 1 Oct 23:30 UTC   王芳 21060319900101002x  chengguan
+    B  DD-20261002-0001  opened 2 Oct 07:30 (China) = 1 Oct 23:30 UTC   王芳 21060519900101002x  chengguan
        cannot, asks chengguan and scjg, matter shop_sign 二樓門頭招牌設置, due 9 Oct; answered, closed, rated good;
        opened with client_ref window-3-0417 (the only case with one)
     C  DD-20261003-0001  opened 3 Oct 10:00   李建國 again  renshe  refused  asks renshe, matter
        unemployment_benefit 失業保險金申領, due 5 Oct, case.overdue recorded, one accountability record
-    D  DD-20261005-0001  opened 5 Oct 09:00   an enterprise 92210603MA10C8QX2K  scjg  hard  asks renshe,
+    D  DD-20261005-0001  opened 5 Oct 09:00   an enterprise 92210603MA0KC8QX2K  scjg  hard  asks renshe,
        matter business_licence 營業執照變更, due 5 Oct, no case.overdue recorded (the watcher has not ticked)
 
 The lists are asked on 6 October at noon: D is past its due date, so it counts as overdue.
@@ -46,7 +46,7 @@ def china(month: int, day: int, hour: int, minute: int = 0) -> datetime:
 async def write_four_cases(writer: CaseWriter) -> None:
     await writer.open(A, china(10, 1, 9), intake(), "hard", date(2026, 10, 15), ["renshe"])
     b_intake = intake(
-        applicant={"kind": "citizen", "name": "王芳", "id_number": "21060319900101002x"},
+        applicant={"kind": "citizen", "name": "王芳", "id_number": "21060519900101002x"},
         matter="shop_sign",
         matter_title="二樓門頭招牌設置",
         window="城管局戶外廣告審批窗口",
@@ -61,10 +61,10 @@ async def write_four_cases(writer: CaseWriter) -> None:
     await writer.close(B, china(10, 3, 15))
     await writer.evaluate(B, china(10, 3, 16), "good")
     await writer.accountability(
-        C, china(10, 4, 10), "renshe-clerk-07", "申請人身份證210603198805123456未核驗"
+        C, china(10, 4, 10), "renshe-clerk-07", "申請人身份證210602198805123456未核驗"
     )
     d_intake = intake(
-        applicant={"kind": "enterprise", "name": "丹東某商貿有限公司", "id_number": "92210603MA10C8QX2K"},
+        applicant={"kind": "enterprise", "name": "丹東某商貿有限公司", "id_number": "92210603MA0KC8QX2K"},
         matter="business_licence",
         matter_title="營業執照變更",
         window="市場監管窗口",
@@ -106,9 +106,9 @@ async def test_every_filter_of_the_case_list(projected):
         "chengguan": ({"department": "chengguan"}, [B]),
         "overdue": ({"overdue": True}, [C, D]),
         "not overdue": ({"overdue": False}, [A, B]),
-        "applicant 李建國": ({"applicant_id_number": "210603198805123456"}, [A, C]),
-        "applicant 王芳, upper-case X": ({"applicant_id_number": " 21060319900101002X "}, [B]),
-        "applicant unknown": ({"applicant_id_number": "210603200001010000"}, []),
+        "applicant 李建國": ({"applicant_id_number": "210602198805123456"}, [A, C]),
+        "applicant 王芳, upper-case X": ({"applicant_id_number": " 21060519900101002X "}, [B]),
+        "applicant unknown": ({"applicant_id_number": "210618200001010000"}, []),
         "matter code": ({"matter": "shop_sign"}, [B]),
         "matter title part": ({"matter": "保險"}, [A, C]),
         "matter title 營業執照": ({"matter": "營業執照"}, [D]),
@@ -183,10 +183,10 @@ async def test_the_database_holds_no_unmasked_id_number_and_finds_by_the_keyed_h
         ]
         keys = dict(conn.execute(select(cases.c.case_id, cases.c.applicant_key)).all())
     text = json.dumps(stored, default=str, ensure_ascii=False)
-    for number in ("210603198805123456", "21060319900101002x", "92210603MA10C8QX2K"):
+    for number in ("210602198805123456", "21060519900101002x", "92210603MA0KC8QX2K"):
         assert number not in text
-    assert keys[A] == keys[C] == hmac.new(KEY, b"210603198805123456", hashlib.sha256).hexdigest()
-    assert keys[B] == hmac.new(KEY, b"21060319900101002X", hashlib.sha256).hexdigest()
+    assert keys[A] == keys[C] == hmac.new(KEY, b"210602198805123456", hashlib.sha256).hexdigest()
+    assert keys[B] == hmac.new(KEY, b"21060519900101002X", hashlib.sha256).hexdigest()
     assert [r["rating"] for r in stored[3]] == ["good"]
     assert len(stored[1]) == 5  # A 1, B 2, C 1, D 1
     assert sorted(projector.states) == [A, C, D]  # B is evaluated: not kept in memory
@@ -370,7 +370,7 @@ async def test_personal_data_when_configured_keeps_the_unmasked_applicant(nats_c
         assert (row.applicant, row.applicant_name, row.applicant_id_number) == (
             "李建國 2106**********3456",
             "李建國",
-            "210603198805123456",
+            "210602198805123456",
         )
     finally:
         ledger.close()

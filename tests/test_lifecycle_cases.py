@@ -72,7 +72,7 @@ def intake_json(category: str | None) -> dict[str, object]:
         "applicant": {
             "kind": "enterprise",
             "name": "丹東市振興區味道小廚餐飲店",
-            "id_number": "92210603MA10C8QX2K",
+            "id_number": "92210603MA0KC8QX2K",
             "phone": "13904151234",
             "contact": "王麗",
         },

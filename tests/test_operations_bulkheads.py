@@ -16,7 +16,7 @@ from unstuck import lifecycle as lc
 from unstuck.broker import Broker
 from unstuck.config import Config, DepartmentConfig
 from unstuck.schemas import CoordinationReply, CoordinationRequest, Outcome
-from unstuck.testing import api_call, fast_config, wait_for
+from unstuck.testing import api_call, fast_config, resident_id, wait_for
 
 LIVE = ("renshe", "scjg", "chengguan")
 SAMPLES = {"renshe": "08", "scjg": "02", "chengguan": "01"}
@@ -27,7 +27,7 @@ _applicants = itertools.count(1)
 def case(prefix: str, **changes: Any) -> dict[str, Any]:
     """A sample case for a new applicant each time (one applicant may open only so many a day)."""
     body = sample(prefix, **changes)
-    body["applicant"] = {**body["applicant"], "id_number": f"91210600MA1{next(_applicants):07d}"}
+    body["applicant"] = {**body["applicant"], "kind": "citizen", "id_number": resident_id(next(_applicants))}
     return body
 
 

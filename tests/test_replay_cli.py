@@ -17,7 +17,7 @@ from unstuck.replay import replay
 from unstuck.schemas.privacy import mask_personal
 from unstuck.testing import api_call, wait_for
 
-A_ID_NUMBER = "92210603MA10C8QX2K"  # the applicant of sample 01
+A_ID_NUMBER = "92210603MA0KC8QX2K"  # the applicant of sample 01
 
 
 @pytest.fixture

@@ -135,7 +135,7 @@ OPENED = {
     "applicant": {
         "kind": "enterprise",
         "name": "丹東市振興區味道小廚餐飲店",
-        "id_number": "92210603MA10C8QX2K",
+        "id_number": "92210603MA0KC8QX2K",
         "phone": "13904151234",
         "contact": "王麗",
     },
@@ -228,7 +228,7 @@ def assert_closed_case(track: CaseReplay, events: list[Stored]) -> None:
     assert s.due_date == date(2026, 9, 29)
     assert s.overdue is False
     assert s.intake["matter"] == "shop_sign"
-    assert s.intake["applicant"]["id_number"] == "92210603MA10C8QX2K"
+    assert s.intake["applicant"]["id_number"] == "92210603MA0KC8QX2K"
     assert s.coordinations == {
         "REQ-DD-20260928-0001-chengguan": Coordination(
             request_id="REQ-DD-20260928-0001-chengguan",

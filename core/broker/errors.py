@@ -35,11 +35,15 @@ def validation_failure(exc: ValidationError, model: type[BaseModel]) -> ApiFailu
     shown = "" if isinstance(given, dict | list) or given is None else f" (got {str(given)[:40]!r})"
     count = len(exc.errors())
     more = f"; {count - 1} more problem(s)" if count > 1 else ""
+    ctx = err.get("ctx") or {}  # a check that speaks to staff and applicants too gives zh and fix
     return ApiFailure(
         "invalid_request",
         f"{where}: {problem}{shown}{more}",
         field=where,
-        fix=f"send a body matching schemas/json/api.{model.__name__}.json",
+        fix=ctx.get("fix") or f"send a body matching schemas/json/api.{model.__name__}.json",
+        message_zh=f"{ctx['zh']}{shown.replace(' (got ', '（收到 ').replace(')', '）')}"
+        if "zh" in ctx
+        else None,
     )
 
 

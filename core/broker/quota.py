@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -12,23 +11,15 @@ from unstuck import lifecycle as lc
 from unstuck.clock import Clock, local_date
 from unstuck.config import LimitsConfig
 from unstuck.schemas import api
+from unstuck.schemas.identifiers import normalised_identifier
 
 from .errors import ApiFailure
-
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
-
-
-def normalised_id(id_number: str) -> str:
-    """An id number as the quota counts it: full-width digits and letters folded (NFKC), spaces and
-    zero-width characters removed, letters upper case, so ``２１０６…`` and ``2106… `` are one applicant."""
-    folded = unicodedata.normalize("NFKC", id_number).translate(_INVISIBLE)
-    return "".join(folded.split()).upper()
 
 
 def applicant_key(id_number: str) -> str:
     """The index key of an applicant: a digest of the normalised id number, so the index (and the
     snapshots that keep it) hold no id number."""
-    return hashlib.sha256(normalised_id(id_number).encode()).hexdigest()[:32]
+    return hashlib.sha256(normalised_identifier(id_number).encode()).hexdigest()[:32]
 
 
 @dataclass(eq=False)

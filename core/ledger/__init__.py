@@ -8,7 +8,7 @@ explains the tables, the personal data rule and the projection.
 """
 
 from . import check
-from .applicants import applicant_key, normalised
+from .applicants import applicant_key
 from .check import Difference, compare
 from .database import Batch, Ledger, PositionMoved, default_url
 from .errors import InvalidFilter, LedgerConfigError, LedgerError
@@ -28,5 +28,4 @@ __all__ = [
     "check",
     "compare",
     "default_url",
-    "normalised",
 ]

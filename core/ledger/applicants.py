@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from unstuck.schemas import mask_personal
+from unstuck.schemas.identifiers import normalised_identifier
 
 from .errors import LedgerConfigError
 
@@ -27,14 +28,9 @@ KEY_FILE_NAME = "ledger-applicant.key"
 KEY_BYTES = 32
 
 
-def normalised(id_number: str) -> str:
-    """An id number as compared: no spaces, upper case (a final ``x`` of a resident id is ``X``)."""
-    return "".join(id_number.split()).upper()
-
-
 def applicant_key(key: bytes, id_number: str) -> str:
     """The keyed hash under which cases are found by the applicant's id number (hex)."""
-    return hmac.new(key, normalised(id_number).encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(key, normalised_identifier(id_number).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def display(applicant: Mapping[str, Any]) -> str:

@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from unstuck.replay import verify_stream
 from unstuck.schemas.subjects import STREAM
+from unstuck.testing import resident_id
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "reliability-results" / "faults.json"
@@ -284,7 +285,7 @@ def case_body(scenario: str, i: int, department: str) -> dict[str, Any]:
     matter, title = MATTERS.get(department, ("unknown_matter", "測試事項"))
     return {
         "channel": "window",
-        "applicant": {"kind": "citizen", "name": f"申請人{i}", "id_number": f"210602{i:012d}"},
+        "applicant": {"kind": "citizen", "name": f"申請人{i}", "id_number": resident_id(i)},
         "matter": matter,
         "matter_title": title,
         "facts": {},
