@@ -41,7 +41,7 @@ from unstuck.schemas.subjects import (
 from .canonical import check_body, seal
 from .directget import DirectGetError, direct_batches
 from .envelope import envelope_problem
-from .heads import HeadBook
+from .heads import HeadBook, update_made_before
 from .lifecycle import NewEvent
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,13 @@ class EventStore:
         if problem is not None:
             raise StoreFormatError(problem)
         unmarked = (info.config.metadata or {}).get(FORMAT_METADATA_KEY) is None  # new and empty: mark it
-        if unmarked or not info.config.allow_direct:  # a stream made before direct gets: allow them
+        was_direct = bool(info.config.allow_direct)
+        if unmarked or not was_direct:  # a stream made before direct gets: allow them
             info.config.metadata = {**(info.config.metadata or {}), **(config.metadata or {})}
             info.config.allow_direct = True
-            await self.js.update_stream(info.config)
+            needs = [f"metadata {FORMAT_METADATA_KEY}={STORAGE_FORMAT}"] if unmarked else []
+            needs += ["direct gets allowed (allow_direct)"] if not was_direct else []
+            await update_made_before(self.js, info.config, " and ".join(needs))
         await self.heads.ensure()
 
     async def append(

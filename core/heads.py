@@ -19,6 +19,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 
@@ -30,6 +31,20 @@ REVISIONS_KEPT = 20_000  # cases whose last KV revision the writer remembers (mo
 RETRY_SECONDS = 1.0  # a head that could not be written is tried again after this
 ROUND_SECONDS = 0.05  # the writer starts a round at most this often: a case's heads noted meanwhile
 # (its opening and its answer, under load) are written once, as the newest
+
+
+async def update_made_before(js: JetStreamContext, config: Any, needs: str) -> None:
+    """Update a stream or bucket an older unstuck made. On a bus with authorisation the broker may not
+    update streams (an update can shrink the record: docs/security.md): the server drops the request,
+    and this says what the operator must change instead of a bare timeout."""
+    try:
+        await js.update_stream(config)
+    except nats.errors.TimeoutError as exc:
+        raise RuntimeError(
+            f"stream {config.name} was made by an older unstuck and needs {needs}; on a bus with "
+            "authorisation the broker may not update streams: have the server's operator make that change "
+            "once (a user added by hand to the bus account, e.g. `nats stream edit`), then start again"
+        ) from exc
 
 
 class HeadsUnavailable(Exception):
@@ -67,7 +82,7 @@ class HeadBook:
         info = await self.js.stream_info(f"KV_{self.bucket}")
         if not info.config.allow_direct:  # a bucket made before direct gets
             info.config.allow_direct = True
-            await self.js.update_stream(info.config)
+            await update_made_before(self.js, info.config, "direct gets allowed (allow_direct)")
             self.kv = await self.js.key_value(self.bucket)
 
     def note(self, case_id: str, seq: int, digest: str, stream_seq: int) -> None:

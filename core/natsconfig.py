@@ -113,6 +113,7 @@ def staff_principal(staff_id: str) -> str:
 def principals(departments: Iterable[str], staff: Iterable[str] = ()) -> list[Principal]:
     """Every principal of a bus with these departments and staff members (``[staff]``)."""
     staff = tuple(sorted(set(staff)))
+    codes = sorted(set(departments))
     out = [
         Principal(BROKER, "broker"),
         Principal(CLI, "cli"),
@@ -120,7 +121,7 @@ def principals(departments: Iterable[str], staff: Iterable[str] = ()) -> list[Pr
         Principal(NOTIFIER, "notifier"),
         Principal(CONSOLE, "console", staff=staff),
     ]
-    for code in sorted(set(departments)):
+    for code in codes:
         name = department_principal(code)
         if not _PRINCIPAL.match(name):
             raise SecurityConfigError(
@@ -129,10 +130,12 @@ def principals(departments: Iterable[str], staff: Iterable[str] = ()) -> list[Pr
         out.append(Principal(name, "department", code))
     for staff_id in staff:
         name = staff_principal(staff_id)
-        if not _PRINCIPAL.match(name) or staff_id == APPLICANT:
+        # a staff member acts under their id, a department under its code: the same name would let
+        # the staff member record that department's answer (case.record)
+        if not _PRINCIPAL.match(name) or staff_id == APPLICANT or staff_id in codes:
             raise SecurityConfigError(
                 f"[staff] {staff_id!r} cannot be a NATS user: use letters, digits, '-' and '_' (e.g. w-zhang), "
-                f"and not {APPLICANT!r}"
+                f"and neither {APPLICANT!r} nor a department's code"
             )
         out.append(Principal(name, "staff", staff=(staff_id,)))
     return out
@@ -232,9 +235,8 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
                     _js("STREAM", "NAMES"),
                     *[_js("STREAM", "INFO", s) for s in streams],
                     *[_js("STREAM", "CREATE", s) for s in streams],
-                    *[
-                        _js("STREAM", "UPDATE", s) for s in (stream, heads)
-                    ],  # format mark; direct gets on older ones
+                    # no STREAM.UPDATE: an update may shrink the limits (max_msgs 1), and the server then
+                    # drops the record's oldest messages whatever deny_delete and deny_purge say
                     *[_js("STREAM", "MSG", "GET", s) for s in streams],
                     *[_js("DIRECT", "GET", s) for s in streams],
                     *[_js("DIRECT", "GET", s, ">") for s in streams],
