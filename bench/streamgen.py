@@ -100,7 +100,7 @@ def _templates(department: str) -> dict[str, NewEvent]:
                 outcome="resolved", explanation="已告知申請人辦理結果", closed_by="w-bench", on_time=True
             ),
         ),
-        "evaluated": NewEvent("applicant", ev.CaseEvaluated(rating="good", comment="滿意")),
+        "evaluated": NewEvent("applicant", ev.CaseEvaluated(level="satisfied", rating="good", comment="滿意")),
     }
 
 

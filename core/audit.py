@@ -577,7 +577,7 @@ def _state_html(case: CaseRecord, state: dict[str, Any]) -> list[str]:
     return parts
 
 
-AUTH_WORDS = {"nats": "本人憑證", "web": "控制台登錄", "claimed": "未驗證"}
+AUTH_WORDS = {"nats": "本人憑證", "web": "控制台登錄", "online": "網上渠道回執碼", "claimed": "未驗證"}
 
 
 def who(row: Mapping[str, Any]) -> str:

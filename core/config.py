@@ -139,6 +139,12 @@ class BrokerConfig(Section):
         le=86400,
         description="how often the open cases are snapshotted while they change",
     )
+    online_owner: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="the staff member who answers for cases reported online (首問負責): "
+        "without one the portal cannot open cases",
+    )
 
 
 class LimitsConfig(Section):

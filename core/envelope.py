@@ -19,7 +19,7 @@ _TYPE = re.compile(r"[a-z_]+\.[a-z_]+")
 _ACTOR = re.compile(r"[^\s.*>]{1,64}")
 _HASH = re.compile(r"(?:[0-9a-f]{64})?")
 OPTIONAL_KEYS = frozenset({"v", "auth"})  # v: 1 when absent; auth: the actor's identity was not checked
-AUTH_VALUES = frozenset({"nats", "web", "claimed"})
+AUTH_VALUES = frozenset({"nats", "web", "online", "claimed"})
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 

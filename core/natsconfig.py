@@ -50,6 +50,8 @@ from unstuck.schemas.subjects import (
     IDS_BUCKET,
     LEDGER_CONSUMER,
     NOTIFY_PREFIX,
+    PORTAL,
+    PORTAL_VERBS,
     SERVICE_PREFIX,
     SNAPSHOTS_BUCKET,
     STAFF_PREFIX,
@@ -73,13 +75,14 @@ CLI = "cli"
 AUDITOR = "auditor"
 NOTIFIER = "notifier"  # delivers the notifications: reads unstuck.notify.>, nothing else
 CONSOLE = "console"  # the window console: acts for the staff member signed in, on unstuck.api.web.<staff>.>
+# PORTAL (schemas.subjects): the online channel, acting for applicants on its own verbs only
 JS_API_PREFIX_ENV = "UNSTUCK_NATS_JS_API_PREFIX"
 BUS_ACCOUNT = "UNSTUCK"
 AUDIT_ACCOUNT = "AUDIT"
 AUDIT_JS_PREFIX = "JS.UNSTUCK.API"  # where the auditor's account sees the bus's read-only JetStream calls
 
 _PRINCIPAL = re.compile(
-    r"^(broker|cli|auditor|notifier|console|dept-[a-z][a-z0-9_]{0,31}|staff-[A-Za-z0-9_-]{1,58})$"
+    r"^(broker|cli|auditor|notifier|console|portal|dept-[a-z][a-z0-9_]{0,31}|staff-[A-Za-z0-9_-]{1,58})$"
 )
 _GENERATION = re.compile(r"^(?P<principal>.+?)-r(?P<n>[0-9]+)$")
 
@@ -120,6 +123,7 @@ def principals(departments: Iterable[str], staff: Iterable[str] = ()) -> list[Pr
         Principal(AUDITOR, "auditor"),
         Principal(NOTIFIER, "notifier"),
         Principal(CONSOLE, "console", staff=staff),
+        Principal(PORTAL, "portal"),
     ]
     for code in codes:
         name = department_principal(code)
@@ -250,6 +254,10 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
         }
     if principal.role in ("cli", "staff", "console"):
         return _api_client_permissions(principal, inbox)
+    if principal.role == "portal":
+        # the public portal: its own verbs only (report, look up by receipt code, rate), as itself
+        verbs = [f"{API_PREFIX}.{VIA_NATS}.{PORTAL}.{verb}" for verb in PORTAL_VERBS]
+        return {"publish": {"allow": verbs}, "subscribe": {"allow": [inbox]}}
     if principal.role == "notifier":
         # the notices the broker publishes, to deliver them; it publishes nothing
         return {"publish": {"deny": [">"]}, "subscribe": {"allow": [f"{NOTIFY_PREFIX}.>", inbox]}}

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from .case import CaseIntake, CheckedApplicant, MaskedStr
-from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
+from .common import (
+    LEVEL_OF_RATING,
+    CaseId,
+    Category,
+    DepartmentCode,
+    LongText,
+    Satisfaction,
+    ShortText,
+    StaffId,
+    WireModel,
+)
 from .coordination import Outcome
 
 
@@ -171,17 +181,55 @@ class Close(WireModel):
     )
 
 
-class Evaluate(WireModel):
-    """``case.evaluate``: the applicant's 好差評, from the applicant's own channel only."""
+ReceiptCode = Annotated[str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+PhoneLast4 = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
 
-    case_id: CaseId
+
+class Evaluate(WireModel):
+    """``case.evaluate``: the applicant's 好差評, from the applicant's own channel only: the window's
+    evaluation screen names the case; the online portal gives the receipt code and the last four
+    digits of the phone instead."""
+
+    case_id: CaseId | None = Field(default=None, description="the case (the evaluation screen)")
+    receipt: ReceiptCode | None = Field(default=None, description="the receipt code (online)")
+    phone_last4: PhoneLast4 | None = Field(
+        default=None, description="with receipt: the phone's last 4 digits"
+    )
     actor: StaffId = Field(
         default="applicant",
         description="the applicant's channel (`applicant`), taken from who sends it; staff cannot rate",
     )
-    rating: Literal["good", "bad"]
+    level: Satisfaction | None = Field(default=None, description="非常滿意 … 非常不滿意 (the five levels)")
+    rating: Literal["good", "bad"] | None = Field(
+        default=None, description="good or bad, for a client that knows no levels: read as 滿意 or 不滿意"
+    )
     comment: str = Field(default="", max_length=2000)
     department_at_fault: DepartmentCode | None = None
+
+    @model_validator(mode="after")
+    def _one_case_one_rating(self) -> Evaluate:
+        if (self.case_id is None) == (self.receipt is None):
+            raise ValueError("give case_id (the evaluation screen) or receipt with phone_last4 (online)")
+        if self.receipt is not None and self.phone_last4 is None:
+            raise ValueError("phone_last4: give the last 4 digits of the phone with the receipt")
+        if self.level is None and self.rating is None:
+            raise ValueError("level: give one of the five levels (very_satisfied … very_dissatisfied)")
+        if self.level is not None and self.rating is not None and self.rating != self.level.rating:
+            raise ValueError(
+                f"rating {self.rating!r} disagrees with level {self.level.value!r}; give level only"
+            )
+        return self
+
+    @property
+    def satisfaction(self) -> Satisfaction:
+        return self.level if self.level is not None else LEVEL_OF_RATING[self.rating or "good"]
+
+
+class LookupCase(WireModel):
+    """``case.lookup``: the online applicant's status page, by receipt code and the phone's last 4 digits."""
+
+    receipt: ReceiptCode
+    phone_last4: PhoneLast4
 
 
 class Reopen(WireModel):
@@ -262,6 +310,8 @@ API_REQUESTS: dict[str, type[WireModel] | None] = {
     "case.guide": Guide,
     "case.close": Close,
     "case.evaluate": Evaluate,
+    "case.lookup": LookupCase,
+    "departments.list": None,
     "case.reopen": Reopen,
     "case.escalate": Escalate,
     "case.rule_bounce": RuleBounce,

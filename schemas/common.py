@@ -30,6 +30,25 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
 
+class Satisfaction(StrEnum):
+    """The applicant's rating in the five levels of the national 好差評 system, best first."""
+
+    VERY_SATISFIED = "very_satisfied"  # 非常滿意
+    SATISFIED = "satisfied"  # 滿意
+    BASICALLY_SATISFIED = "basically_satisfied"  # 基本滿意
+    DISSATISFIED = "dissatisfied"  # 不滿意
+    VERY_DISSATISFIED = "very_dissatisfied"  # 非常不滿意
+
+    @property
+    def rating(self) -> str:
+        """``bad`` (差評) for 不滿意 and 非常不滿意, else ``good`` (好評)."""
+        return "bad" if self in (Satisfaction.DISSATISFIED, Satisfaction.VERY_DISSATISFIED) else "good"
+
+
+LEVEL_OF_RATING = {"good": Satisfaction.SATISFIED, "bad": Satisfaction.DISSATISFIED}
+"""A good/bad rating as a level: how ratings recorded before the five levels are read."""
+
+
 class Category(StrEnum):
     """The classification of a 辦不成事 case: `cannot` 不能辦 (law or policy forbids it), `hard` 很難辦 (a
     policy gap blocks it), `refused` 不給辦 (staff would not do it), `guided` 引導辦 (no barrier: the

@@ -9,10 +9,20 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from .case import Applicant, CaseIntake, Channel, FactValue, MatterCode
-from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
+from .common import (
+    LEVEL_OF_RATING,
+    CaseId,
+    Category,
+    DepartmentCode,
+    LongText,
+    Satisfaction,
+    ShortText,
+    StaffId,
+    WireModel,
+)
 from .coordination import Outcome, RequestId
 
 ENVELOPE_VERSION = 1
@@ -32,7 +42,7 @@ class Envelope(WireModel):
     prev_hash: HashHex = Field(description='hash of the previous event of this case, "" for the first')
     hash: HashHex = Field(description="sha256 over the canonical JSON of every other field")
     v: int = Field(default=ENVELOPE_VERSION, ge=1, description="schema version of this event")
-    auth: Literal["nats", "web", "claimed"] | None = Field(
+    auth: Literal["nats", "web", "online", "claimed"] | None = Field(
         default=None,
         description="how the actor was proven: nats (their own NATS credentials), web (the console's "
         "signed-in session), claimed (named in an anonymous request, unproven); absent for the broker's own "
@@ -253,13 +263,21 @@ class CaseClosed(WireModel):
 
 
 class CaseEvaluated(WireModel):
-    """case.evaluated: the applicant's 好差評."""
+    """case.evaluated: the applicant's 好差評, in the five levels of the national system; ``rating``
+    is its good/bad reading (差評: 不滿意 or 非常不滿意), kept so that a reader of either finds it."""
 
-    rating: Literal["good", "bad"]
+    level: Satisfaction = Field(description="非常滿意 … 非常不滿意, best first")
+    rating: Literal["good", "bad"] = Field(description="`bad` for the last two levels, else `good`")
     comment: str = Field(default="", max_length=2000)
     department_at_fault: DepartmentCode | None = Field(
         default=None, description="set when the window attributes a bad rating to a department's own fault"
     )
+
+    @model_validator(mode="after")
+    def _rating_agrees(self) -> CaseEvaluated:
+        if self.rating != self.level.rating:
+            raise ValueError(f"rating {self.rating!r} disagrees with level {self.level.value!r}")
+        return self
 
 
 class CaseReopened(WireModel):
@@ -325,6 +343,15 @@ class PersonalDataRevealed(WireModel):
     reason: ShortText = Field(description="why it had to be seen (the actor is the envelope's)")
 
 
+class ReceiptIssued(WireModel):
+    """case.receipt_issued: an applicant who reported online was given a receipt code (回執碼) to look
+    the case up and rate it; the record keeps only its digest."""
+
+    digest: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="SHA-256 of the code's secret part, hex"
+    )
+
+
 EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.opened": CaseOpened,
     "case.classified": CaseClassified,
@@ -352,6 +379,7 @@ EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.review_concluded": ReviewConcluded,
     "case.due_date_revised": DueDateRevised,
     "case.personal_data_revealed": PersonalDataRevealed,
+    "case.receipt_issued": ReceiptIssued,
 }
 
 _TYPE_OF_MODEL: dict[type[WireModel], str] = {model: name for name, model in EVENT_TYPES.items()}
@@ -392,6 +420,7 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "case.review_concluded": ("複核結論", "review concluded"),
     "case.due_date_revised": ("期限重算", "due date revised"),
     "case.personal_data_revealed": ("查看個人信息", "personal data revealed"),
+    "case.receipt_issued": ("發放回執碼", "receipt issued"),
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -438,6 +467,12 @@ def parse_payload(event_type: str, data: dict[str, Any], version: int = ENVELOPE
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "data"
         raise EventSchemaError(f"{event_type} v{version} data.{where}: {err['msg']}") from exc
+
+
+@upcaster("case.evaluated", 1)
+def _evaluated_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 rated good or bad only; v2 has the five levels: good reads as 滿意, bad as 不滿意."""
+    return {"level": LEVEL_OF_RATING[data["rating"]].value, **data}
 
 
 @upcaster("case.closed", 1)

@@ -49,7 +49,17 @@ MEASURE_LABELS: dict[str, tuple[str, str]] = {
 """The measures of an accountability record (``accountability.recorded`` ``measures``)."""
 
 RATING_LABELS: dict[str, tuple[str, str]] = {"good": ("好評", "good"), "bad": ("差評", "bad")}
-"""The applicant's 好差評 (``case.evaluated`` ``rating``)."""
+"""The applicant's 好差評 as good or bad (``case.evaluated`` ``rating``, from its ``level``)."""
+
+SATISFACTION_LABELS: dict[str, tuple[str, str]] = {
+    "very_satisfied": ("非常滿意", "very satisfied"),
+    "satisfied": ("滿意", "satisfied"),
+    "basically_satisfied": ("基本滿意", "basically satisfied"),
+    "dissatisfied": ("不滿意", "dissatisfied"),
+    "very_dissatisfied": ("非常不滿意", "very dissatisfied"),
+}
+"""The five levels of the national 好差評 system, best first (``case.evaluated`` ``level``); the
+last two are a 差評 (a bad rating), the first three a 好評."""
 
 APPLICANT_LABELS: dict[str, tuple[str, str]] = {
     "citizen": ("個人", "citizen"),
@@ -73,6 +83,7 @@ LABELS: dict[str, Mapping[Any, tuple[str, str]]] = {
     "reason": ESCALATION_REASON_LABELS,
     "measure": MEASURE_LABELS,
     "rating": RATING_LABELS,
+    "satisfaction": SATISFACTION_LABELS,
     "applicant": APPLICANT_LABELS,
     "on_time": ON_TIME_LABELS,
     "event": EVENT_LABELS,

@@ -33,6 +33,8 @@ def department_queue(department: str) -> str:
 DEPARTMENT_PREFIX = "dept-"  # the NATS user of department <code>: dept-<code>, acting as <code>
 STAFF_PREFIX = "staff-"  # the NATS user of staff member <id>: staff-<id>, acting as <id>
 APPLICANT = "applicant"  # the applicant's own channel (the evaluation screen, the online channel)
+PORTAL = "portal"  # the online channel's web portal: reports, looks up and rates for the applicant
+PORTAL_VERBS = ("departments.list", "case.open", "case.lookup", "case.evaluate")  # all the portal may call
 SERVICE_PREFIX = "unstuck-"  # department <code>'s adapter is the NATS micro service unstuck-<code>
 
 VIA_NATS = "as"  # unstuck.api.as.<principal>.<verb>: the principal's own NATS credentials

@@ -9,6 +9,7 @@ from lifecycle_support import CAL, OPENED, apply, classification, opened, reply_
 
 from unstuck import lifecycle as lc
 from unstuck.clock import CHINA
+from unstuck.schemas.common import Satisfaction
 from unstuck.schemas.events import AccountabilityRecorded
 
 LEADER = 2  # rank of a leader in charge
@@ -82,7 +83,7 @@ def test_a_command_not_allowed_in_the_state_names_the_state_and_what_is_allowed(
             s,
             lc.Evaluate(
                 actor="w-wang",
-                rating="good",
+                level=Satisfaction.SATISFIED,
                 comment="",
                 department_at_fault=None,
                 working_days=1,
@@ -377,7 +378,7 @@ def test_bad_evaluation_attributed_to_the_department_reopens_the_case():
         s,
         lc.Evaluate(
             actor="w-li",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="表述不對",
             department_at_fault="scjg",
             working_days=5,
@@ -400,7 +401,7 @@ def test_bad_evaluation_not_attributed_to_a_department_ends_the_case():
         s,
         lc.Evaluate(
             actor="w-li",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="排隊太久",
             department_at_fault=None,
             working_days=5,
@@ -422,7 +423,7 @@ def test_fault_attributed_to_a_department_never_asked_is_refused():
             s,
             lc.Evaluate(
                 actor="w-li",
-                rating="bad",
+                level=Satisfaction.DISSATISFIED,
                 comment="x",
                 department_at_fault="renshe",
                 working_days=5,

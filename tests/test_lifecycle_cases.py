@@ -20,6 +20,7 @@ from unstuck import lifecycle as lc
 from unstuck.clock import CHINA
 from unstuck.schemas import CaseIntake, Category, CoordinationReply
 from unstuck.schemas import events as ev
+from unstuck.schemas.common import Satisfaction
 
 CID = "DD-20260928-0001"
 C1, C2, C3, C4 = f"{CID}-c1", f"{CID}-c2", f"{CID}-c3", f"{CID}-c4"
@@ -480,7 +481,7 @@ GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instruction
             lc.EVALUATED,
             lc.Evaluate(
                 actor="w-zhang",
-                rating="good",
+                level=Satisfaction.SATISFIED,
                 comment="",
                 department_at_fault=None,
                 working_days=1,
@@ -2123,7 +2124,7 @@ def test_a_good_rating_ends_the_case():
         closed_case(),
         lc.Evaluate(
             actor="w-zhang",
-            rating="good",
+            level=Satisfaction.SATISFIED,
             comment="滿意",
             department_at_fault=None,
             working_days=3,
@@ -2134,11 +2135,16 @@ def test_a_good_rating_ends_the_case():
     assert events == [
         lc.NewEvent(
             "w-zhang",
-            ev.CaseEvaluated(rating="good", comment="滿意", department_at_fault=None),
+            ev.CaseEvaluated(level="satisfied", rating="good", comment="滿意", department_at_fault=None),
         )
     ]
     assert s.state == lc.EVALUATED
-    assert s.evaluation == {"rating": "good", "comment": "滿意", "department_at_fault": None}
+    assert s.evaluation == {
+        "level": "satisfied",
+        "rating": "good",
+        "comment": "滿意",
+        "department_at_fault": None,
+    }
 
 
 def test_a_bad_rating_blamed_on_no_department_ends_the_case():
@@ -2146,7 +2152,7 @@ def test_a_bad_rating_blamed_on_no_department_ends_the_case():
         closed_case(),
         lc.Evaluate(
             actor="w-zhang",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="排隊太久",
             department_at_fault=None,
             working_days=3,
@@ -2162,7 +2168,7 @@ def test_a_department_at_fault_goes_only_with_a_bad_rating():
         closed_case(),
         lc.Evaluate(
             actor="w-zhang",
-            rating="good",
+            level=Satisfaction.SATISFIED,
             comment="",
             department_at_fault="chengguan",
             working_days=3,
@@ -2179,7 +2185,7 @@ def test_a_department_at_fault_must_have_been_asked():
         closed_case(("scjg", "chengguan")),
         lc.Evaluate(
             actor="w-zhang",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="",
             department_at_fault="renshe",
             working_days=3,
@@ -2197,7 +2203,7 @@ def test_a_department_at_fault_must_have_been_asked():
         guided,
         lc.Evaluate(
             actor="w-zhang",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="",
             department_at_fault="scjg",
             working_days=3,
@@ -2215,7 +2221,7 @@ def test_a_bad_rating_blamed_on_a_department_reopens_the_case_with_a_new_round_f
         s,
         lc.Evaluate(
             actor="w-zhang",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="答非所問",
             department_at_fault="chengguan",
             working_days=3,
@@ -2226,7 +2232,9 @@ def test_a_bad_rating_blamed_on_a_department_reopens_the_case_with_a_new_round_f
     assert events == [
         lc.NewEvent(
             "w-zhang",
-            ev.CaseEvaluated(rating="bad", comment="答非所問", department_at_fault="chengguan"),
+            ev.CaseEvaluated(
+                level="dissatisfied", rating="bad", comment="答非所問", department_at_fault="chengguan"
+            ),
         ),
         lc.NewEvent(
             "w-zhang",
@@ -2248,7 +2256,12 @@ def test_a_bad_rating_blamed_on_a_department_reopens_the_case_with_a_new_round_f
         None,
         None,
     )
-    assert s.evaluation == {"rating": "bad", "comment": "答非所問", "department_at_fault": "chengguan"}
+    assert s.evaluation == {
+        "level": "dissatisfied",
+        "rating": "bad",
+        "comment": "答非所問",
+        "department_at_fault": "chengguan",
+    }
     assert [c.request_id for c in s.current()] == [C3]
     assert s.coordinations[C3] == coordination(
         C3, "chengguan", Q_CANNOT, OCT14, round=2, requested_at=at(10, 9)
@@ -2260,7 +2273,7 @@ def test_the_reopening_reason_from_a_long_comment_is_cut_at_200_characters():
         closed_case(),
         lc.Evaluate(
             actor="w-zhang",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="差" * 300,
             department_at_fault="chengguan",
             working_days=3,
@@ -2303,7 +2316,7 @@ def test_a_leaders_reopening_asks_every_department_again_and_resets_the_round():
         s,
         lc.Evaluate(
             actor="w-zhang",
-            rating="good",
+            level=Satisfaction.SATISFIED,
             comment="",
             department_at_fault=None,
             working_days=3,
@@ -2889,7 +2902,9 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
     script += [
         (
             "case.evaluated",
-            ev.CaseEvaluated(rating="bad", comment="答覆不清", department_at_fault="chengguan"),
+            ev.CaseEvaluated(
+                level="dissatisfied", rating="bad", comment="答覆不清", department_at_fault="chengguan"
+            ),
             at(10, 14),
         ),
         (
@@ -2942,7 +2957,12 @@ def test_a_hard_case_with_a_stall_an_extension_a_review_and_a_reopening():
             C3: coordination(C3, "chengguan", Q_HARD, date(2026, 10, 21), round=2, requested_at=at(10, 14)),
         },
         round=2,
-        evaluation={"rating": "bad", "comment": "答覆不清", "department_at_fault": "chengguan"},
+        evaluation={
+            "level": "dissatisfied",
+            "rating": "bad",
+            "comment": "答覆不清",
+            "department_at_fault": "chengguan",
+        },
         reviews=(review,),
     )
 
@@ -3079,7 +3099,7 @@ def test_a_refused_case_handed_over_bounced_twice_ruled_overdue_closed_late_and_
             ev.CaseClosed(outcome="resolved", explanation="已辦結並致歉", closed_by="w-li", on_time=False),
             at(9, 30, 15),
         ),
-        ("case.evaluated", ev.CaseEvaluated(rating="good", comment="終於辦成"), at(10, 8)),
+        ("case.evaluated", ev.CaseEvaluated(level="satisfied", rating="good", comment="終於辦成"), at(10, 8)),
     ]
     states = fold(script)
     assert states[18] == lc.CaseState(
@@ -3150,7 +3170,12 @@ def test_a_refused_case_handed_over_bounced_twice_ruled_overdue_closed_late_and_
             "on_time": False,
             "at": "2026-09-30T15:00:00+08:00",
         },
-        evaluation={"rating": "good", "comment": "終於辦成", "department_at_fault": None},
+        evaluation={
+            "level": "satisfied",
+            "rating": "good",
+            "comment": "終於辦成",
+            "department_at_fault": None,
+        },
         accountability=(
             {
                 "staff": "chengguan-clerk-07",
@@ -3435,7 +3460,7 @@ def test_the_resolution_closing_evaluation_reviews_and_accountability_are_kept_a
         s,
         lc.Evaluate(
             actor="w-zhang",
-            rating="bad",
+            level=Satisfaction.DISSATISFIED,
             comment="不滿",
             department_at_fault=None,
             working_days=1,

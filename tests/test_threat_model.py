@@ -55,6 +55,7 @@ ROWS = {
     "notifier": "`notifier`",
     "staff": "`staff-<id>`",
     "console": "`console`",
+    "portal": "`portal`",
     "auditor": "`auditor`",
     "dept": "`dept-<code>`",
     "nobody": "no credentials",
@@ -65,6 +66,7 @@ USERS: dict[str, str | None] = {
     "notifier": "notifier",
     "staff": "staff-w-zhang",
     "console": "console",
+    "portal": "portal",
     "auditor": "auditor",
     "dept": "dept-scjg",
     "nobody": None,
@@ -312,6 +314,11 @@ def record_answer(trial: Trial, department: str) -> dict[str, Any]:
 
 async def api_as_self(trial: Trial) -> list[Seen]:
     own = trial.user or "anyone"
+    if trial.row == "portal":  # its own verbs only: a department list yes, a status report no
+        listed = await api(trial, f"unstuck.api.as.{own}.departments.list", {})
+        if listed.allowed:
+            must_be_refused(await api(trial, f"unstuck.api.as.{own}.status", {}), "the portal's status")
+        return [listed]
     if trial.row != "dept":
         return [await api(trial, f"unstuck.api.as.{own}.status", {})]
     answered = await api(trial, f"unstuck.api.as.{own}.case.record", record_answer(trial, OWN_DEPARTMENT))

@@ -23,8 +23,9 @@ from unstuck.schemas.events import AccountabilityRecorded
 from .casebook import CaseBook
 from .commands import CommandRunner, constant
 from .errors import ApiFailure, no_such_case, parse, validation_failure
-from .identity import CALLER, DEPARTMENT_VERBS, department_only, with_actor
+from .identity import CALLER, DEPARTMENT_VERBS, ONLINE, department_only, with_actor
 from .ledgerview import LedgerView
+from .online import case_by_receipt, status_for_applicant
 from .rules import Rules
 
 Build = Callable[[Any, Rules, lc.CaseState], lc.Command]
@@ -97,7 +98,7 @@ def evaluate(req: api.Evaluate, rules: Rules, state: lc.CaseState) -> lc.Command
     days, due = rules.deadline(Category(state.category or "hard"), rules.clock.now())
     return lc.Evaluate(
         actor=req.actor,
-        rating=req.rating,
+        level=req.satisfaction,
         comment=req.comment,
         department_at_fault=req.department_at_fault,
         working_days=days,
@@ -210,6 +211,34 @@ async def list_accountability(a: Api, req: api.ListAccountability) -> dict[str, 
     return await a.ledger.list_accountability(req)
 
 
+def online() -> bool:
+    caller = CALLER.get()
+    return caller is not None and caller.auth == ONLINE
+
+
+async def open_case(a: Api, req: api.OpenCase) -> dict[str, Any]:
+    if online() and req.applicant.phone is None:
+        raise ApiFailure(
+            "invalid_request",
+            "applicant.phone: a case reported online needs the applicant's phone (its last 4 digits "
+            "open the case with the receipt code)",
+            field="applicant.phone",
+            fix="give applicant.phone",
+            message_zh="網上反映須留聯繫電話：查詢和評價時要用電話後 4 位",
+        )
+    return await a.open_case(req, online())
+
+
+async def lookup_case(a: Api, req: api.LookupCase) -> dict[str, Any]:
+    state = await case_by_receipt(a.book, req.receipt, req.phone_last4)
+    return status_for_applicant(state, a.rules.today())
+
+
+async def list_departments(a: Api, req: None) -> dict[str, Any]:
+    names = a.rules.departments
+    return {"departments": [{"code": code, "name": names[code]} for code in sorted(names)]}
+
+
 async def status(a: Api, req: None) -> dict[str, Any]:
     return a.status()
 
@@ -219,7 +248,7 @@ async def tick(a: Api, req: None) -> dict[str, Any]:
 
 
 VERBS: dict[str, Verb] = {
-    "case.open": Verb(query=lambda a, req: a.open_case(req)),
+    "case.open": Verb(query=open_case),
     "case.get": Verb(query=get_case),
     "case.list": Verb(query=list_cases),
     "case.classify": Verb(
@@ -292,11 +321,16 @@ VERBS: dict[str, Verb] = {
         evaluate,
         cli="record the applicant's evaluation (好差評)",
         help={
-            "rating": "good | bad",
+            "level": "very_satisfied | satisfied | basically_satisfied | dissatisfied | very_dissatisfied",
+            "rating": "good | bad (read as satisfied | dissatisfied)",
+            "receipt": "online: the receipt code, instead of the case id",
+            "phone_last4": "online: with the receipt code, the phone's last 4 digits",
             "comment": "the applicant's words",
             "department_at_fault": "a bad rating caused by this department reopens the case",
         },
     ),
+    "case.lookup": Verb(query=lookup_case),
+    "departments.list": Verb(query=list_departments),
     "case.reopen": Verb(reopen, cli="reopen (leaders)", help={"reason": "why (重辦)"}),
     "case.escalate": Verb(
         escalate,
@@ -366,11 +400,12 @@ class Api:
     rules: Rules
     read_case: Callable[[str], Awaitable[list[StoredEvent]]]
     ledger: LedgerView  # case.list and accountability.list
-    open_case: Callable[[api.OpenCase], Awaitable[dict[str, Any]]]
+    open_case: Callable[[api.OpenCase, bool], Awaitable[dict[str, Any]]]  # (intake, reported online)
     status: Callable[[], dict[str, Any]]
     tick: Callable[[], Awaitable[int]]
     learn_departments: Callable[[list[str]], Awaitable[None]]  # asks the bus for ones not known yet
     require_identity: bool = False  # anonymous requests that act are refused (identity.py)
+    online_owner: str | None = None  # who answers for cases reported online ([broker] online_owner)
 
     def __post_init__(self) -> None:
         self.handlers = {
@@ -392,6 +427,8 @@ class Api:
         async def handle(body: dict[str, Any]) -> dict[str, Any]:
             body, caller = with_actor(verb, body, fields, CALLER.get(), self.require_identity)
             CALLER.set(caller)  # the events this request decides carry how their actor was proven
+            if verb == "case.open" and online():
+                body = self._online_intake(body)
             req: Any = parse(model, body) if model is not None else None
             if verb in DEPARTMENT_VERBS and req.actor != req.department:
                 raise department_only(verb, req.department)
@@ -400,8 +437,23 @@ class Api:
             if spec.query is not None:
                 return await spec.query(self, req)
             assert spec.command is not None
+            if getattr(req, "receipt", None) is not None:  # online: the receipt code names the case
+                found = await case_by_receipt(self.book, req.receipt, req.phone_last4)
+                req = req.model_copy(update={"case_id": found.case_id})
             await self.book.ensure(req.case_id)
             command = spec.command(req, self.rules, self.case(req.case_id))
             return self.runner.reply(await self.runner.execute(req.case_id, constant(command)))
 
         return handle
+
+    def _online_intake(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A report from the portal: channel online, owned by the staff member who answers for those."""
+        if self.online_owner is None:
+            raise ApiFailure(
+                "unavailable",
+                "nobody answers for cases reported online: the centre has not named one",
+                field="owner",
+                fix="set [broker] online_owner to the staff id who answers for online reports",
+                message_zh="網上反映暫不可用：中心尚未指定網上反映的首問負責人",
+            )
+        return {**body, "owner": self.online_owner, "channel": "online"}

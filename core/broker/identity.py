@@ -15,12 +15,21 @@ import contextvars
 from dataclasses import dataclass
 from typing import Any
 
-from unstuck.schemas.subjects import APPLICANT, DEPARTMENT_PREFIX, STAFF_PREFIX, VIA_NATS, VIA_WEB
+from unstuck.schemas.subjects import (
+    APPLICANT,
+    DEPARTMENT_PREFIX,
+    PORTAL,
+    PORTAL_VERBS,
+    STAFF_PREFIX,
+    VIA_NATS,
+    VIA_WEB,
+)
 
 from .errors import ApiFailure
 
 SYSTEM = "system"  # the broker itself: no request may act under this name
 CLAIMED = "claimed"
+ONLINE = "online"  # the applicant through the portal: the portal's credentials, the case's receipt code
 AUTH_OF_VIA = {VIA_NATS: "nats", VIA_WEB: "web"}
 
 ACTOR_FIELD = {"case.open": "owner"}  # the request field that names who acts, where it is not ``actor``
@@ -33,7 +42,9 @@ class Caller:
     """The principal a request came from; ``actor`` is how the record names it, ``auth`` how it was proven."""
 
     actor: str
-    auth: str  # "nats" (its own credentials), "web" (the console's signed-in session) or "claimed"
+    auth: (
+        str  # "nats" (its own credentials), "web" (the console's session), "online" (the portal) or "claimed"
+    )
 
     @property
     def proven(self) -> bool:
@@ -50,6 +61,8 @@ def caller_of(principal: str | None, via: str | None) -> Caller | None:
     member's NATS user ``staff-<id>`` acts as ``<id>``."""
     if principal is None or via is None:
         return None
+    if principal == PORTAL and via == VIA_NATS:
+        return Caller(actor=APPLICANT, auth=ONLINE)
     actor = principal
     for prefix in (DEPARTMENT_PREFIX, STAFF_PREFIX):
         if principal.startswith(prefix):
@@ -64,6 +77,8 @@ def with_actor(
 
     ``fields``: the request model's fields (``model_fields``); a verb with no acting field (a query)
     passes through, except that an anonymous one is refused where identity is required and it acts."""
+    if caller is not None and caller.auth == ONLINE:
+        return _online(verb, body), caller
     name = ACTOR_FIELD.get(verb, "actor")
     if name not in fields and verb not in APPLICANT_VERBS:
         return body, caller
@@ -101,6 +116,27 @@ def with_actor(
             message_zh=f"{name} 填的是 {typed}，但您登錄的身份是 {caller.actor}：不能以他人名義操作",
         )
     return ({**body, name: caller.actor} if name in fields else body), caller
+
+
+def _online(verb: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A request of the portal: one of its verbs; a rating names the receipt code, never a case id."""
+    if verb not in PORTAL_VERBS:
+        raise ApiFailure(
+            "not_allowed",
+            f"{verb}: the online portal may call {', '.join(PORTAL_VERBS)} only",
+            field="subject",
+            fix="staff act through the console or their own credentials",
+            message_zh="網上渠道只能反映、查詢和評價",
+        )
+    if verb == "case.evaluate" and "case_id" in body:
+        raise ApiFailure(
+            "not_allowed",
+            "case.evaluate online names the receipt code and the phone's last 4 digits, not a case id",
+            field="case_id",
+            fix="give receipt and phone_last4",
+            message_zh="網上評價須憑回執碼和電話後 4 位",
+        )
+    return {**body, "actor": APPLICANT} if verb == "case.evaluate" else body
 
 
 def department_only(verb: str, department: str) -> ApiFailure:

@@ -116,7 +116,8 @@ class Broker:
         opener = CaseOpener(book, runner, ids, refs, quota, rules)
         self.ledger_view = LedgerView(book, clock)
         reads = (store.read_case, self.ledger_view, opener.open, self.report.status, self.ticker.tick)
-        api = Api(book, runner, rules, *reads, self.directory.ensure, config.broker.require_identity)
+        identity = (config.broker.require_identity, config.broker.online_owner)
+        api = Api(book, runner, rules, *reads, self.directory.ensure, *identity)
         self.transport = ApiTransport(nc, api.handlers, config, self.metrics, background)
         self.watcher = HealthWatcher(
             nc, self.js, book, self.heads, self.metrics, background, calendar_warnings=self.calendar_warnings

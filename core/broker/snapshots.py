@@ -105,7 +105,8 @@ def encode_state(state: lc.CaseState) -> dict[str, Any]:
 
 
 def decode_state(encoded: dict[str, Any]) -> lc.CaseState:
-    values = {name: _untag(encoded[name]) for name in _STATE_FIELDS}
+    # a field added since the snapshot was written takes its default
+    values = {name: _untag(encoded[name]) for name in _STATE_FIELDS if name in encoded}
     values["state"] = CaseStatus(values["state"]) if values["state"] else ""
     return lc.CaseState(**values)
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from unstuck.schemas import events as ev
 from unstuck.schemas.case import CaseIntake
-from unstuck.schemas.common import Category
+from unstuck.schemas.common import Category, Satisfaction
 from unstuck.schemas.coordination import CoordinationReply
 
 
@@ -45,6 +45,10 @@ class Open:
     classification: Classification | None = None
     intake_deadline: IntakeDeadline | None = None
     """Given with no classification: the case is watched from its first day."""
+    opened_by: str | None = None
+    """Who opened it when not its owner: ``applicant`` for a case reported online."""
+    receipt_digest: str | None = None
+    """An online case: the digest of the receipt code given to the applicant."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,7 +186,7 @@ class Close:
 class Evaluate:
     verb: ClassVar[str] = "evaluate"
     actor: str
-    rating: str
+    level: Satisfaction
     comment: str
     department_at_fault: str | None
     working_days: int

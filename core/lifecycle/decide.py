@@ -77,7 +77,9 @@ def _check_allowed(state: CaseState, command: c.Command) -> None:
 
 
 def _open(state: CaseState, cmd: c.Open) -> list[NewEvent]:
-    out = [NewEvent(cmd.intake.owner, ev.CaseOpened.from_intake(cmd.intake))]
+    out = [NewEvent(cmd.opened_by or cmd.intake.owner, ev.CaseOpened.from_intake(cmd.intake))]
+    if cmd.receipt_digest is not None:
+        out.append(NewEvent(cmd.opened_by or cmd.intake.owner, ev.ReceiptIssued(digest=cmd.receipt_digest)))
     if cmd.classification is not None:
         out += _classification_events(state, cmd.intake.owner, cmd.classification, cmd.intake.model_dump())
     elif cmd.intake_deadline is not None:  # unclassified: watched until it is classified
@@ -341,7 +343,7 @@ def _review_pending(review: Mapping[str, Any]) -> bool:
 
 def _evaluate(state: CaseState, cmd: c.Evaluate) -> list[NewEvent]:
     dept = cmd.department_at_fault
-    if dept is not None and cmd.rating != "bad":
+    if dept is not None and cmd.level.rating != "bad":
         raise Refused(
             "department_at_fault goes only with a bad rating",
             field="department_at_fault",
@@ -354,7 +356,9 @@ def _evaluate(state: CaseState, cmd: c.Evaluate) -> list[NewEvent]:
             field="department_at_fault",
             zh=f"案件 {state.case_id} 未協調過 {dept}；協調過的部門：{'、'.join(state.departments) or '無'}",
         )
-    evaluated = ev.CaseEvaluated(rating=cmd.rating, comment=cmd.comment, department_at_fault=dept)
+    evaluated = ev.CaseEvaluated(
+        level=cmd.level, rating=cmd.level.rating, comment=cmd.comment, department_at_fault=dept
+    )
     out = [NewEvent(cmd.actor, evaluated)]
     if dept is not None:
         reason = f"差評歸責 {dept}: {cmd.comment}"[:200] or "bad rating"

@@ -264,6 +264,10 @@ def _review_notice_given(s: CaseState, data: ev.ReviewNoticeGiven, meta: EventMe
     )
 
 
+def _receipt_issued(s: CaseState, data: ev.ReceiptIssued, meta: EventMeta) -> CaseState:
+    return _replace_state(s, receipt_digest=data.digest)
+
+
 def _nothing_changes(s: CaseState, data: WireModel, meta: EventMeta) -> CaseState:
     """An event that records an act without changing what the case is (a reveal of personal data)."""
     return s
@@ -355,6 +359,7 @@ _RULES: dict[type[WireModel], Callable[[CaseState, Any, EventMeta], CaseState]] 
     ev.ReviewNoticeGiven: _review_notice_given,
     ev.ReviewConcluded: _review_concluded,
     ev.PersonalDataRevealed: _nothing_changes,
+    ev.ReceiptIssued: _receipt_issued,
     ev.DueDateRevised: _due_date_revised,
 }
 """One rule per event type: the payload model is the type (``ev.EVENT_TYPES``)."""

@@ -187,6 +187,7 @@ class CaseState:
     evaluation: Mapping[str, Any] | None = None
     accountability: tuple[Mapping[str, Any], ...] = ()
     reviews: tuple[Mapping[str, Any], ...] = ()
+    receipt_digest: str | None = None  # an online case: SHA-256 of its receipt code's secret
 
     @property
     def exists(self) -> bool:
