@@ -103,6 +103,7 @@ def demo_config(base: Config) -> Config:
     config.retry = retry
     config.staff.update({LEADER: "leader_in_charge", "w-zhang": "clerk", "w-li": "clerk", "w-wang": "clerk"})
     config.window.duty_leader = LEADER
+    config.broker.online_owner = config.broker.online_owner or "w-li"  # answers for reports made online
     return config
 
 

@@ -42,6 +42,7 @@ DOCUMENTED_BROKER = {
     "stream": "UNSTUCK_CASES",
     "replicas": 1,
     "snapshot_seconds": 300.0,
+    "online_owner": None,
 }
 DOCUMENTED_WINDOW = {
     "duty_leader": "duty-leader",
@@ -196,6 +197,7 @@ tick_seconds = 15
 require_identity = true
 discovery_seconds = 2
 snapshot_seconds = 30
+online_owner = "w-zhang"
 stream = "SY_CASES"
 replicas = 3
 
@@ -257,6 +259,7 @@ def test_every_documented_key_is_accepted_and_lands_in_the_config(tmp_path):
         "stream": "SY_CASES",
         "replicas": 3,
         "snapshot_seconds": 30.0,
+        "online_owner": "w-zhang",
     }
     assert config.window.duty_leader == "leader-zhou"
     assert config.window.chain == {
