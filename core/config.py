@@ -90,6 +90,9 @@ class DeadlineConfig(Section):
     max_extension_days: int = Field(default=10, ge=1, le=10)
     max_bounces: int = Field(default=2, ge=1, le=10)
     review_notify_days: int = Field(default=3, ge=1, le=10)
+    follow_up_working_days: int = Field(
+        default=15, ge=1, le=60, description="working days for a bad rating's 回訪 and 整改 (follow-up)"
+    )
     calendar_override: Path | None = None
 
     @model_validator(mode="before")

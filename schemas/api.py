@@ -181,6 +181,15 @@ class Close(WireModel):
     )
 
 
+class FollowUp(WireModel):
+    """``case.follow_up``: the 回訪 and 整改 of a bad rating, by the case's owner or a leader."""
+
+    case_id: CaseId
+    actor: StaffId
+    visit: LongText = Field(description="回訪: what the applicant was told and said")
+    measures: LongText = Field(description="整改: what was changed")
+
+
 ReceiptCode = Annotated[str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 PhoneLast4 = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
 
@@ -311,6 +320,7 @@ API_REQUESTS: dict[str, type[WireModel] | None] = {
     "case.close": Close,
     "case.evaluate": Evaluate,
     "case.lookup": LookupCase,
+    "case.follow_up": FollowUp,
     "departments.list": None,
     "case.reopen": Reopen,
     "case.escalate": Escalate,

@@ -172,7 +172,9 @@ class CaseEscalated(WireModel):
     level: int = Field(ge=0, le=3)
     role: Literal["clerk", "section_head", "leader_in_charge", "director"]
     target: str = Field(description="person or post at that level")
-    reason: Literal["overdue", "stalled", "bounced", "direct", "review_overdue", "notice_overdue"]
+    reason: Literal[
+        "overdue", "stalled", "bounced", "direct", "review_overdue", "notice_overdue", "follow_up_overdue"
+    ]
     audience: str = Field(description="the notify subject's last token")
     note: str = ""
 
@@ -182,8 +184,10 @@ class DeadlineWarned(WireModel):
 
     due_date: date
     working_days_left: int = Field(ge=0)
-    about: Literal["review_notice", "review"] | None = Field(
-        default=None, description="none: the case's deadline; else a `cannot` review's notice or conclusion"
+    about: Literal["review_notice", "review", "follow_up"] | None = Field(
+        default=None,
+        description="none: the case's deadline; else a `cannot` review's notice or conclusion, or a bad "
+        "rating's follow-up (回訪 and 整改)",
     )
     department: DepartmentCode | None = Field(default=None, description="whose `cannot` is under review")
 
@@ -343,6 +347,24 @@ class PersonalDataRevealed(WireModel):
     reason: ShortText = Field(description="why it had to be seen (the actor is the envelope's)")
 
 
+class FollowUpOpened(WireModel):
+    """case.follow_up_opened: a 差評 (不滿意 or 非常不滿意) is followed up: the window visits the
+    applicant again (回訪) and puts right what caused it (整改) by ``due_date``, watched like a deadline."""
+
+    level: Satisfaction = Field(description="the rating that opened it")
+    working_days: int = Field(ge=1, le=60)
+    due_date: date
+    due_date_provisional: bool = False
+
+
+class FollowUpDone(WireModel):
+    """case.follow_up_done: the 回訪 and 整改 of a bad rating, recorded by the owner or a leader."""
+
+    visit: LongText = Field(description="回訪: what the applicant was told and said when visited again")
+    measures: LongText = Field(description="整改: what was changed so that it does not happen again")
+    on_time: bool = Field(description="recorded by the follow-up's due date")
+
+
 class ReceiptIssued(WireModel):
     """case.receipt_issued: an applicant who reported online was given a receipt code (回執碼) to look
     the case up and rate it; the record keeps only its digest."""
@@ -380,6 +402,8 @@ EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.due_date_revised": DueDateRevised,
     "case.personal_data_revealed": PersonalDataRevealed,
     "case.receipt_issued": ReceiptIssued,
+    "case.follow_up_opened": FollowUpOpened,
+    "case.follow_up_done": FollowUpDone,
 }
 
 _TYPE_OF_MODEL: dict[type[WireModel], str] = {model: name for name, model in EVENT_TYPES.items()}
@@ -421,6 +445,8 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "case.due_date_revised": ("期限重算", "due date revised"),
     "case.personal_data_revealed": ("查看個人信息", "personal data revealed"),
     "case.receipt_issued": ("發放回執碼", "receipt issued"),
+    "case.follow_up_opened": ("差評回訪整改", "bad rating followed up"),
+    "case.follow_up_done": ("回訪整改完成", "follow-up done"),
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

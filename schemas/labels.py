@@ -37,6 +37,7 @@ ESCALATION_REASON_LABELS: dict[str, tuple[str, str]] = {
     "direct": ("直接督辦", "addressed directly"),
     "notice_overdue": ("未按期告知申請人", "applicant not told in time"),
     "review_overdue": ("複核逾期", "review overdue"),
+    "follow_up_overdue": ("差評整改逾期", "bad rating's follow-up overdue"),
 }
 """Why a case climbed the chain (``case.escalated`` ``reason``)."""
 

@@ -218,6 +218,7 @@ def test_case_commands_are_generated_from_the_api_table_with_a_flag_per_request_
         *("classify", "handover", "extend", "approve-extension", "record", "guide", "close"),
         *(
             "evaluate",
+            "follow-up",
             "reopen",
             "escalate",
             "rule-bounce",

@@ -276,6 +276,7 @@ def test_a_case_that_was_never_opened_does_not_exist_and_serialises_empty():
         "resolution": None,
         "closing": None,
         "evaluation": None,
+        "follow_up": None,
         "accountability": [],
         "reviews": [],
         "intake": {},
@@ -405,6 +406,7 @@ def test_the_state_serialises_every_field_a_reader_needs():
         "resolution": {"outcome": "cannot"},
         "closing": {"outcome": "cannot", "on_time": False},
         "evaluation": {"rating": "bad"},
+        "follow_up": None,
         "accountability": [{"staff": "clerk-7"}, {"staff": "clerk-8"}],
         "reviews": [{"department": "chengguan"}],
         "intake": {"matter": "shop_sign", "owner": "w-zhang"},
@@ -443,14 +445,14 @@ ALL_INTAKE = "classify, handover, escalate"
 ALL_GUIDING = "guide, classify, handover, extend, approve_extension, escalate"
 ALL_COORDINATING = (
     "classify, handover, extend, approve_extension, record, escalate, rule_bounce, accountability, close, "
-    "review_notice, review_conclude"
+    "review_notice, review_conclude, follow_up"
 )
 ALL_ANSWERED = (
     "classify, handover, extend, approve_extension, record, close, escalate, accountability, review_notice, "
-    "review_conclude"
+    "review_conclude, follow_up"
 )
-ALL_CLOSED = "evaluate, reopen, accountability, record, review_notice, review_conclude"
-ALL_EVALUATED = "reopen, accountability, record, review_notice, review_conclude"
+ALL_CLOSED = "evaluate, reopen, accountability, record, review_notice, review_conclude, follow_up"
+ALL_EVALUATED = "reopen, accountability, record, review_notice, review_conclude, follow_up"
 GUIDE = lc.Guide(actor="w-zhang", actor_rank=CLERK, window="窗口", instructions="說明", today=SEP29)
 
 
@@ -549,7 +551,7 @@ def test_a_refusal_says_the_same_in_chinese_naming_the_state_and_what_staff_may_
     with pytest.raises(lc.Refused) as caught:
         lc.decide(s, GUIDE)
     assert caught.value.zh == (
-        f"案件 {CID} 目前「已評價」，不能引導辦理；現在可以：重辦、問責記錄、登記部門答覆、登記複核告知、登記複核結論"
+        f"案件 {CID} 目前「已評價」，不能引導辦理；現在可以：重辦、問責記錄、登記部門答覆、登記複核告知、登記複核結論、登記回訪整改"
     )
 
 

@@ -15,6 +15,7 @@ from conftest import sample
 from unstuck import lifecycle as lc
 from unstuck.clock import CHINA
 from unstuck.schemas import CaseIntake
+from unstuck.schemas.common import Satisfaction
 from unstuck.schemas.events import AccountabilityRecorded
 
 DEPARTMENTS = frozenset({"renshe", "scjg", "chengguan"})
@@ -33,6 +34,7 @@ command_kinds = st.sampled_from(
         "close",
         "guide",
         "evaluate",
+        "follow_up",
         "reopen",
         "accountability",
         "rule_bounce",
@@ -101,16 +103,20 @@ def build(kind: str, s: lc.CaseState, draw: st.DrawFn, today: date) -> object | 
                 actor=actor, actor_rank=rank, window="某窗口", instructions="請攜帶材料", today=today
             )
         case "evaluate":
-            rating = draw(st.sampled_from(["good", "bad"]))
-            dept = draw(st.sampled_from([None, *sorted(DEPARTMENTS)])) if rating == "bad" else None
+            level = draw(st.sampled_from(list(Satisfaction)))
+            dept = draw(st.sampled_from([None, *sorted(DEPARTMENTS)])) if level.rating == "bad" else None
             return lc.Evaluate(
                 actor=actor,
-                rating=rating,
+                level=level,
                 comment="",
                 department_at_fault=dept,
                 working_days=5,
                 due_date=CAL.add_working_days(today, 5),
+                follow_up_days=15,
+                follow_up_due=CAL.add_working_days(today, 15),
             )
+        case "follow_up":
+            return lc.FollowUp(actor=actor, actor_rank=rank, visit="已回訪", measures="已整改", today=today)
         case "reopen":
             return lc.Reopen(
                 actor=actor,
@@ -162,6 +168,8 @@ def check_valid(s: lc.CaseState, n_events: int) -> None:
     if s.state == lc.GUIDING:
         assert not any(c.open for c in s.current())
     assert 0 <= s.extension_days <= 10
+    if s.follow_up is not None:  # only a bad rating opens a follow-up
+        assert s.evaluation is not None and s.follow_up["level"] in ("dissatisfied", "very_dissatisfied")
     assert all(0 <= level <= 3 for level, _ in s.escalations.values())
     assert all(c.department in DEPARTMENTS for c in s.coordinations.values())
     assert len(set(s.coordinations)) == len(s.coordinations)

@@ -166,3 +166,21 @@ async def test_without_an_online_owner_the_portal_cannot_report(broker: Broker, 
     reply = await as_portal(nats_client, "case.open", reported())
     assert (reply["error"]["code"], reply["error"]["field"]) == ("unavailable", "owner")
     assert "online_owner" in reply["error"]["fix"] and "首問負責人" in reply["error"]["message_zh"]
+
+
+async def test_a_bad_rating_online_opens_a_follow_up_the_owner_records(
+    broker: Broker, builtin_adapters, nats_client: Client
+):
+    case_id, receipt = await report(nats_client)
+    await wait_for(lambda: broker.state_of(case_id).state == "answered")
+    close = {"case_id": case_id, "actor": ONLINE_OWNER, "outcome": "cannot", "explanation": "已說明"}
+    await api_call(nats_client, "case.close", close)
+    rate = {"receipt": receipt, "phone_last4": "1234", "level": "very_dissatisfied", "comment": "沒人理"}
+    assert (await as_portal(nats_client, "case.evaluate", rate))["ok"]
+    follow_up = dict(broker.state_of(case_id).follow_up or {})
+    # rated on Monday 28 September 2026: 29, 30 September, then 國慶 1-7 October off, 8, 9, Saturday 10
+    # (a make-up working day), 12-16, 19-23: the 15th working day is Friday 23 October
+    assert (follow_up["due_date"], follow_up["working_days"], follow_up["done"]) == ("2026-10-23", 15, False)
+    visit = {"case_id": case_id, "actor": ONLINE_OWNER, "visit": "已電話回訪", "measures": "補充告知書"}
+    await api_call(nats_client, "case.follow_up", visit)
+    assert dict(broker.state_of(case_id).follow_up or {})["done"] is True

@@ -96,9 +96,14 @@ def record(req: api.RecordReply, rules: Rules, state: lc.CaseState) -> lc.Comman
 
 def evaluate(req: api.Evaluate, rules: Rules, state: lc.CaseState) -> lc.Command:
     days, due = rules.deadline(Category(state.category or "hard"), rules.clock.now())
+    follow_days = rules.config.deadlines.follow_up_working_days
+    follow_due = rules.calendar.add_working_days(rules.today(), follow_days)
     return lc.Evaluate(
         actor=req.actor,
         level=req.satisfaction,
+        follow_up_days=follow_days,
+        follow_up_due=follow_due,
+        follow_up_provisional=rules.provisional(rules.today(), follow_due),
         comment=req.comment,
         department_at_fault=req.department_at_fault,
         working_days=days,
@@ -330,6 +335,17 @@ VERBS: dict[str, Verb] = {
         },
     ),
     "case.lookup": Verb(query=lookup_case),
+    "case.follow_up": Verb(
+        lambda req, rules, state: lc.FollowUp(
+            actor=req.actor,
+            visit=req.visit,
+            measures=req.measures,
+            today=rules.today(),
+            actor_rank=rules.rank(req.actor),
+        ),
+        cli="record the 回訪 and 整改 of a bad rating (owner or leader)",
+        help={"visit": "回訪: what the applicant said", "measures": "整改: what was changed"},
+    ),
     "departments.list": Verb(query=list_departments),
     "case.reopen": Verb(reopen, cli="reopen (leaders)", help={"reason": "why (重辦)"}),
     "case.escalate": Verb(

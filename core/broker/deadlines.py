@@ -110,6 +110,8 @@ class DeadlineTicker:
                 for key in ("notify_by", "due_date")
                 if r.get(key)
             }
+            if state.follow_up and not state.follow_up.get("done"):  # a bad rating's 回訪 and 整改
+                dates.add(date.fromisoformat(state.follow_up["due_date"]))
             tick = lc.CheckDeadlines(
                 today=today,
                 at=now,

@@ -31,6 +31,7 @@ NOTICES: dict[str, tuple[str, str]] = {
         "{notify_by}前告知結果",
     ),
     "case.closed": ("applicant", "案件{case_id}已辦結銷號，請對本次服務進行評價（好差評）"),
+    "case.follow_up_opened": ("owner", "差評回訪：案件{case_id}收到差評，請於{due_date}前完成回訪和整改"),
     "case.bounce_ruled": ("duty_leader", "案件{case_id}：{type}"),
     "coordination.stalled": ("duty_leader", "案件{case_id}：{type}"),
 }

@@ -187,6 +187,9 @@ class Evaluate:
     verb: ClassVar[str] = "evaluate"
     actor: str
     level: Satisfaction
+    follow_up_days: int = 0  # a bad rating's 回訪 and 整改: working days, and the due date they give
+    follow_up_due: date | None = None
+    follow_up_provisional: bool = False
     comment: str
     department_at_fault: str | None
     working_days: int
@@ -210,6 +213,16 @@ class RecordAccountability:
     verb: ClassVar[str] = "accountability"
     actor: str
     data: ev.AccountabilityRecorded
+    actor_rank: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FollowUp:
+    verb: ClassVar[str] = "follow_up"
+    actor: str
+    visit: str
+    measures: str
+    today: date
     actor_rank: int = 0
 
 
@@ -267,6 +280,7 @@ Command = (
     | Guide
     | Close
     | Evaluate
+    | FollowUp
     | Reopen
     | RecordAccountability
     | RecordReviewNotice

@@ -360,6 +360,14 @@ def _evaluate(state: CaseState, cmd: c.Evaluate) -> list[NewEvent]:
         level=cmd.level, rating=cmd.level.rating, comment=cmd.comment, department_at_fault=dept
     )
     out = [NewEvent(cmd.actor, evaluated)]
+    if cmd.level.rating == "bad" and cmd.follow_up_due is not None:  # 差評: 回訪 and 整改, watched
+        follow_up = ev.FollowUpOpened(
+            level=cmd.level,
+            working_days=cmd.follow_up_days,
+            due_date=cmd.follow_up_due,
+            due_date_provisional=cmd.follow_up_provisional,
+        )
+        out.append(NewEvent("system", follow_up))
     if dept is not None:
         reason = f"差評歸責 {dept}: {cmd.comment}"[:200] or "bad rating"
         out += _reopen(
@@ -441,6 +449,19 @@ def _review_notice(state: CaseState, cmd: c.RecordReviewNotice) -> list[NewEvent
         )
     notice = ev.ReviewNoticeGiven(department=cmd.department, how=cmd.how, note=cmd.note)
     return [NewEvent(cmd.actor, notice)]
+
+
+def _follow_up(state: CaseState, cmd: c.FollowUp) -> list[NewEvent]:
+    pending = state.follow_up
+    if not pending or pending.get("done"):
+        raise Refused(
+            f"case {state.case_id} has no bad rating waiting for its follow-up (回訪 and 整改)",
+            code="conflict",
+            zh=f"案件 {state.case_id} 沒有待回訪整改的差評",
+        )
+    _owner_or_leader(state, cmd.actor, cmd.actor_rank, "record the follow-up of", "登記回訪整改")
+    on_time = cmd.today <= date.fromisoformat(pending["due_date"])
+    return [NewEvent(cmd.actor, ev.FollowUpDone(visit=cmd.visit, measures=cmd.measures, on_time=on_time))]
 
 
 def _reveal(state: CaseState, cmd: c.RevealPersonalData) -> list[NewEvent]:
@@ -626,8 +647,8 @@ def _check_deadlines(state: CaseState, t: c.CheckDeadlines) -> list[NewEvent]:
     if state.due_date is None:
         return []
     out: list[NewEvent] = []
-    if state.state not in OPEN_STATES:  # closed: only a `cannot` review is still followed
-        late = _late_reviews(state, t, out)
+    if state.state not in OPEN_STATES:  # closed: only a `cannot` review and a 差評's follow-up
+        late = _late_reviews(state, t, out) | _late_follow_up(state, t, out)
         if t.working_day:
             out += _climbs(state, t, late)
         return out
@@ -638,6 +659,7 @@ def _check_deadlines(state: CaseState, t: c.CheckDeadlines) -> list[NewEvent]:
     waiting = [x for x in state.current() if x.open]
     targets = sorted({x.department for x in waiting}) or ["window"]
     late = _late_reviews(state, t, out)  # who owes a review's notice or conclusion past its date
+    late |= _late_follow_up(state, t, out)
     if t.today > state.due_date and not state.overdue:
         out.append(NewEvent("system", ev.CaseOverdue(due_date=state.due_date)))
         if t.working_day:  # else the first climb waits for the next working day
@@ -719,6 +741,27 @@ def _late_reviews(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent]) ->
                 level = min(_level_of(state, owner) + 1, 3)
                 out.append(_escalation(owner, level, t.chains.get(owner, {}), reason))
     return late
+
+
+def _late_follow_up(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent]) -> dict[str, str]:
+    """Watch a bad rating's follow-up like a deadline the window owes: 催辦 before its date, the
+    window's first level the working day after, then a level a working day (``_climbs``)."""
+    pending = state.follow_up
+    if not pending or pending.get("done"):
+        return {}
+    due = date.fromisoformat(pending["due_date"])
+    if t.today <= due:
+        warned = _warning(t, due, t.days_left.get(due, 0), pending.get("warned") or (), "follow_up")
+        if warned is not None:
+            out.append(NewEvent("system", warned))
+        return {}
+    if pending.get("late"):
+        return {"window": "follow_up_overdue"}
+    climbed = {e.data.department for e in out if isinstance(e.data, ev.CaseEscalated)}
+    if t.working_day and "window" not in climbed:
+        level = min(_level_of(state, "window") + 1, 3)
+        out.append(_escalation("window", level, t.chains.get("window", {}), "follow_up_overdue"))
+    return {}
 
 
 def _level_of(state: CaseState, department: str) -> int:
@@ -906,6 +949,7 @@ _DECIDERS: dict[type[c.Command], Callable[[CaseState, Any], list[NewEvent]]] = {
     c.Guide: _guide,
     c.Close: _close,
     c.Evaluate: _evaluate,
+    c.FollowUp: _follow_up,
     c.Reopen: _reopen_ordered,
     c.RecordAccountability: _record_accountability,
     c.RecordReviewNotice: _review_notice,

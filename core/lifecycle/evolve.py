@@ -198,6 +198,8 @@ def _escalated(s: CaseState, data: ev.CaseEscalated, meta: EventMeta) -> CaseSta
     if reached is None or data.level >= reached[0]:
         escalations[data.department] = (data.level, meta.at)
     ruling = s.bounce_ruling_needed or (data.reason == "bounced" and data.audience == "duty_leader")
+    if data.reason == "follow_up_overdue" and s.follow_up:
+        s = _replace_state(s, follow_up={**s.follow_up, "late": True})
     if data.reason == "notice_overdue":
         s = _replace_reviews(s, lambda r: not r.get("notified"), notice_late=True)
     elif data.reason == "review_overdue":
@@ -216,6 +218,9 @@ def _bounce_ruled(s: CaseState, data: ev.BounceRuled, meta: EventMeta) -> CaseSt
 def _deadline_warned(s: CaseState, data: ev.DeadlineWarned, meta: EventMeta) -> CaseState:
     if data.about is None:
         return _replace_state(s, warned=s.warned | {data.working_days_left})
+    if data.about == "follow_up" and s.follow_up:
+        warned = [*s.follow_up.get("warned", ()), data.working_days_left]
+        return _replace_state(s, follow_up={**s.follow_up, "warned": warned})
     key, done = (
         ("notice_warned", "notified") if data.about == "review_notice" else ("review_warned", "conclusion")
     )
@@ -262,6 +267,16 @@ def _review_notice_given(s: CaseState, data: ev.ReviewNoticeGiven, meta: EventMe
     return _replace_reviews(
         s, lambda r: r.get("department") == data.department and not r.get("notified"), notified=True
     )
+
+
+def _follow_up_opened(s: CaseState, data: ev.FollowUpOpened, meta: EventMeta) -> CaseState:
+    follow_up = {**data.model_dump(mode="json"), "done": False, "warned": [], "late": False}
+    return _replace_state(s, follow_up=follow_up)
+
+
+def _follow_up_done(s: CaseState, data: ev.FollowUpDone, meta: EventMeta) -> CaseState:
+    done = {**(s.follow_up or {}), **data.model_dump(mode="json"), "done": True, "at": meta.at.isoformat()}
+    return _replace_state(s, follow_up=done)
 
 
 def _receipt_issued(s: CaseState, data: ev.ReceiptIssued, meta: EventMeta) -> CaseState:
@@ -360,6 +375,8 @@ _RULES: dict[type[WireModel], Callable[[CaseState, Any, EventMeta], CaseState]] 
     ev.ReviewConcluded: _review_concluded,
     ev.PersonalDataRevealed: _nothing_changes,
     ev.ReceiptIssued: _receipt_issued,
+    ev.FollowUpOpened: _follow_up_opened,
+    ev.FollowUpDone: _follow_up_done,
     ev.DueDateRevised: _due_date_revised,
 }
 """One rule per event type: the payload model is the type (``ev.EVENT_TYPES``)."""

@@ -55,6 +55,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "close",
         "review_notice",
         "review_conclude",
+        "follow_up",
         "tick",
         "revise_due_date",
         "reveal",
@@ -70,6 +71,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "accountability",
         "review_notice",
         "review_conclude",
+        "follow_up",
         "tick",
         "revise_due_date",
         "reveal",
@@ -82,10 +84,20 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "record",
         "review_notice",
         "review_conclude",
+        "follow_up",
         "tick",
         "reveal",
     ),
-    EVALUATED: ("reopen", "accountability", "record", "review_notice", "review_conclude", "tick", "reveal"),
+    EVALUATED: (
+        "reopen",
+        "accountability",
+        "record",
+        "review_notice",
+        "review_conclude",
+        "follow_up",
+        "tick",
+        "reveal",
+    ),
 }
 
 VERB_LABELS: dict[str, str] = {
@@ -100,6 +112,7 @@ VERB_LABELS: dict[str, str] = {
     "accountability": "問責記錄",
     "close": "銷號",
     "evaluate": "評價",
+    "follow_up": "登記回訪整改",
     "reopen": "重辦",
     "review_notice": "登記複核告知",
     "review_conclude": "登記複核結論",
@@ -188,6 +201,7 @@ class CaseState:
     accountability: tuple[Mapping[str, Any], ...] = ()
     reviews: tuple[Mapping[str, Any], ...] = ()
     receipt_digest: str | None = None  # an online case: SHA-256 of its receipt code's secret
+    follow_up: Mapping[str, Any] | None = None  # a 差評's 回訪 and 整改: due_date, done, warned, late
 
     @property
     def exists(self) -> bool:
@@ -207,8 +221,10 @@ class CaseState:
     @property
     def watched(self) -> bool:
         """Still followed by the broker: open, or closed with a `cannot` review not concluded."""
-        return self.state in OPEN_STATES or any(
-            r.get("due_date") is not None and r.get("conclusion") is None for r in self.reviews
+        return (
+            self.state in OPEN_STATES
+            or any(r.get("due_date") is not None and r.get("conclusion") is None for r in self.reviews)
+            or bool(self.follow_up and not self.follow_up.get("done"))
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,6 +270,7 @@ class CaseState:
             "resolution": dict(self.resolution) if self.resolution else None,
             "closing": dict(self.closing) if self.closing else None,
             "evaluation": dict(self.evaluation) if self.evaluation else None,
+            "follow_up": dict(self.follow_up) if self.follow_up else None,
             "accountability": [dict(a) for a in self.accountability],
             "reviews": [dict(r) for r in self.reviews],
             "intake": dict(self.intake),
