@@ -93,6 +93,12 @@ class DeadlineConfig(Section):
     follow_up_working_days: int = Field(
         default=15, ge=1, le=60, description="working days for a bad rating's 回訪 and 整改 (follow-up)"
     )
+    invite_rating_days: int = Field(
+        default=3,
+        ge=0,
+        le=30,
+        description="days after 銷號 an applicant who has not rated is invited once (0: never)",
+    )
     calendar_override: Path | None = None
 
     @model_validator(mode="before")

@@ -365,6 +365,13 @@ class FollowUpDone(WireModel):
     on_time: bool = Field(description="recorded by the follow-up's due date")
 
 
+class RatingInvited(WireModel):
+    """case.rating_invited: 邀評, once: the applicant had not rated the case ``days`` days after 銷號."""
+
+    closed_on: date = Field(description="the local date of the closing")
+    days: int = Field(ge=1, le=30, description="days after the closing the invitation went out")
+
+
 class ReceiptIssued(WireModel):
     """case.receipt_issued: an applicant who reported online was given a receipt code (回執碼) to look
     the case up and rate it; the record keeps only its digest."""
@@ -404,6 +411,7 @@ EVENT_TYPES: dict[str, type[WireModel]] = {
     "case.receipt_issued": ReceiptIssued,
     "case.follow_up_opened": FollowUpOpened,
     "case.follow_up_done": FollowUpDone,
+    "case.rating_invited": RatingInvited,
 }
 
 _TYPE_OF_MODEL: dict[type[WireModel], str] = {model: name for name, model in EVENT_TYPES.items()}
@@ -447,6 +455,7 @@ EVENT_LABELS: dict[str, tuple[str, str]] = {
     "case.receipt_issued": ("發放回執碼", "receipt issued"),
     "case.follow_up_opened": ("差評回訪整改", "bad rating followed up"),
     "case.follow_up_done": ("回訪整改完成", "follow-up done"),
+    "case.rating_invited": ("邀評", "invited to rate"),
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

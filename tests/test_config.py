@@ -63,6 +63,7 @@ DOCUMENTED_DEADLINES = {  # working_days is checked by its effect: the 1-3-5 rul
     "max_bounces": 2,
     "review_notify_days": 3,
     "follow_up_working_days": 15,
+    "invite_rating_days": 3,
     "calendar_override": None,
 }
 DOCUMENTED_LIMITS = {"api_requests_per_second": 100.0, "api_burst": 200, "cases_per_applicant_per_day": 20}
@@ -217,6 +218,7 @@ max_extension_days = 6
 max_bounces = 3
 review_notify_days = 5
 follow_up_working_days = 10
+invite_rating_days = 5
 calendar_override = "holidays.toml"
 
 [limits]
@@ -282,7 +284,7 @@ def test_every_documented_key_is_accepted_and_lands_in_the_config(tmp_path):
     assert d.max_extension_days == 6
     assert d.max_bounces == 3
     assert d.review_notify_days == 5
-    assert d.follow_up_working_days == 10
+    assert d.follow_up_working_days == 10 and d.invite_rating_days == 5
     assert d.calendar_override == tmp_path / "holidays.toml"  # relative to the configuration file
     assert config.limits.model_dump() == {
         "api_requests_per_second": 5.5,

@@ -123,3 +123,35 @@ def test_a_case_without_a_bad_rating_has_nothing_to_follow_up():
     with pytest.raises(lc.Refused) as refused:
         lc.decide(state, lc.FollowUp(actor="w-zhang", visit="x", measures="y", today=date(2026, 11, 20)))
     assert refused.value.code == "conflict"
+
+
+def closed_not_rated() -> lc.CaseState:
+    state = opened("01")
+    state, _ = apply(state, reply_command(state, "resolved"))
+    close = lc.Close(
+        actor="w-zhang", actor_rank=CLERK, outcome="resolved", explanation="已辦好", today=RATED_ON
+    )
+    state, _ = apply(state, close, at=datetime(2026, 11, 2, 16, tzinfo=CHINA))
+    return state
+
+
+def invitation_check(state: lc.CaseState, today: date, days: int = 3) -> lc.CheckDeadlines:
+    return dataclasses.replace(tick(state, today), invite_after_days=days)
+
+
+def test_an_applicant_who_has_not_rated_three_days_after_closing_is_invited_once():
+    state = closed_not_rated()  # closed on Monday 2 November at 16:00 Beijing time
+    assert lc.decide(state, invitation_check(state, date(2026, 11, 4))) == []  # two days
+    state, events = apply(state, invitation_check(state, date(2026, 11, 5)))
+    [invited] = [e.data for e in events]
+    assert invited == ev.RatingInvited(closed_on=date(2026, 11, 2), days=3)
+    assert state.rating_invited and not state.followed(invites_ratings=True)
+    assert lc.decide(state, invitation_check(state, date(2026, 11, 9))) == []  # once
+
+
+def test_no_invitation_when_the_centre_sends_none_or_the_applicant_has_rated():
+    state = closed_not_rated()
+    assert lc.decide(state, invitation_check(state, date(2026, 11, 9), days=0)) == []
+    assert not state.followed(invites_ratings=False) and state.followed(invites_ratings=True)
+    rated = evaluated(Satisfaction.SATISFIED)
+    assert lc.decide(rated, invitation_check(rated, date(2026, 11, 9))) == []

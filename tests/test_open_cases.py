@@ -4,6 +4,7 @@ restart starts from the snapshot of the open cases, checked against the chain, n
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import nats
 import pytest
@@ -14,7 +15,16 @@ from unstuck.adapters.registry import installed_departments
 from unstuck.broker import Broker
 from unstuck.broker.snapshots import Snapshot, decode_state, encode_state
 from unstuck.lifecycle.state import replace_state
-from unstuck.testing import api_call, close_client, wait_for
+from unstuck.testing import api_call, close_client, fast_config, wait_for
+
+
+@pytest.fixture
+def unstuck_config(request):
+    """These tests are about where a closed case is kept. 邀評 keeps a closed case that is not rated
+    yet in memory until its invitation (the last test, given ``[3]``), so it is off unless given."""
+    config = fast_config()
+    config.deadlines.invite_rating_days = getattr(request, "param", 0)
+    return config
 
 
 async def open_case(nc, name: str, **changes) -> str:
@@ -245,3 +255,22 @@ async def test_a_snapshot_from_another_stream_is_refused(broker):
     raw = broker.snapshots.take().encode("SOME_OTHER_STREAM")
     with pytest.raises(ValueError, match="SOME_OTHER_STREAM"):
         Snapshot.decode(raw, broker.store.stream)
+
+
+@pytest.mark.parametrize("unstuck_config", [3], indirect=True)
+async def test_a_closed_case_not_rated_stays_in_memory_until_its_invitation_then_leaves(
+    broker, builtin_adapters, nats_client, sim_clock
+):
+    broker.book.closed_kept = 1
+    case_id = await answered_and_closed(broker, nats_client, "07")  # closed on Monday 28 September
+    await answered_and_closed(broker, nats_client, "07")  # would push it out of the recently closed
+    assert case_id in broker.states  # watched: 邀評 is still owed
+    sim_clock.advance(timedelta(days=2))  # Wednesday 30 September: two days, not yet
+    await api_call(nats_client, "admin.tick", {})
+    assert case_id in broker.states and not broker.state_of(case_id).rating_invited
+    sim_clock.advance(timedelta(days=1))  # Thursday 1 October (a holiday: days, not working days)
+    await api_call(nats_client, "admin.tick", {})
+    types = [e.type for e in await broker.store.read_case(case_id)]
+    assert types[-1] == "case.rating_invited" and types.count("case.rating_invited") == 1
+    await answered_and_closed(broker, nats_client, "07")
+    assert case_id not in broker.states and case_id not in broker.book.closed

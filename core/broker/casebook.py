@@ -45,6 +45,9 @@ class CaseBook:
         default_factory=OrderedDict
     )  # recently closed, oldest first
     closed_kept: int = CLOSED_KEPT
+    invites_ratings: bool = (
+        True  # 邀評 on ([deadlines] invite_rating_days): a closed case stays until invited
+    )
     stream_seqs: dict[str, int] = field(
         default_factory=dict
     )  # case in memory -> stream seq of its last message
@@ -182,11 +185,11 @@ class CaseBook:
         return folded.state if folded is not None else None
 
     def _place(self, state: lc.CaseState, stream_seq: int) -> None:
-        """Keep ``state`` where it belongs: with the open cases (and the closed ones whose `cannot` review
-        is still followed), or first among the recently closed."""
+        """Keep ``state`` where it belongs: with the open cases (and the closed ones whose `cannot` review,
+        bad rating's follow-up or 邀評 is still owed), or first among the recently closed."""
         case_id = state.case_id
         self.stream_seqs[case_id] = stream_seq
-        if state.watched:
+        if state.followed(self.invites_ratings):
             self.states[case_id] = state
             self.closed.pop(case_id, None)
             return

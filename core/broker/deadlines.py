@@ -102,7 +102,7 @@ class DeadlineTicker:
         working_day = rules.calendar.is_working_day(today)
         office = settings.office()
         for case_id, state in list(self.states.items()):
-            if not state.watched or state.due_date is None:
+            if not state.followed(settings.invite_rating_days > 0) or state.due_date is None:
                 continue
             dates = {state.due_date} | {
                 date.fromisoformat(r[key])
@@ -126,6 +126,7 @@ class DeadlineTicker:
                     if level < 3
                 },
                 days_left={d: rules.calendar.working_days_between(today, d) for d in dates if d >= today},
+                invite_after_days=settings.invite_rating_days,
             )
             if not lc.decide(state, tick):
                 continue

@@ -31,6 +31,10 @@ NOTICES: dict[str, tuple[str, str]] = {
         "{notify_by}前告知結果",
     ),
     "case.closed": ("applicant", "案件{case_id}已辦結銷號，請對本次服務進行評價（好差評）"),
+    "case.rating_invited": (
+        "applicant",
+        "案件{case_id}已於{closed_on}辦結，您尚未評價，歡迎對本次服務作出評價（好差評）",
+    ),
     "case.follow_up_opened": ("owner", "差評回訪：案件{case_id}收到差評，請於{due_date}前完成回訪和整改"),
     "case.bounce_ruled": ("duty_leader", "案件{case_id}：{type}"),
     "coordination.stalled": ("duty_leader", "案件{case_id}：{type}"),

@@ -83,6 +83,7 @@ class Broker:
         self.store = store = EventStore(self.js, stream=config.broker.stream, replicas=config.broker.replicas)
         self.background = background = Background()
         self.book = book = CaseBook(store, self.metrics.stream_rejected.inc)
+        book.invites_ratings = config.deadlines.invite_rating_days > 0
         self.gauges, refs = CaseGauges(self.metrics), ClientRefs()
         self.quota = quota = ApplicantQuota(config.limits, clock)
         book.observers += [self.gauges.account, refs.observe, quota.observe]

@@ -126,6 +126,7 @@ class CheckDeadlines:
     working_day: bool = True  # today is a working day: escalations climb on working days only
     working_hours_since: Mapping[str, float] = field(default_factory=dict)
     days_left: Mapping[date, int] = field(default_factory=dict)
+    invite_after_days: int = 0  # 邀評 this many days after 銷號 if the applicant has not rated (0: never)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

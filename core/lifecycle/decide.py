@@ -4,7 +4,7 @@ happened, one function per command type. Pure: what it needs arrives inside the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from unstuck.schemas import events as ev
@@ -18,6 +18,7 @@ from .evolve import _placeholder_meta, evolve_many, review_reviewer
 from .state import (
     ALLOWED,
     ANSWERED,
+    CLOSED,
     COORDINATING,
     INTAKE,
     LEADER_RANK,
@@ -647,8 +648,9 @@ def _check_deadlines(state: CaseState, t: c.CheckDeadlines) -> list[NewEvent]:
     if state.due_date is None:
         return []
     out: list[NewEvent] = []
-    if state.state not in OPEN_STATES:  # closed: only a `cannot` review and a 差評's follow-up
+    if state.state not in OPEN_STATES:  # closed: a `cannot` review, a 差評's follow-up, the 邀評
         late = _late_reviews(state, t, out) | _late_follow_up(state, t, out)
+        out += _invitation(state, t)
         if t.working_day:
             out += _climbs(state, t, late)
         return out
@@ -762,6 +764,16 @@ def _late_follow_up(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent]) 
         level = min(_level_of(state, "window") + 1, 3)
         out.append(_escalation("window", level, t.chains.get("window", {}), "follow_up_overdue"))
     return {}
+
+
+def _invitation(state: CaseState, t: c.CheckDeadlines) -> list[NewEvent]:
+    """邀評: once, ``invite_after_days`` days after 銷號 while the applicant has not rated."""
+    if state.state != CLOSED or state.rating_invited or not t.invite_after_days or not state.closing:
+        return []
+    closed_on = datetime.fromisoformat(state.closing["at"]).astimezone(t.at.tzinfo).date()
+    if (t.today - closed_on).days < t.invite_after_days:
+        return []
+    return [NewEvent("system", ev.RatingInvited(closed_on=closed_on, days=t.invite_after_days))]
 
 
 def _level_of(state: CaseState, department: str) -> int:

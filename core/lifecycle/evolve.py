@@ -279,6 +279,10 @@ def _follow_up_done(s: CaseState, data: ev.FollowUpDone, meta: EventMeta) -> Cas
     return _replace_state(s, follow_up=done)
 
 
+def _rating_invited(s: CaseState, data: ev.RatingInvited, meta: EventMeta) -> CaseState:
+    return _replace_state(s, rating_invited=True)
+
+
 def _receipt_issued(s: CaseState, data: ev.ReceiptIssued, meta: EventMeta) -> CaseState:
     return _replace_state(s, receipt_digest=data.digest)
 
@@ -377,6 +381,7 @@ _RULES: dict[type[WireModel], Callable[[CaseState, Any, EventMeta], CaseState]] 
     ev.ReceiptIssued: _receipt_issued,
     ev.FollowUpOpened: _follow_up_opened,
     ev.FollowUpDone: _follow_up_done,
+    ev.RatingInvited: _rating_invited,
     ev.DueDateRevised: _due_date_revised,
 }
 """One rule per event type: the payload model is the type (``ev.EVENT_TYPES``)."""

@@ -202,6 +202,7 @@ class CaseState:
     reviews: tuple[Mapping[str, Any], ...] = ()
     receipt_digest: str | None = None  # an online case: SHA-256 of its receipt code's secret
     follow_up: Mapping[str, Any] | None = None  # a 差評's 回訪 and 整改: due_date, done, warned, late
+    rating_invited: bool = False  # 邀評 sent: a closed case not rated some days after 銷號 is invited once
 
     @property
     def exists(self) -> bool:
@@ -226,6 +227,10 @@ class CaseState:
             or any(r.get("due_date") is not None and r.get("conclusion") is None for r in self.reviews)
             or bool(self.follow_up and not self.follow_up.get("done"))
         )
+
+    def followed(self, invites_ratings: bool) -> bool:
+        """Watched, or (where the centre sends 邀評) closed and neither rated nor invited yet."""
+        return self.watched or (invites_ratings and self.state == CLOSED and not self.rating_invited)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view of the state (identifiers as stored: callers mask for display)."""
@@ -271,6 +276,7 @@ class CaseState:
             "closing": dict(self.closing) if self.closing else None,
             "evaluation": dict(self.evaluation) if self.evaluation else None,
             "follow_up": dict(self.follow_up) if self.follow_up else None,
+            "rating_invited": self.rating_invited,
             "accountability": [dict(a) for a in self.accountability],
             "reviews": [dict(r) for r in self.reviews],
             "intake": dict(self.intake),
