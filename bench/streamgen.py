@@ -241,7 +241,7 @@ def sample_bodies(department: str = "renshe") -> list[bytes]:
 # sealed with the broker's ``envelope_fields`` and ``seal``: the template's fields are copied and the
 # case's own values set, so no pydantic model is built per event.
 
-HISTORY_VERSION = 1
+HISTORY_VERSION = 2
 """Bump when what ``generate_history`` writes changes: it is part of the cache key."""
 
 MATTERS = (
@@ -431,7 +431,8 @@ def _case_events(
                                            outcome="resolved" if reply[0][1]["data"]["outcome"] == "resolved" else "cannot")]))
         rating = "good" if r.random() < 0.9 else "bad"
         decisions_.append((closed_at + timedelta(hours=r.uniform(0.1, 48)), [
-            ev_("evaluated", "applicant", rating=rating, comment="滿意" if rating == "good" else "等待太久")]))
+            ev_("evaluated", "applicant", level="satisfied" if rating == "good" else "dissatisfied",
+                rating=rating, comment="滿意" if rating == "good" else "等待太久")]))
     info = {"state": state, "overdue": overdue, "opened": opened, "category": category,
             "department": dept, "due": due}
     return case_id, [[(at.isoformat(), f) for f in fs] for at, fs in decisions_], info
