@@ -11,6 +11,7 @@ from typing import Any
 from unstuck.eventstore import EventStore, ExpectedHead
 from unstuck.lifecycle import NewEvent
 from unstuck.schemas import events as ev
+from unstuck.schemas.common import LEVEL_OF_RATING
 
 KEY = bytes(range(32))
 """The applicant key of the tests' ledgers."""
@@ -94,7 +95,7 @@ class CaseWriter:
         return await self.decide(case_id, at, NewEvent("w-zhang", closed))
 
     async def evaluate(self, case_id: str, at: datetime, rating: str = "good") -> int:
-        return await self.decide(case_id, at, NewEvent("applicant", ev.CaseEvaluated(rating=rating)))
+        return await self.decide(case_id, at, NewEvent("applicant", ev.CaseEvaluated(level=LEVEL_OF_RATING[rating], rating=rating)))
 
     async def overdue(self, case_id: str, at: datetime, due: date) -> int:
         return await self.decide(case_id, at, NewEvent("system", ev.CaseOverdue(due_date=due)))

@@ -96,7 +96,7 @@ def test_the_owner_records_the_visit_and_the_measures_and_the_watch_ends():
     assert not state.watched
     with pytest.raises(lc.Refused) as again:
         lc.decide(state, done)
-    assert again.value.code == "conflict"
+    assert again.value.code == "not_allowed"
 
 
 def test_a_follow_up_recorded_after_its_date_is_not_on_time():
@@ -122,7 +122,7 @@ def test_a_case_without_a_bad_rating_has_nothing_to_follow_up():
     state = evaluated(Satisfaction.SATISFIED)
     with pytest.raises(lc.Refused) as refused:
         lc.decide(state, lc.FollowUp(actor="w-zhang", visit="x", measures="y", today=date(2026, 11, 20)))
-    assert refused.value.code == "conflict"
+    assert refused.value.code == "not_allowed"
 
 
 def closed_not_rated() -> lc.CaseState:

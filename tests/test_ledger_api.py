@@ -43,6 +43,7 @@ async def test_a_closed_case_that_left_memory_is_still_listed_and_rated_in_the_l
     broker, builtin_adapters, nats_client
 ):
     broker.book.closed_kept = 1  # the next closing pushes this case out of memory
+    broker.book.invites_ratings = False  # (an unrated case would wait for its 邀評 in memory first)
     case_id = (await api_call(nats_client, "case.open", sample("07")))["case_id"]
     other = (await api_call(nats_client, "case.open", sample("07", client_ref="other")))["case_id"]
     await wait_for(lambda: broker.state_of(case_id).state == lc.ANSWERED)

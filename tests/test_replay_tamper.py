@@ -189,7 +189,7 @@ async def test_a_forged_tail_rehashed_to_a_perfect_chain_is_caught_only_by_the_r
         case_id, fields, _ = messages[i]
         data = dict(fields["data"])
         if fields["type"] == "case.evaluated":
-            data["rating"] = "bad"
+            data["level"], data["rating"] = "dissatisfied", "bad"  # a forged 差評, consistent in itself
         body = resealed(fields, prev_hash=prev, data=data)
         messages[i] = (case_id, json.loads(body), body)
         prev = json.loads(body)["hash"]

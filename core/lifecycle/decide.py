@@ -457,7 +457,6 @@ def _follow_up(state: CaseState, cmd: c.FollowUp) -> list[NewEvent]:
     if not pending or pending.get("done"):
         raise Refused(
             f"case {state.case_id} has no bad rating waiting for its follow-up (回訪 and 整改)",
-            code="conflict",
             zh=f"案件 {state.case_id} 沒有待回訪整改的差評",
         )
     _owner_or_leader(state, cmd.actor, cmd.actor_rank, "record the follow-up of", "登記回訪整改")
