@@ -29,10 +29,11 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
-# make fuzz: the full fuzz run (docs/reliability.md); FUZZ_EXAMPLES per entry point, 10,000 by default
+# make fuzz: the full fuzz run (docs/reliability.md): the bus's entry points and the console's forms
+# (docs/console.md); FUZZ_EXAMPLES per entry point or endpoint, 10,000 by default
 FUZZ_EXAMPLES ?= 10000
 fuzz: $(STAMP)
-	UNSTUCK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py
+	UNSTUCK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz.py tests/test_console_fuzz.py
 
 MUTATE_STAMP := $(VENV)/.mutate-installed
 $(MUTATE_STAMP): $(STAMP) pyproject.toml

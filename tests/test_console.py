@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import stat
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from test_console_helpers import PASSWORD, STAFF, ConsoleBus
+from test_console_helpers import INTAKE, PASSWORD, STAFF, ConsoleBus, csrf_of, signed_in
 
 from unstuck.console import PasswordError, PasswordStore, actions_for
 from unstuck.console.auth import Authenticator, ProviderError, load_provider
@@ -31,21 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HTMX_SHA256 = (
     "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"  # htmx.org@2.0.11 dist/htmx.min.js
 )
-
-INTAKE = {
-    "channel": "window",
-    "applicant_kind": "enterprise",
-    "applicant_name": "丹東市振興區味道小廚餐飲店",
-    "id_number": "92210603MA0KC8QX2K",
-    "phone": "13904151234",
-    "matter_title": "二樓門頭招牌設置",
-    "matter": "shop_sign",
-    "window": "城管局戶外廣告審批窗口",
-    "department": "chengguan",
-    "description": "餐飲店位於臨街商住樓二樓，申請設置門頭招牌，窗口未予辦理。",
-    "category": "cannot",
-    "facts": "floor=2\nbuilding=臨街商住樓",
-}
 
 
 def mode(path: Path) -> int:
@@ -279,22 +263,6 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBus]:
     running = ConsoleBus(tmp_path_factory.mktemp("console")).start()
     yield running
     running.stop()
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page[:500]
-    return found.group(1)
-
-
-def signed_in(bus: ConsoleBus, staff: str) -> tuple[httpx.Client, str]:
-    client = httpx.Client(base_url=bus.url, follow_redirects=True, timeout=30)
-    token = csrf_of(client.get("/login").text)
-    page = client.post(
-        "/login", data={"csrf": token, "username": staff, "password": PASSWORD, "next": "/queue"}
-    )
-    assert page.status_code == 200 and f"{staff}（" in page.text, page.text[:500]
-    return client, csrf_of(page.text)
 
 
 def test_a_case_opened_in_the_console_is_recorded_as_the_signed_in_staff_member(bus: ConsoleBus) -> None:

@@ -1,16 +1,19 @@
 """What the console's tests share: a bus (nats-server, broker, the built-in adapters) and the console,
 running on an event loop of their own in a background thread, so that a test can drive a real browser
-(Playwright's synchronous API) or an HTTP client while the bus answers. No test lives here."""
+(Playwright's synchronous API) or an HTTP client while the bus answers; a valid intake form, and signing
+in over HTTP. No test lives here."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import nats
 
 from unstuck.adapters.host import AdapterHost
@@ -32,6 +35,22 @@ STAFF = {
     "director-ma": "director",
 }
 PASSWORD = "correct horse battery"  # every test account's console password
+
+# a valid intake form (sample 01's shop sign), as staff type it
+INTAKE = {
+    "channel": "window",
+    "applicant_kind": "enterprise",
+    "applicant_name": "丹東市振興區味道小廚餐飲店",
+    "id_number": "92210603MA0KC8QX2K",
+    "phone": "13904151234",
+    "matter_title": "二樓門頭招牌設置",
+    "matter": "shop_sign",
+    "window": "城管局戶外廣告審批窗口",
+    "department": "chengguan",
+    "description": "餐飲店位於臨街商住樓二樓，申請設置門頭招牌，窗口未予辦理。",
+    "category": "cannot",
+    "facts": "floor=2\nbuilding=臨街商住樓",
+}
 
 
 def console_config() -> Config:
@@ -122,3 +141,19 @@ class ConsoleBus:
             return dict(json.loads(msg.data))
 
         return self.run(ask())
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page[:500]
+    return found.group(1)
+
+
+def signed_in(bus: ConsoleBus, staff: str) -> tuple[httpx.Client, str]:
+    client = httpx.Client(base_url=bus.url, follow_redirects=True, timeout=30)
+    token = csrf_of(client.get("/login").text)
+    page = client.post(
+        "/login", data={"csrf": token, "username": staff, "password": PASSWORD, "next": "/queue"}
+    )
+    assert page.status_code == 200 and f"{staff}（" in page.text, page.text[:500]
+    return client, csrf_of(page.text)

@@ -21,6 +21,9 @@ from .text import simplified
 log = logging.getLogger("unstuck.console.bus")
 
 APPLICANT = "applicant"  # the evaluation screen: the applicant's own channel
+# the body field that names who acts, where it is not ``actor`` (as the broker reads it): never sent.
+# ``owner`` of case.handover is the new owner, and is sent.
+ACTING_FIELD = {"case.open": "owner"}
 
 
 class BusError(Exception):
@@ -40,7 +43,8 @@ class BusClient:
 
     async def call(self, verb: str, principal: str, body: dict[str, Any] | None = None) -> Any:
         """``verb`` as ``principal`` (a staff id from ``[staff]``, or ``applicant``); the broker's result."""
-        body = {k: v for k, v in (body or {}).items() if k not in ("actor", "owner")}
+        acting = ACTING_FIELD.get(verb, "actor")
+        body = {k: v for k, v in (body or {}).items() if k != acting}
         subject = api_subject(verb, principal, VIA_WEB)
         data = json.dumps(body, ensure_ascii=False).encode()
         try:

@@ -143,7 +143,7 @@ async def act(request: Request) -> Response:
     except BusError as exc:
         if exc.code == "not_found":
             raise HTTPException(404, f"案件 {case_id} 不存在：请核对案件编号") from exc
-        named = {exc.field: exc.message} if exc.field and exc.field in raw else {}
+        named = forms.refusal(fields, exc.field, exc.message)
         return await show_case(
             request, case_id, open_action=action, values=raw, errors=named, problem=exc.message, status=422
         )

@@ -82,11 +82,19 @@ def check(form: Mapping[str, Any], fields: Iterable[Field]) -> tuple[dict[str, A
     return values, errors
 
 
+def refusal(fields: Iterable[Field], name: str | None, message: str) -> dict[str, str]:
+    """The broker's refusal as the message beside the field of the form it names, headed by that
+    field's label as every message beside a field is; nothing when it names no field of the form."""
+    label = next((f.label for f in fields if f.name == name), None)
+    return {name: f"{label}：{message}"} if name and label else {}
+
+
 def _typed(f: Field, text: str) -> tuple[Any, str | None]:
     if f.kind == "choice":
         return text, None if text in f.choices else f"{f.label}：请从列表中选择"
     if f.kind == "days":
-        if not text.isdigit() or not f.low <= int(text) <= f.high:
+        # isdecimal, not isdigit: "²" is a digit int() cannot read; full-width "１０" is decimal and reads 10
+        if not text.isdecimal() or not f.low <= int(text) <= f.high:
             return None, f"{f.label}：请填 {f.low} 到 {f.high} 之间的整数"
         return int(text), None
     if f.kind == "id_number":

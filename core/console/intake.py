@@ -137,14 +137,15 @@ async def open_case(request: Request) -> Response:
     raw = {k: str(v) for k, v in form.items() if k != "csrf"}
     number = raw.get("ticket", "")
     ticket = console.tickets.find(number) if number else None
-    values, errors = forms.check(form, forms.intake_fields(console.departments()))
+    fields = forms.intake_fields(console.departments())
+    values, errors = forms.check(form, fields)
     if errors:
         return await _intake_form(request, raw, errors, number, status=422)
     body = forms.intake_body(values, ticket.ref if ticket else None)
     try:
         result = await console.call("case.open", staff_of(request), body)
     except BusError as exc:
-        named = {exc.field: exc.message} if exc.field and exc.field in raw else {}
+        named = forms.refusal(fields, exc.field, exc.message)
         return await _intake_form(request, raw, named, number, status=422, problem=exc.message)
     case_id = str(result["case_id"])
     if ticket is not None:

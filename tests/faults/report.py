@@ -143,6 +143,7 @@ def fuzz_table(fuzz: dict[str, Any]) -> list[str]:
         "api": "API requests over NATS to the running broker (`unstuck.api.<verb>`)",
         "replies": "department replies (`replyjudge.judge_reply`, then `decide`)",
         "stream_messages": "stream messages (the broker's follower)",
+        "console": "the window console's forms and pages over HTTP ({endpoints} endpoints, {per} examples each)",
     }
     lines = [
         "| entry point | examples | crashes | invalid data accepted | accepted | refused | seconds |",
@@ -151,7 +152,7 @@ def fuzz_table(fuzz: dict[str, Any]) -> list[str]:
     for key, f in fuzz.items():
         refused = ", ".join(f"{k} {v}" for k, v in sorted((f.get("refused") or {}).items())) or "—"
         lines.append(
-            f"| {names.get(key, key)} | {f['examples']} | {f['crashes']} | {f['invalid_accepted']} "
+            f"| {names.get(key, key).format(endpoints=f.get('endpoints'), per=f.get('per_endpoint'))} | {f['examples']} | {f['crashes']} | {f['invalid_accepted']} "
             f"| {f.get('accepted', '—')} | {refused} | {f['seconds']} |"
         )
     api = fuzz.get("api")
