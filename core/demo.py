@@ -439,26 +439,42 @@ async def run_demo(
             f"http://{bus.metrics_server.address}/healthz   ({time.monotonic() - started:.1f}s)"
         )
         if keep_running:
-            from .console import serve_in_background  # the window console, acting on this bus
-
-            console = await serve_in_background(
-                config,
-                directory,
-                nats_url=bus.url,
-                secure=secure,
-                or_free_port=True,
-                sign_in=["w-zhang", LEADER],
-            )
-            signed = ", ".join(f"{staff} / {password}" for staff, password in console.passwords.items())
-            print(f"window console: {console.url}" + (f"  (sign in: {signed})" if signed else ""), flush=True)
+            running = await serve_web(config, directory, bus.url, secure)
             print(keep_running_hint(directory, next(iter(demo.ids.values()))), flush=True)
             try:
                 await _until_stopped()
             finally:
-                await console.stop()
+                for app in reversed(running):
+                    await app.stop()
     finally:
         await bus.stop()
     return 0
+
+
+async def serve_web(config: Config, directory: Path, nats_url: str, secure: bool) -> list[Any]:
+    """The window console and the applicant's portal on this bus, their addresses printed; both
+    returned, to be stopped."""
+    from .console import serve_in_background  # the window console, acting on this bus
+    from .natsconfig import PORTAL, local_credential
+    from .portal import serve_in_background as serve_portal
+
+    console = await serve_in_background(
+        config, directory, nats_url=nats_url, secure=secure, or_free_port=True, sign_in=["w-zhang", LEADER]
+    )
+    signed = ", ".join(f"{staff} / {password}" for staff, password in console.passwords.items())
+    print(f"window console: {console.url}" + (f"  (sign in: {signed})" if signed else ""), flush=True)
+    try:
+        portal = await serve_portal(
+            config,
+            nats_url=nats_url,
+            credential=local_credential(directory, PORTAL, fallback=None) if secure else None,
+            or_free_port=True,
+        )
+    except BaseException:
+        await console.stop()
+        raise
+    print(f"applicant portal: {portal.url}  (report, look up and rate online)", flush=True)
+    return [console, portal]
 
 
 def keep_running_hint(directory: Path, case_id: str) -> str:

@@ -130,6 +130,25 @@ async def running_broker(
         await close_client(nc)
 
 
+# --- the web apps in a browser: Debian's Chromium driven by Playwright (test_*_browser.py) ------------
+
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]  # the axe-core tags of WCAG 2.1 AA
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium (``/usr/bin/chromium``, no browser downloaded) for a module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = require_tool(
+        "chromium", "apt-get install chromium (Debian's Chromium; no browser is downloaded)"
+    )
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium)
+        yield launched
+        launched.close()
+
+
 # --- the ledger's databases: SQLite in the test's folder, PostgreSQL from Debian's binaries ------------
 
 

@@ -95,7 +95,9 @@ class CaseWriter:
         return await self.decide(case_id, at, NewEvent("w-zhang", closed))
 
     async def evaluate(self, case_id: str, at: datetime, rating: str = "good") -> int:
-        return await self.decide(case_id, at, NewEvent("applicant", ev.CaseEvaluated(level=LEVEL_OF_RATING[rating], rating=rating)))
+        return await self.decide(
+            case_id, at, NewEvent("applicant", ev.CaseEvaluated(level=LEVEL_OF_RATING[rating], rating=rating))
+        )
 
     async def overdue(self, case_id: str, at: datetime, due: date) -> int:
         return await self.decide(case_id, at, NewEvent("system", ev.CaseOverdue(due_date=due)))

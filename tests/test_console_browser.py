@@ -22,15 +22,14 @@ from typing import Any
 import pytest
 from test_console_helpers import PASSWORD, ConsoleBus
 
-from conftest import require_tool
+from conftest import WCAG_AA
 from unstuck.schemas.subjects import VIA_WEB, api_subject
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "console"
-WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 try:
-    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+    from playwright.sync_api import Browser, BrowserContext, Page
 except ImportError:  # pragma: no cover - the test extra installs it
     if os.environ.get("CI"):
         raise
@@ -42,17 +41,6 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleBus]:
     running = ConsoleBus(tmp_path_factory.mktemp("console-browser")).start()
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = require_tool(
-        "chromium", "apt-get install chromium (Debian's Chromium; no browser is downloaded)"
-    )
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium)
-        yield launched
-        launched.close()
 
 
 def context(browser: Browser, **options: Any) -> BrowserContext:

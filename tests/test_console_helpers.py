@@ -1,7 +1,7 @@
-"""What the console's tests share: a bus (nats-server, broker, the built-in adapters) and the console,
-running on an event loop of their own in a background thread, so that a test can drive a real browser
-(Playwright's synchronous API) or an HTTP client while the bus answers; a valid intake form, and signing
-in over HTTP. No test lives here."""
+"""What the web apps' tests share: a bus (nats-server, broker, the built-in adapters), the console and,
+when asked, the applicant's portal, running on an event loop of their own in a background thread, so
+that a test can drive a real browser (Playwright's synchronous API) or an HTTP client while the bus
+answers; a valid intake form, and signing in over HTTP. No test lives here."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from unstuck.config import Config
 from unstuck.connection import close_client
 from unstuck.console import PasswordStore, RunningConsole, serve_in_background
 from unstuck.embedded import EmbeddedNats
+from unstuck.portal import Limits, RunningPortal
+from unstuck.portal import serve_in_background as serve_portal
 from unstuck.testing import DEFAULT_START, fast_config
 
 T = TypeVar("T")
@@ -35,6 +37,7 @@ STAFF = {
     "director-ma": "director",
 }
 PASSWORD = "correct horse battery"  # every test account's console password
+ONLINE_OWNER = "w-li"  # who answers for the cases reported through the portal
 
 # a valid intake form (sample 01's shop sign), as staff type it
 INTAKE = {
@@ -65,15 +68,21 @@ def console_config() -> Config:
 class ConsoleBus:
     """nats-server, a broker on a simulated clock, the built-in adapters and the console, in a thread."""
 
-    def __init__(self, directory: Path, config: Config | None = None) -> None:
+    def __init__(self, directory: Path, config: Config | None = None, portal: Limits | None = None) -> None:
+        """``portal``: start the applicant's portal as well, with these limits."""
         self.directory = directory
         self.config = config or console_config()
+        self.portal_limits = portal
+        self.portal: RunningPortal | None = None
+        if portal is not None:
+            self.config.broker.online_owner = ONLINE_OWNER
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="console-bus", daemon=True)
         self.server: EmbeddedNats | None = None
         self.clock = SimulatedClock(DEFAULT_START)
         self.console: RunningConsole | None = None
         self.data_dir = directory / "data"
+        self.portals: list[RunningPortal] = []
 
     def run(self, work: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
@@ -102,6 +111,22 @@ class ConsoleBus:
         self.host = AdapterHost(self.adapter_nc, [found[c] for c in ("renshe", "scjg", "chengguan")])
         await self.host.start()
         self.console = await serve_in_background(self.config, self.data_dir, nats_url=self.server.url)
+        if self.portal_limits is not None:
+            self.portal = await self.start_portal(self.portal_limits)
+
+    async def start_portal(self, limits: Limits) -> RunningPortal:
+        """Another portal on this bus, with ``limits`` of its own (stopped with the bus)."""
+        assert self.server is not None
+        started = await serve_portal(
+            self.config, nats_url=self.server.url, address="127.0.0.1:0", limits=limits
+        )
+        self.portals.append(started)
+        return started
+
+    def portal_url(self, running: RunningPortal | None = None) -> str:
+        found = running or self.portal
+        assert found is not None
+        return found.url.rstrip("/")
 
     def stop(self) -> None:
         try:
@@ -113,6 +138,8 @@ class ConsoleBus:
                 self.server.stop()
 
     async def _stop(self) -> None:
+        for running in self.portals:
+            await running.stop()
         if self.console is not None:
             await self.console.stop()
         await self.host.stop()

@@ -21,10 +21,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from unstuck.web.busclient import BusError
+from unstuck.web.middleware import BodyLimit, SecurityHeaders
+
 from . import casepage, intake, lists
-from .busclient import BusError
 from .context import Console
-from .middleware import BodyLimit, SecurityHeaders
 from .web import console_of, render, signed_in, templates
 
 log = logging.getLogger("unstuck.console")

@@ -12,11 +12,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from unstuck.web.busclient import APPLICANT, BusError
+from unstuck.web.forms import posted, read_form
+
 from . import forms
-from .busclient import APPLICANT, BusError
 from .context import STAFF_VERBS, Console, actions_for, simplified_verb
 from .text import describe, iso_date, local_time, zh_label
-from .web import back_to, console_of, current_staff, flash, posted, read_form, render, render_bare, staff_of
+from .web import back_to, console_of, current_staff, flash, render, render_bare, staff_of
 
 RATING_MINUTES = 30  # the evaluation screen's link stays valid this long
 

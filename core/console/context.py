@@ -18,10 +18,10 @@ from unstuck.clock import CHINA
 from unstuck.config import Config, display_zone
 from unstuck.plugins.manager import make_plugin_manager
 from unstuck.schemas.common import Category
+from unstuck.web.busclient import BusClient, BusError
 from unstuck.workcalendar import WorkingCalendar
 
 from .auth import Authenticator, load_provider
-from .busclient import BusClient, BusError
 from .store import LoginLog, PasswordStore, TicketQueue, session_secret
 from .text import iso_date, simplified, zh_label
 

@@ -8,17 +8,16 @@ sequences) are refused in free text: the console shows text as text, and a recor
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from unstuck.schemas.common import CASE_ID_PATTERN
+from unstuck.web.forms import text_problem
 
 SHORT, LONG = 200, 4000  # the contract's ShortText and LongText
 COMMENT = 2000  # an evaluation's comment
 
-_HTML = re.compile(r"<\s*[A-Za-z!/?]")
 _CITIZEN_ID = re.compile(r"^\d{17}[\dX]$")
 _CREDIT_CODE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 _PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
@@ -41,19 +40,6 @@ class Field:
     high: int = 10
 
 
-def _text_problem(label: str, value: str, limit: int) -> str | None:
-    if len(value) > limit:
-        return f"{label}：最多 {limit} 个字，现有 {len(value)} 个，请精简"
-    for ch in value:
-        if ch in "\n\r\t":
-            continue
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") and ch not in "\u200d":
-            return f"{label}：含有控制字符或转义序列（U+{ord(ch):04X}），请删去后重新输入"
-    if _HTML.search(value):
-        return f"{label}：请勿输入 HTML 标记（如 <b>、<script>），请用文字描述"
-    return None
-
-
 def check(form: Mapping[str, Any], fields: Iterable[Field]) -> tuple[dict[str, Any], dict[str, str]]:
     """The values of ``fields`` in ``form`` (typed as the broker wants them) and a message per bad field."""
     values: dict[str, Any] = {}
@@ -70,7 +56,7 @@ def check(form: Mapping[str, Any], fields: Iterable[Field]) -> tuple[dict[str, A
             if f.required:
                 errors[f.name] = f"{f.label}：必填，请填写"
             continue
-        problem = _text_problem(
+        problem = text_problem(
             f.label, text, {"long": LONG, "facts": LONG, "comment": COMMENT}.get(f.kind, SHORT)
         )
         if problem is None:

@@ -11,10 +11,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from unstuck.web.busclient import BusError
+from unstuck.web.forms import posted
+
 from . import forms
-from .busclient import BusError
 from .text import zh_label
-from .web import back_to, console_of, current_staff, flash, posted, render, safe_next, staff_of
+from .web import back_to, console_of, current_staff, flash, render, safe_next, staff_of
 
 
 async def login_page(request: Request) -> Response:

@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from unstuck import lifecycle as lc
+from unstuck.web.busclient import BusError
 
 from . import forms
-from .busclient import BusError
 from .context import Console
 from .text import local_time
 from .web import console_of, render, staff_of

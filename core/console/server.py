@@ -8,8 +8,7 @@ import contextlib
 import logging
 import secrets
 import signal
-import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ import uvicorn
 from unstuck.config import Config
 from unstuck.connection import Connection, require_server
 from unstuck.natsconfig import CONSOLE, Credential, CredentialStore, SecurityConfigError, credential_from_env
+from unstuck.web.busclient import BusClient
+from unstuck.web.serving import QuietServer, bind, url_of
 
 from .app import create_app
-from .busclient import BusClient
 from .context import Console
 
 log = logging.getLogger("unstuck.console")
@@ -37,36 +37,6 @@ def console_credential(data_dir: Path) -> Credential | None:
     if store.file(CONSOLE).exists():
         return store.get(CONSOLE)
     return None
-
-
-def bind(address: str) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: a free one)."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, int(port)))
-    except OSError:
-        sock.close()
-        raise
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-
-
-class _QuietServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the program it runs in."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -132,7 +102,7 @@ async def serve_in_background(
     except BaseException:
         sock.close()
         raise
-    server = _QuietServer(
+    server = QuietServer(
         uvicorn.Config(create_app(console), log_level="warning", access_log=False, lifespan="off")
     )
     task = asyncio.create_task(server.serve(sockets=[sock]), name="unstuck-console")

@@ -1,33 +1,20 @@
 """What the console shows staff: simplified Chinese, Beijing time, masked personal data.
 
-The label catalogue (``unstuck.schemas.labels``) and the broker's ``message_zh`` are written in
-traditional characters; mainland staff read simplified ones, so the console converts them when it
-shows them, with OpenCC's ``t2s`` table (the converter mainland systems use). What a person typed (an
-applicant's name, a description, a department's answer) is shown as it was entered.
+Labels and the broker's messages are converted to simplified characters (``unstuck.web.text``). What a
+person typed (an applicant's name, a description, a department's answer) is shown as it was entered.
 """
 
 from __future__ import annotations
 
-import functools
 from datetime import date, tzinfo
 from typing import Any
 
 from unstuck import audit
 from unstuck.schemas.labels import label
 from unstuck.schemas.privacy import mask_personal
+from unstuck.web.text import simplified
 
-
-@functools.cache
-def _converter() -> Any:
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
-@functools.lru_cache(maxsize=4096)
-def simplified(text: str) -> str:
-    """``text`` in simplified characters (traditional ones converted, everything else unchanged)."""
-    return str(_converter().convert(text)) if text else text
+__all__ = ["days_left_text", "describe", "iso_date", "local_time", "simplified", "zh_label"]
 
 
 def zh_label(kind: str, code: Any) -> str:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from unstuck import lifecycle as lc
+from unstuck.web.forms import csrf_token
 
 from .context import Console, simplified_verb
-from .middleware import MAX_BODY_BYTES, BodyTooLarge
 from .text import days_left_text, simplified, zh_label
 
 log = logging.getLogger("unstuck.console")
@@ -61,40 +59,8 @@ def staff_of(request: Request) -> str:
     return staff
 
 
-def csrf_token(request: Request) -> str:
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return token
-
-
 def flash(request: Request, text: str, kind: str = "ok") -> None:
     request.session["flash"] = [*request.session.get("flash", []), {"kind": kind, "text": text}]
-
-
-async def read_form(request: Request, max_fields: int = 100) -> FormData:
-    try:
-        return await request.form(max_files=0, max_fields=max_fields, max_part_size=MAX_BODY_BYTES)
-    except BodyTooLarge:
-        raise
-    except Exception as exc:
-        raise HTTPException(400, "提交的表单无法读取：请从页面上的表单重新提交") from exc
-
-
-async def posted(request: Request) -> FormData:
-    """The form of a POST, refused (403) unless it carries this session's CSRF token."""
-    form = await read_form(request)
-    expected = request.session.get("csrf")
-    given = form.get("csrf")
-    if (
-        not isinstance(expected, str)
-        or not isinstance(given, str)
-        or not secrets.compare_digest(expected, given)
-    ):
-        log.warning("console: a POST to %s without this session's CSRF token was refused", request.url.path)
-        raise HTTPException(403, "请求缺少有效的防伪令牌（CSRF）：请刷新页面后从表单重新提交")
-    return form
 
 
 def signed_in(handler: Handler) -> Handler:
