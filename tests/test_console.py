@@ -207,7 +207,7 @@ def test_the_intake_form_names_each_bad_field_in_chinese() -> None:
     values, errors = check(bad, intake_fields(["chengguan", "renshe", "scjg"]))
     assert errors == {
         "applicant_name": "申请人姓名或名称：必填，请填写",
-        "id_number": "证件号码：应为 18 位居民身份证号码（最后一位可为 X）或 18 位统一社会信用代码，现为 10 位，请核对",
+        "id_number": "证件号码：居民身份证号码应为 18 位，现为 10 位，请核对",
         "phone": "联系电话：应为 11 位手机号码或带区号的固定电话（如 0415-1234567）",
         "matter": "事项代码：只能用小写英文字母、数字和下划线，以字母开头，例如 shop_sign",
         "department": "原窗口所属部门：请从列表中选择",
@@ -281,7 +281,7 @@ def test_a_bad_form_comes_back_with_every_message_and_everything_typed(bus: Cons
     typed = {**INTAKE, "csrf": token, "ticket": "", "id_number": "123", "description": "<b>急</b>\x1b[2J"}
     page = client.post("/intake", data=typed)
     assert page.status_code == 422
-    assert "证件号码：应为 18 位" in page.text and "情况说明：" in page.text
+    assert "证件号码：居民身份证号码应为 18 位" in page.text and "情况说明：" in page.text
     assert "&lt;b&gt;急&lt;/b&gt;" in page.text and "<b>急</b>" not in page.text  # kept, and shown as text
     assert 'value="丹東市振興區味道小廚餐飲店"' in page.text and 'value="123"' in page.text
 

@@ -314,7 +314,7 @@ def test_bad_input_is_named_in_chinese_and_nothing_typed_is_lost(browser: Browse
     page.fill("#f-description", "<img src=x onerror=alert(1)>申请人很着急")
     page.click("button:has-text('受理'):not(:has-text('登记'))")
     problems = page.inner_text("div.problem")
-    assert "证件号码：应为 18 位" in problems and "情况说明：请勿输入 HTML 标记" in problems
+    assert "证件号码：居民身份证号码应为 18 位" in problems and "情况说明：请勿输入 HTML 标记" in problems
     assert page.input_value("#f-applicant_name") == "丹东市振兴区味道小厨餐饮店"
     assert page.input_value("#f-description") == "<img src=x onerror=alert(1)>申请人很着急"
     assert page.locator("img").count() == 0

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from unstuck.schemas.common import CASE_ID_PATTERN
+from unstuck.schemas.identifiers import identifier_problem, normalised_identifier
 from unstuck.web.forms import text_problem
+from unstuck.web.text import simplified
 
 SHORT, LONG = 200, 4000  # the contract's ShortText and LongText
 COMMENT = 2000  # an evaluation's comment
 
-_CITIZEN_ID = re.compile(r"^\d{17}[\dX]$")
-_CREDIT_CODE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 _PHONE = re.compile(r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _CASE_ID = re.compile(CASE_ID_PATTERN)
@@ -83,14 +83,13 @@ def _typed(f: Field, text: str) -> tuple[Any, str | None]:
         if not text.isdecimal() or not f.low <= int(text) <= f.high:
             return None, f"{f.label}：请填 {f.low} 到 {f.high} 之间的整数"
         return int(text), None
-    if f.kind == "id_number":
-        value = text.upper().replace(" ", "")
-        if _CITIZEN_ID.match(value) or _CREDIT_CODE.match(value):
+    if f.kind == "id_number":  # the bus's own rule (GB 11643 / GB 32100), so nothing it refuses is sent
+        value = normalised_identifier(text)
+        kind = "citizen" if value[:17].isdigit() else "enterprise"
+        if identifier_problem("citizen", value) is None or identifier_problem("enterprise", value) is None:
             return value, None
-        return None, (
-            f"{f.label}：应为 18 位居民身份证号码（最后一位可为 X）或 18 位统一社会信用代码，"
-            f"现为 {len(value)} 位，请核对"
-        )
+        problem = identifier_problem(kind, value)
+        return None, f"{f.label}：{simplified(problem.zh) if problem else ''}，请核对"
     if f.kind == "phone":
         value = text.replace(" ", "")
         if _PHONE.match(value):
