@@ -16,6 +16,7 @@ from . import (
     case,
     console,
     ledger,
+    notify,
     replay,
     reset,
     schemas,
@@ -26,7 +27,21 @@ from . import (
 from .common import ApiCallError, CliError
 from .display import add_display_args, language
 
-MODULES = [serve, replay, audit, case, adapters, status, ledger, calendar, schemas, security, reset, console]
+MODULES = [
+    serve,
+    replay,
+    audit,
+    case,
+    adapters,
+    status,
+    ledger,
+    calendar,
+    schemas,
+    security,
+    reset,
+    console,
+    notify,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
