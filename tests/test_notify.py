@@ -11,7 +11,7 @@ import json
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,14 @@ from process_support import clean_env, started, wait_for_line
 
 from conftest import sample
 from unstuck.broker import Broker
+from unstuck.clock import SimulatedClock
 from unstuck.config import Config, DepartmentConfig, NotifyConfig
 from unstuck.embedded import EmbeddedNats
 from unstuck.notify import Delivery, NotifyRunner
 from unstuck.plugins import hookimpl
 from unstuck.plugins.manager import make_plugin_manager
 from unstuck.schemas.subjects import NOTIFY_STREAM
-from unstuck.testing import api_call, fast_config, wait_for
+from unstuck.testing import DEFAULT_START, api_call, fast_config, wait_for
 
 APPLICANT_EMAIL = "wangli@example.com"
 LEADER_EMAIL = "ma@example.gov.cn"
@@ -112,7 +113,7 @@ def unstuck_config() -> Config:
 class Notifier:
     """`unstuck notify`'s delivery loop, in this process (so a test can register an SMS plugin)."""
 
-    def __init__(self, nc: Client, settings: NotifyConfig, plugins: list[object] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, nc: Client, settings: NotifyConfig, plugins: Sequence[object] = ()) -> None:
         pm = make_plugin_manager({}, {})
         for plugin in plugins:
             pm.register(plugin)
@@ -258,7 +259,7 @@ async def test_an_applicant_with_only_a_phone_and_no_sms_plugin_is_undeliverable
     await closed_case(nats_client, broker)
     await wait_for(lambda: notifier.count("undeliverable") >= 1, what="counted undeliverable")
     assert smtp.inbox.mails == []
-    assert PHONE not in caplog.text and "1390****1234" in caplog.text.replace("1******1234", "1390****1234")
+    assert PHONE not in caplog.text and "phone 1******1234 (no SMS plugin)" in caplog.text
 
 
 class SmsGateway:
@@ -349,3 +350,66 @@ async def test_unstuck_notify_killed_mid_stream_and_restarted_loses_nothing(
         assert len(texts) == 2 and all(case_id in t for t in texts.values())
         assert any("已辦結銷號" in t for t in texts.values())
     assert second.returncode == 0
+
+
+async def test_a_notification_that_fails_every_delivery_is_dead_once(
+    broker, builtin_adapters, nats_client, smtp, caplog
+):
+    smtp.stop()  # and never back
+    settings = notify_settings(smtp).model_copy(update={"max_deliver": 3, "redelivery_seconds": [0.2]})
+    running = Notifier(nats_client, settings)
+    runner = await running.start()
+    try:
+        case_id = (await api_call(nats_client, "case.open", sample("06")))["case_id"]
+        escalate = {"case_id": case_id, "actor": "leader-gao", "department": "chengguan", "level": "director"}
+        await api_call(nats_client, "case.escalate", {**escalate, "note": "請督辦"})
+        await wait_for(lambda: runner.count("dead") >= 1, what="counted dead")
+        assert runner.count("retried") == 2 and runner.count("delivered") == 0
+        dead = [r for r in caplog.records if "dead after 3 deliveries" in r.getMessage()]
+        assert len(dead) == 1 and case_id not in dead[0].getMessage()  # the id, not the case, is logged
+    finally:
+        await running.stop()
+
+
+# --- on a secured bus, as the notifier principal --------------------------------------------------------
+
+
+async def test_unstuck_notify_delivers_on_its_own_credentials_from_the_data_directory(smtp, tmp_path):
+    from unstuck.connection import Connection
+    from unstuck.natsconfig import CredentialStore, generate
+
+    data = tmp_path / "data"
+    generate(data, ["chengguan"], staff=["leader-gao", "director-ma"], hash_passwords=False)
+    server = EmbeddedNats(data, config_file=data / "nats-server.conf").start()
+    conn = Connection(url=server.url)
+    store = CredentialStore(data)
+    config = fast_config()
+    config.departments["chengguan"] = DepartmentConfig(chain={"director": "director-ma"})
+    toml = notify_toml(tmp_path / "unstuck.toml", smtp)
+    toml.write_text(toml.read_text() + '\n[notify.staff_email]\n"director-ma" = "ma@example.gov.cn"\n')
+    process = None
+    try:
+        b = Broker(
+            await conn.connect("broker", auth=store.get("broker")), config, SimulatedClock(DEFAULT_START)
+        )
+        await b.start()
+        client = await conn.connect("cli", auth=store.get("cli"))
+        process = started(
+            ["notify", "--config", str(toml), "--data-dir", str(data)],
+            tmp_path,
+            tmp_path / "notify.log",
+            clean_env(NATS_URL=server.url),
+        )
+        wait_for_line(tmp_path / "notify.log", "delivering from UNSTUCK_NOTIFY", process, timeout=30)
+        case_id = (await api_call(client, "case.open", sample("06")))["case_id"]
+        escalate = {"case_id": case_id, "actor": "leader-gao", "department": "chengguan", "level": "director"}
+        await api_call(client, "case.escalate", {**escalate, "note": "請督辦"})
+        await wait_for(lambda: smtp.inbox.to(LEADER_EMAIL), what="the leader's mail")
+        assert "permissions violation" not in (tmp_path / "notify.log").read_text().lower()
+        await b.stop()
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(20)
+        await conn.close()
+        server.stop()
