@@ -234,6 +234,36 @@ class ConsoleConfig(Section):
     login_window_minutes: int = Field(default=15, ge=1, le=1440)
 
 
+class NotifyConfig(Section):
+    """``unstuck notify``: where notifications are mailed from and to (docs/notifications.md)."""
+
+    smtp_host: str = Field(default="localhost", description="the SMTP server that relays the mail")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = Field(default="unstuck@localhost", description="the From address of every notification")
+    smtp_starttls: bool = Field(default=False, description="upgrade the connection with STARTTLS")
+    smtp_username: str | None = Field(default=None, description="sign in to the SMTP server as this user")
+    smtp_password_file: Path | None = Field(
+        default=None, description="a file holding the SMTP password (one line, mode 0600), with smtp_username"
+    )
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    staff_email: dict[str, str] = Field(
+        default_factory=dict, description='staff id -> email address, e.g. "w-li" = "li@example.gov.cn"'
+    )
+    redelivery_seconds: list[Annotated[float, Field(gt=0, le=86400)]] = Field(
+        default_factory=lambda: [5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0],
+        min_length=1,
+        max_length=9,
+        description="waits before the 2nd, 3rd, ... delivery of a notification that failed",
+    )
+    max_deliver: int = Field(default=10, ge=2, le=100, description="deliveries before a notification is dead")
+    ack_wait_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="a delivery not acknowledged within this is redelivered"
+    )
+    metrics_address: str | None = Field(
+        default="127.0.0.1:9465", description="host:port of its /metrics (unset: none)"
+    )
+
+
 def display_zone(name: str) -> tzinfo:
     """The zone ``name`` (IANA, e.g. Asia/Shanghai); ValueError naming it when there is no such zone.
     Asia/Shanghai is known even without the time zone database (China keeps UTC+8 all year)."""
@@ -261,6 +291,7 @@ class Config(Section):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     departments: dict[str, DepartmentConfig] = Field(default_factory=dict)
     staff: dict[str, str] = Field(
         default_factory=dict, description="staff id → clerk | section_head | leader_in_charge | director"

@@ -55,6 +55,23 @@ REPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # slower than the timeout, so the interesting resolution is just below it.
 TIMEOUT_FRACTIONS = (0.25, 0.5, 0.75, 0.9, 1.0)
 ESCALATION_ROLES = ("clerk", "section_head", "leader_in_charge", "director")
+# unstuck_notifications_total: the broker counts stored/failed, `unstuck notify` the rest
+BROKER_NOTIFICATION_OUTCOMES = ("stored", "failed")
+DELIVERY_OUTCOMES = ("delivered", "retried", "undeliverable", "dead")
+
+
+def notification_counter(registry: CollectorRegistry, outcomes: Iterable[str]) -> Counter:
+    """``unstuck_notifications_total{outcome}``, every outcome at zero: the broker's (stored, failed) and
+    the notifier's (delivered, retried, undeliverable, dead) in their own registries."""
+    counter = Counter(
+        "unstuck_notifications",
+        "Notifications by outcome (stored by the broker, delivered by `unstuck notify`)",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in outcomes:
+        counter.labels(outcome)
+    return counter
 
 
 class DepartmentPolicy(Protocol):
@@ -296,6 +313,7 @@ class Metrics:
             "The latest year counted without a published schedule (0: none)",
             registry=r,
         )
+        self.notifications = notification_counter(r, BROKER_NOTIFICATION_OUTCOMES)
         for dept in departments:
             self.add_department(dept)
         for cat in CATEGORIES:

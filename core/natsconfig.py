@@ -49,7 +49,9 @@ from unstuck.schemas.subjects import (
     HEADS_BUCKET,
     IDS_BUCKET,
     LEDGER_CONSUMER,
+    NOTIFY_CONSUMER,
     NOTIFY_PREFIX,
+    NOTIFY_STREAM,
     PORTAL,
     PORTAL_VERBS,
     SERVICE_PREFIX,
@@ -73,7 +75,7 @@ BCRYPT_ROUNDS = (
 BROKER = "broker"
 CLI = "cli"
 AUDITOR = "auditor"
-NOTIFIER = "notifier"  # delivers the notifications: reads unstuck.notify.>, nothing else
+NOTIFIER = "notifier"  # delivers the notifications: reads UNSTUCK_NOTIFY through its consumer, nothing else
 CONSOLE = "console"  # the window console: acts for the staff member signed in, on unstuck.api.web.<staff>.>
 # PORTAL (schemas.subjects): the online channel, acting for applicants on its own verbs only
 JS_API_PREFIX_ENV = "UNSTUCK_NATS_JS_API_PREFIX"
@@ -208,6 +210,23 @@ def _api_client_permissions(principal: Principal, inbox: str) -> dict[str, Any]:
     return {"publish": {"allow": allowed}, "subscribe": {"allow": [inbox]}}
 
 
+def _notifier_permissions(inbox: str) -> dict[str, Any]:
+    """``unstuck notify``: the notifications the broker stored, through its own durable pull consumer,
+    acknowledged after delivery. Nothing else: no core subscription to ``unstuck.notify.>``, no
+    stream or consumer management, no publishing."""
+    return {
+        "publish": {
+            "allow": [
+                _js("CONSUMER", "INFO", NOTIFY_STREAM, NOTIFY_CONSUMER),
+                _js("CONSUMER", "DURABLE", "CREATE", NOTIFY_STREAM, NOTIFY_CONSUMER),
+                _js("CONSUMER", "MSG", "NEXT", NOTIFY_STREAM, NOTIFY_CONSUMER),
+                f"$JS.ACK.{NOTIFY_STREAM}.{NOTIFY_CONSUMER}.>",
+            ]
+        },
+        "subscribe": {"allow": [inbox]},
+    }
+
+
 def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
     """The nats-server permissions block of one user of ``principal``.
 
@@ -234,7 +253,8 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
                     "unstuck.dept.*.coordinate",
                     "$SRV.INFO",  # which departments' adapters answer (the replies come to its inbox)
                     "$SRV.INFO.*",
-                    f"{NOTIFY_PREFIX}.>",
+                    f"{NOTIFY_PREFIX}.>",  # the notifications, stored in UNSTUCK_NOTIFY
+                    *[_js("STREAM", op, NOTIFY_STREAM) for op in ("INFO", "CREATE")],
                     _js("INFO"),
                     _js("STREAM", "NAMES"),
                     *[_js("STREAM", "INFO", s) for s in streams],
@@ -259,8 +279,7 @@ def permissions(principal: Principal, user: str, stream: str) -> dict[str, Any]:
         verbs = [f"{API_PREFIX}.{VIA_NATS}.{PORTAL}.{verb}" for verb in PORTAL_VERBS]
         return {"publish": {"allow": verbs}, "subscribe": {"allow": [inbox]}}
     if principal.role == "notifier":
-        # the notices the broker publishes, to deliver them; it publishes nothing
-        return {"publish": {"deny": [">"]}, "subscribe": {"allow": [f"{NOTIFY_PREFIX}.>", inbox]}}
+        return _notifier_permissions(inbox)
     if principal.role == "auditor":
         # in its own account: it can call only the read-only services the bus account exports
         return {

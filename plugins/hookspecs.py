@@ -42,3 +42,8 @@ class BrokerSpec:
     @hookspec
     def unstuck_on_stall(self, department: str, case_id: str, attempts: int) -> None:
         """React to a department that exhausted its attempts on a case."""
+
+    @hookspec(firstresult=True)
+    def unstuck_send_sms(self, phone: str, text: str) -> bool | None:
+        """Send one notification text to a phone (``unstuck notify``, docs/notifications.md): True once
+        the provider accepted it; None to leave it to another plugin; raise to have it retried later."""

@@ -43,10 +43,23 @@ NATS_BINDING_VERSION = "0.1.0"
 NOTIFICATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "title": "Notification",
-    "description": "A message for people: 催辦, 督辦, escalation, extension, review, closing.",
-    "required": ["case_id", "type", "at", "text", "data"],
+    "description": "A message for people: 催辦, 督辦, escalation, extension, review, closing. Stored in the "
+    "stream UNSTUCK_NOTIFY (Nats-Msg-Id: its id) and delivered by `unstuck notify` (docs/notifications.md).",
+    "required": ["id", "case_id", "type", "audience", "at", "to", "text", "data"],
     "properties": {
+        "id": {"type": "string", "description": "<event_id>:<audience>, unique per notification"},
         "case_id": {"type": "string", "pattern": CASE_ID_PATTERN},
+        "audience": {"type": "string", "description": "the subject's last token, e.g. applicant"},
+        "to": {
+            "type": "object",
+            "description": "whom it is for: staff ids, or the applicant's phone and email (in full: only "
+            "the notifier reads the stream)",
+            "properties": {
+                "staff": {"type": "array", "items": {"type": "string"}},
+                "phone": {"type": "string"},
+                "email": {"type": "string"},
+            },
+        },
         "type": {"type": "string", "description": "the event type that caused it, e.g. case.escalated"},
         "at": {"type": "string", "format": "date-time"},
         "text": {"type": "string", "description": "the message in Chinese, ready to send"},
@@ -269,7 +282,7 @@ def build() -> dict[str, Any]:
         },
         "receiveNotifications": {
             "action": "receive",
-            "title": "Leaders' and applicants' channels receive notifications",
+            "title": "`unstuck notify` reads the stored notifications (durable consumer notifier) and delivers them",
             "channel": {"$ref": "#/channels/notifications"},
             "messages": [{"$ref": "#/channels/notifications/messages/notification"}],
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -11,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from .common import CaseId, Category, DepartmentCode, LongText, ShortText, StaffId, WireModel
 from .identifiers import Problem, identifier_problem, normalised_identifier, phone_problem
-from .privacy import mask_identifier
+from .privacy import mask_email, mask_identifier
 
 
 class MaskedStr(SecretStr):
@@ -22,6 +23,16 @@ class MaskedStr(SecretStr):
 
     def masked(self) -> str:
         return self._display()
+
+
+class MaskedEmail(MaskedStr):
+    """An email address: masked like a phone number, its first character and domain kept."""
+
+    def _display(self) -> str:
+        return mask_email(self.get_secret_value())
+
+
+EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 IdNumber = Annotated[
@@ -59,8 +70,13 @@ class Applicant(WireModel):
     contact: ShortText | None = Field(
         default=None, description="an enterprise's contact person (聯繫人), e.g. 王麗"
     )
+    email: MaskedEmail | None = Field(
+        default=None,
+        description="the applicant's email address (電子郵箱), where notifications are mailed; kept in full "
+        "in the record, masked wherever shown and in logs",
+    )
 
-    @field_serializer("id_number", "phone", when_used="json")
+    @field_serializer("id_number", "phone", "email", when_used="json")
     def _reveal(self, value: MaskedStr | None) -> str | None:
         return None if value is None else value.get_secret_value()
 
@@ -71,6 +87,7 @@ class Applicant(WireModel):
             "name": self.name,
             "id_number": self.id_number.masked(),
             "phone": self.phone.masked() if self.phone else None,
+            "email": self.email.masked() if self.email else None,
         }
 
 
@@ -102,6 +119,24 @@ class CheckedApplicant(Applicant):
         if (problem := phone_problem(normalised)) is not None:
             raise _refused(problem)
         return MaskedStr(normalised)
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: MaskedEmail | None) -> MaskedEmail | None:
+        if value is None:
+            return None
+        address = value.get_secret_value().strip()
+        if len(address) > 254 or not EMAIL.fullmatch(address):
+            raise PydanticCustomError(
+                "email",
+                "{en}",
+                {
+                    "en": "not an email address like name@example.com",
+                    "zh": "電子郵箱格式不正確，例如 name@example.com",
+                    "fix": "check the address with the applicant, or leave it out",
+                },
+            )
+        return MaskedEmail(address)
 
 
 SAFE_INTEGER = 2**53 - 1

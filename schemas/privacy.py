@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-PERSONAL_FIELDS = frozenset({"id_number", "phone"})
+PERSONAL_FIELDS = frozenset({"id_number", "phone", "email"})
 """The keys whose values are personal wherever they occur in a record."""
 
 # an 18-character resident ID number (the last may be X) or an 11-digit mainland mobile number, standing
@@ -28,6 +28,19 @@ def mask_identifier(value: str) -> str:
     return value[:keep_head] + "*" * (len(value) - keep_head - 4) + value[-4:]
 
 
+def mask_email(value: str) -> str:
+    """Mask an email address, keeping its first character and its domain: ``l*******@example.com``."""
+    local, at, domain = value.partition("@")
+    if not at:
+        return mask_identifier(value)
+    return (local[:1] + "*" * max(len(local) - 1, 1)) + "@" + domain
+
+
+def mask_field(key: str, value: str) -> str:
+    """A personal field's value masked as its kind is."""
+    return mask_email(value) if key == "email" else mask_identifier(value)
+
+
 def mask_text(text: str) -> str:
     """``text`` with every ID-number or phone-number pattern in it masked."""
     return _NUMBERS_IN_TEXT.sub(lambda m: mask_identifier(m.group()), text)
@@ -38,7 +51,7 @@ def mask_personal(value: Any) -> Any:
     number in its text masked."""
     if isinstance(value, Mapping):
         return {
-            k: (mask_identifier(str(v)) if k in PERSONAL_FIELDS and v else mask_personal(v))
+            k: (mask_field(k, str(v)) if k in PERSONAL_FIELDS and v else mask_personal(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

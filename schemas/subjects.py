@@ -15,6 +15,9 @@ SNAPSHOTS_BUCKET = "UNSTUCK_SNAPSHOTS"  # object store: a snapshot of the open c
 CASE_PREFIX = "unstuck.case"
 API_PREFIX = "unstuck.api"
 NOTIFY_PREFIX = "unstuck.notify"
+NOTIFY_STREAM = "UNSTUCK_NOTIFY"  # the notifications, stored until delivered (limits retention, 30 days)
+NOTIFY_CONSUMER = "notifier"  # the durable pull consumer `unstuck notify` delivers from
+NOTIFY_MAX_AGE_DAYS = 30
 BROKER_QUEUE = "unstuck.broker"
 
 

@@ -65,7 +65,7 @@ def kit_fixtures() -> list[str]:
 
 def test_there_are_hooks_to_check():
     assert ADAPTER_HOOKS == ["unstuck_coordinate", "unstuck_department"]
-    assert len(BROKER_HOOKS) == 6
+    assert len(BROKER_HOOKS) == 7
 
 
 @pytest.mark.parametrize("hook", ADAPTER_HOOKS)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import sample
-from unstuck.schemas.privacy import PERSONAL_FIELDS, mask_identifier, mask_personal, mask_text
+from unstuck.schemas.privacy import PERSONAL_FIELDS, mask_email, mask_identifier, mask_personal, mask_text
 from unstuck.testing import ApiError, api_call
 
 ID_NUMBER = "210607199001017777"
@@ -16,7 +16,33 @@ PHONE = "13912345678"
 
 
 def test_the_personal_fields():
-    assert PERSONAL_FIELDS == {"id_number", "phone"}
+    assert PERSONAL_FIELDS == {"id_number", "phone", "email"}
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [("wangli@example.com", "w*****@example.com"), ("a@b.cn", "a*@b.cn"), ("no-at-sign", "n*****sign")],
+)
+def test_mask_email_keeps_the_first_character_and_the_domain(value, masked):
+    assert mask_email(value) == masked
+    assert mask_personal({"email": value}) == {"email": masked}
+
+
+def test_an_applicants_email_is_validated_and_masked_when_shown():
+    from pydantic import ValidationError
+
+    from unstuck.schemas.case import CheckedApplicant
+
+    applicant = CheckedApplicant.model_validate(
+        {"kind": "citizen", "name": "王小明", "id_number": ID_NUMBER, "email": " wangli@example.com "}
+    )
+    assert applicant.masked()["email"] == "w*****@example.com"
+    assert applicant.model_dump(mode="json")["email"] == "wangli@example.com"
+    assert "wangli" not in repr(applicant)
+    with pytest.raises(ValidationError, match="not an email address"):
+        CheckedApplicant.model_validate(
+            {"kind": "citizen", "name": "王小明", "id_number": ID_NUMBER, "email": "wangli at example"}
+        )
 
 
 @pytest.mark.parametrize(

@@ -38,9 +38,12 @@ from test_security_permissions import Violations, connect, secure_server  # noqa
 from conftest import ROOT, sample
 from unstuck.broker import Broker
 from unstuck.clock import SimulatedClock
+from unstuck.config import NotifyConfig
 from unstuck.connection import Connection
 from unstuck.embedded import EmbeddedNats
 from unstuck.natsconfig import CredentialStore, SecurityConfigError, generate
+from unstuck.notify import subscribe
+from unstuck.schemas.subjects import NOTIFY_CONSUMER, NOTIFY_STREAM
 from unstuck.testing import DEFAULT_START, wait_for
 
 SECURITY_DOC = ROOT / "docs" / "security.md"
@@ -493,9 +496,29 @@ async def receive_other_department(trial: Trial) -> list[Seen]:
 
 
 async def read_notifications(trial: Trial) -> list[Seen]:
-    return [
-        await listening(trial, "unstuck.notify.>", lambda: published_by_broker(trial, "unstuck.notify.probe"))
-    ]
+    """Notifications are stored in UNSTUCK_NOTIFY (the broker's acknowledged publish) and read through
+    the durable consumer ``notifier`` as ``unstuck notify`` reads them; a plain subscription to
+    ``unstuck.notify.>`` is refused to everyone, the notifier included."""
+    broker, _ = await trial.connect("broker")
+    await broker.jetstream(timeout=PATIENCE).publish(
+        "unstuck.notify.probe", trial.marker, stream=NOTIFY_STREAM
+    )
+
+    async def works() -> Seen:
+        sub = await subscribe(trial.js(), NotifyConfig())
+        while True:
+            for msg in await sub.fetch(16, timeout=PATIENCE):
+                await msg.ack()
+                if trial.marker in msg.data:
+                    return Seen(True, f"fetched from {NOTIFY_STREAM} on {msg.subject}")
+
+    subject = f"{trial.api}.CONSUMER.INFO.{NOTIFY_STREAM}.{NOTIFY_CONSUMER}"
+    seen = await attempt(trial, "publish", subject, works)
+    plain = await listening(
+        trial, "unstuck.notify.>", lambda: published_by_broker(trial, "unstuck.notify.probe")
+    )
+    must_be_refused(plain, "a plain subscription to unstuck.notify.>")
+    return [seen]
 
 
 async def read_other_inbox(trial: Trial) -> list[Seen]:

@@ -97,7 +97,7 @@ class Broker:
             nc, config, self.metrics, Outcomes(book.state_of, runner.execute, rules, pm), wall
         )
         self.requests = Requests(book.state_of, self.coordinator.ensure)
-        notifier = Notifier(nc, background.spawn)
+        self.notifier = notifier = Notifier.of(self.js, background.spawn, book.state_of, self.metrics, config)
         # bound last: what follows an event reaches the runner again (through the coordinator)
         runner.react = Reactions(
             book.state_of, self.requests.ask, notifier.notify, self.metrics, self.calendar, clock, pm
@@ -134,6 +134,7 @@ class Broker:
 
     async def start(self, serve_api: bool = True) -> None:
         await self.store.ensure()
+        await self.notifier.ensure()
         self.watcher.stream_ok = True
         start_seq = await self._restore()
         self._subs.append(await self.book.follow(start_seq))

@@ -16,6 +16,7 @@ from . import (
     case,
     console,
     ledger,
+    notify,
     portal,
     replay,
     reset,
@@ -40,6 +41,7 @@ MODULES = [
     security,
     reset,
     console,
+    notify,
     portal,
 ]
 
