@@ -76,6 +76,7 @@ def intake_json(category: str | None) -> dict[str, object]:
             "id_number": "92210603MA0KC8QX2K",
             "phone": "13904151234",
             "contact": "王麗",
+            "email": None,
         },
         "matter": "shop_sign",
         "matter_title": "二樓門頭招牌設置",

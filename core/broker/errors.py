@@ -28,6 +28,8 @@ def validation_failure(exc: ValidationError, model: type[BaseModel]) -> ApiFailu
     where = ".".join(str(p) for p in err["loc"]) or "body"
     problem = err["msg"]
     given = err.get("input")
+    if isinstance(given, dict | list):  # a whole object or list is not echoed, masked or not
+        given = None
     if given is not None and any(str(p) in PERSONAL_FIELDS for p in err["loc"]):
         given = mask_identifier(str(given))  # an id number or phone is never echoed, even a wrong one
     elif given is not None:
