@@ -578,7 +578,10 @@ class Generated:
     settings: ServerSettings
 
 
-ACCOUNT_JETSTREAM_LIMITS = {"max_streams": 16, "max_consumers": 512}
+# streams, consumers, and the unacknowledged messages any one consumer may hold (its max_ack_pending);
+# no storage bound: an account limit above the disk's free space keeps JetStream off for the account,
+# so storage is left to the server's own max_file_store
+ACCOUNT_JETSTREAM_LIMITS = {"max_streams": 16, "max_consumers": 512, "max_ack_pending": 10_000}
 MAX_CONNECTIONS = 2_000  # clients of one server: staff, adapters, brokers, console, with room
 MAX_SUBSCRIPTIONS = 10_000  # per connection: a client subscribing without end is cut off
 

@@ -64,7 +64,8 @@ def test_nats_config_writes_secrets_with_mode_0600_and_never_prints_a_password(
         assert f'"user": "{credential.user}"' in config
     assert '"password": "$2' in config
     assert "jetstream: {}" in config  # the server's own JetStream, with its defaults
-    assert 'jetstream: {"max_streams": 16, "max_consumers": 512}' in config  # the bus account's, bounded
+    # the bus account's, bounded
+    assert 'jetstream: {"max_streams": 16, "max_consumers": 512, "max_ack_pending": 10000}' in config
     assert "max_connections: 2000" in config and "max_subscriptions: 10000" in config
     assert "dept-renshe" in printed and "unstuck.dept.renshe.>" in printed  # the permissions table
 

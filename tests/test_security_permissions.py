@@ -319,6 +319,19 @@ async def test_the_api_still_validates_and_refuses_with_secure_credentials(
     assert refused.value.error["code"] == "invalid_request"
 
 
+async def test_no_consumer_may_hold_more_unacknowledged_messages_than_the_account_allows(
+    connect: Any, secure_broker: Broker
+) -> None:
+    """A consumer asking to hold 10,001 unacknowledged messages is refused; 10,000 is the bus account's bound."""
+    broker, _ = await connect("broker")
+    js = broker.jetstream()
+    with pytest.raises(nats.js.errors.APIError) as refused:
+        await js.add_consumer(STREAM, ConsumerConfig(inactive_threshold=30.0, max_ack_pending=10_001))
+    assert "ack" in str(refused.value).lower()
+    allowed = await js.add_consumer(STREAM, ConsumerConfig(inactive_threshold=30.0, max_ack_pending=10_000))
+    assert allowed.config.max_ack_pending == 10_000
+
+
 async def test_the_bus_account_keeps_no_more_consumers_than_its_limit(
     connect: Any, secure_broker: Broker
 ) -> None:
