@@ -736,12 +736,17 @@ def _late_reviews(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent]) ->
                 continue
             if review.get(flagged):
                 late.setdefault(owner, reason)
-            elif t.working_day and owner not in {
-                e.data.department for e in out if isinstance(e.data, ev.CaseEscalated)
-            }:  # type: ignore[attr-defined]
-                level = min(_level_of(state, owner) + 1, 3)
-                out.append(_escalation(owner, level, t.chains.get(owner, {}), reason))
+            else:
+                _first_climb(state, t, out, owner, reason)
     return late
+
+
+def _first_climb(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent], owner: str, reason: str) -> None:
+    """The first level for a date ``owner`` missed, on a working day, unless this tick climbed it already."""
+    climbed = {e.data.department for e in out if isinstance(e.data, ev.CaseEscalated)}
+    if t.working_day and owner not in climbed:
+        level = min(_level_of(state, owner) + 1, 3)
+        out.append(_escalation(owner, level, t.chains.get(owner, {}), reason))
 
 
 def _late_follow_up(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent]) -> dict[str, str]:
@@ -758,10 +763,7 @@ def _late_follow_up(state: CaseState, t: c.CheckDeadlines, out: list[NewEvent]) 
         return {}
     if pending.get("late"):
         return {"window": "follow_up_overdue"}
-    climbed = {e.data.department for e in out if isinstance(e.data, ev.CaseEscalated)}
-    if t.working_day and "window" not in climbed:
-        level = min(_level_of(state, "window") + 1, 3)
-        out.append(_escalation("window", level, t.chains.get("window", {}), "follow_up_overdue"))
+    _first_climb(state, t, out, "window", "follow_up_overdue")
     return {}
 
 
